@@ -1,0 +1,70 @@
+//! The metadata service's rules, independent of transport.
+use crate::{
+    model::{Metadata, MovieId},
+    repository::{MetadataRepository, RepositoryError},
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetadataError {
+    #[error("no metadata for movie id \"{0}\"")]
+    NotFound(MovieId),
+}
+
+impl From<RepositoryError> for MetadataError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::NotFound(id) => MetadataError::NotFound(id),
+        }
+    }
+}
+
+pub struct MetadataController<R> {
+    repository: R,
+}
+
+impl<R: MetadataRepository> MetadataController<R> {
+    pub fn new(repository: R) -> Self {
+        Self { repository }
+    }
+
+    pub async fn get(&self, id: &MovieId) -> Result<Metadata, MetadataError> {
+        Ok(self.repository.get(id).await?)
+    }
+
+    /// Stores or replaces the metadata of a movie.
+    pub async fn put(&self, metadata: Metadata) -> Result<(), MetadataError> {
+        Ok(self.repository.put(metadata).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::memory::MemoryRepository;
+
+    fn metadata(id: &str, title: &str) -> Metadata {
+        Metadata {
+            id: MovieId::parse("id", id.into()).unwrap(),
+            title: title.into(),
+            description: String::new(),
+            director: "Someone".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_movie_is_not_found() {
+        let controller = MetadataController::new(MemoryRepository::default());
+        let id = MovieId::parse("id", "404".into()).unwrap();
+        assert_eq!(controller.get(&id).await, Err(MetadataError::NotFound(id)));
+    }
+
+    #[tokio::test]
+    async fn put_stores_and_replaces() {
+        let controller = MetadataController::new(MemoryRepository::default());
+        controller.put(metadata("1", "Heat")).await.unwrap();
+        controller.put(metadata("2", "Ronin")).await.unwrap();
+        controller.put(metadata("1", "Heat (1995)")).await.unwrap();
+        assert_eq!(controller.get(&metadata("1", "").id).await.unwrap().title, "Heat (1995)");
+        assert_eq!(controller.get(&metadata("2", "").id).await.unwrap().title, "Ronin");
+    }
+}

@@ -1,0 +1,151 @@
+//! Service discovery: a [`Registry`] where instances register themselves and
+//! where clients look up the healthy instances of a service.
+//!
+//! Three implementations:
+//! * [`ConsulRegistry`]: Consul's agent HTTP API (TTL checks, passing-only lookups);
+//! * [`StaticRegistry`]: addresses fixed by configuration, the default for a
+//!   laptop with no Consul;
+//! * [`MemoryRegistry`]: in-process, for tests and for several services in one process.
+//!
+//! [`Registration`] keeps one instance registered and its health reported
+//! for as long as the process serves.
+
+mod consul;
+pub mod consul_health;
+mod memory;
+mod registration;
+mod static_list;
+
+pub use consul::{ConsulRegistry, ConsulSettings};
+pub use memory::MemoryRegistry;
+pub use registration::{Registration, RegistrationSettings};
+pub use static_list::StaticRegistry;
+
+use std::{fmt, sync::Arc};
+
+/// The name a service registers under and is looked up by, e.g. `rating`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName(Arc<str>);
+
+impl ServiceName {
+    pub fn new(name: impl AsRef<str>) -> Self {
+        Self(Arc::from(name.as_ref()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The unique id of one running instance of a service, e.g. `rating-3f9c1a`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(Arc<str>);
+
+impl InstanceId {
+    pub fn new(id: impl AsRef<str>) -> Self {
+        Self(Arc::from(id.as_ref()))
+    }
+
+    /// A fresh id: the service name and a random suffix, so that several
+    /// instances on one host never collide.
+    pub fn generate(service: &ServiceName) -> Self {
+        Self::new(format!("{service}-{:08x}", rand::random::<u32>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One instance of a service and the address others reach it at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub service: ServiceName,
+    /// Host name or IP address that other processes can connect to.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Instance {
+    /// `host:port`, bracketing IPv6 literals.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Why the registry could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("service registry at {address} is unreachable: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error("service registry refused the request: {0}")]
+    Rejected(String),
+    #[error("instance {0} is not registered")]
+    UnknownInstance(InstanceId),
+}
+
+/// Where instances register and where their peers find them.
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync + 'static {
+    /// Registers an instance. Until [`Registry::report_healthy`] is called it
+    /// may be considered unhealthy (Consul's TTL checks start critical).
+    async fn register(&self, instance: &Instance) -> Result<(), DiscoveryError>;
+
+    /// Removes an instance; removing an unknown instance is not an error.
+    async fn deregister(&self, instance: &Instance) -> Result<(), DiscoveryError>;
+
+    /// Reports that an instance is alive and ready (a TTL heartbeat).
+    async fn report_healthy(&self, instance: &Instance) -> Result<(), DiscoveryError>;
+
+    /// The instances of a service that are currently healthy.
+    async fn healthy_instances(&self, service: &ServiceName) -> Result<Vec<Instance>, DiscoveryError>;
+
+    /// A short description for logs, e.g. `consul at http://127.0.0.1:8500`.
+    fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_brackets_ipv6_hosts_only() {
+        let mut instance = Instance {
+            id: InstanceId::new("rating-1"),
+            service: ServiceName::new("rating"),
+            host: "127.0.0.1".into(),
+            port: 8082,
+        };
+        assert_eq!(instance.authority(), "127.0.0.1:8082");
+        instance.host = "::1".into();
+        assert_eq!(instance.authority(), "[::1]:8082");
+        instance.host = "rating".into();
+        assert_eq!(instance.authority(), "rating:8082");
+    }
+
+    #[test]
+    fn generated_instance_ids_are_unique_and_name_the_service() {
+        let service = ServiceName::new("movie");
+        let a = InstanceId::generate(&service);
+        let b = InstanceId::generate(&service);
+        assert!(a.as_str().starts_with("movie-"));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,198 @@
+//! The gRPC server every service runs: its own services plus server
+//! reflection (v1 and v1alpha) and `grpc.health.v1`, registration in the
+//! registry once ready, and the shutdown order
+//! NOT_SERVING → deregister → stop accepting → drain (bounded) → return.
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::{
+    api,
+    config::{DiscoveryArgs, ServerArgs},
+    discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
+};
+
+/// Everything the bootstrap needs to know about one service instance.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The name the service registers under, e.g. `metadata`.
+    pub service: ServiceName,
+    /// The fully qualified gRPC service names it implements, e.g.
+    /// `MetadataService`; health reports each of them.
+    pub grpc_services: Vec<&'static str>,
+    pub listen: SocketAddr,
+    pub advertise_host: Option<String>,
+    pub instance_id: Option<InstanceId>,
+    pub shutdown_timeout: Duration,
+    pub registration: RegistrationSettings,
+}
+
+impl ServiceSettings {
+    /// Settings from the flags every service shares.
+    pub fn from_args(
+        service: &str,
+        grpc_services: Vec<&'static str>,
+        listen: SocketAddr,
+        server: &ServerArgs,
+        discovery: &DiscoveryArgs,
+    ) -> Self {
+        Self {
+            service: ServiceName::new(service),
+            grpc_services,
+            listen,
+            advertise_host: server.advertise_host.clone(),
+            instance_id: server.instance_id(),
+            shutdown_timeout: server.shutdown_timeout,
+            registration: discovery.registration(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the gRPC server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A service whose listener is bound, so its real address (after asking for
+/// port 0) is known before it runs.
+pub struct BoundServer {
+    settings: ServiceSettings,
+    listener: TcpListener,
+    local_address: SocketAddr,
+}
+
+impl BoundServer {
+    pub async fn bind(settings: ServiceSettings) -> Result<Self, ServeError> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServeError::Bind { address: settings.listen, source })?;
+        let local_address = listener.local_addr().map_err(|source| ServeError::Bind { address: settings.listen, source })?;
+        Ok(Self { settings, listener, local_address })
+    }
+
+    pub fn local_address(&self) -> SocketAddr {
+        self.local_address
+    }
+
+    /// The registry entry of this instance: the advertised host (or one
+    /// derived from the listen address) and the bound port.
+    pub fn instance(&self) -> Instance {
+        let settings = &self.settings;
+        let host = settings.advertise_host.clone().unwrap_or_else(|| {
+            if self.local_address.ip().is_unspecified() {
+                host_name().unwrap_or_else(|| "127.0.0.1".into())
+            } else {
+                self.local_address.ip().to_string()
+            }
+        });
+        Instance {
+            id: settings.instance_id.clone().unwrap_or_else(|| InstanceId::generate(&settings.service)),
+            service: settings.service.clone(),
+            host,
+            port: self.local_address.port(),
+        }
+    }
+
+    /// Serves `routes` until `shutdown` is cancelled. Health turns SERVING and
+    /// the instance registers once `ready` completes.
+    pub async fn run(
+        self,
+        routes: Routes,
+        registry: Arc<dyn Registry>,
+        ready: impl Future<Output = ()> + Send,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServeError> {
+        let instance = self.instance();
+        let settings = self.settings;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let set_health = |status: ServingStatus| {
+            let health = health.clone();
+            let names = settings.grpc_services.clone();
+            async move {
+                health.set_service_status("", status).await;
+                for name in names {
+                    health.set_service_status(name, status).await;
+                }
+            }
+        };
+        set_health(ServingStatus::NotServing).await;
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let routes = routes
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+
+        let stop_accepting = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting.clone().cancelled_owned());
+        let mut server = tokio::spawn(server);
+        tracing::info!(service = %settings.service, instance = %instance.id, address = %self.local_address, "listening");
+
+        let registration = tokio::select! {
+            _ = ready => {
+                set_health(ServingStatus::Serving).await;
+                tracing::info!(service = %settings.service, "ready: health reports SERVING");
+                Some(Registration::start(registry, instance, settings.registration.clone()))
+            }
+            _ = shutdown.cancelled() => None,
+            result = &mut server => return result?.map_err(ServeError::from),
+        };
+
+        if registration.is_some() {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                result = &mut server => {
+                    if let Some(registration) = registration {
+                        registration.stop().await;
+                    }
+                    return result?.map_err(ServeError::from);
+                }
+            }
+        }
+
+        tracing::info!(service = %settings.service, "shutting down: NOT_SERVING, deregistering, draining in-flight RPCs");
+        set_health(ServingStatus::NotServing).await;
+        if let Some(registration) = registration {
+            registration.stop().await;
+        }
+        stop_accepting.cancel();
+        match tokio::time::timeout(settings.shutdown_timeout, &mut server).await {
+            Ok(result) => {
+                result??;
+                tracing::info!(service = %settings.service, "stopped cleanly");
+            }
+            Err(_) => {
+                server.abort();
+                tracing::warn!(service = %settings.service, timeout = ?settings.shutdown_timeout,
+                    "in-flight RPCs still running after the shutdown timeout; stopping anyway");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}

@@ -1,0 +1,322 @@
+//! Clients' side of discovery: the healthy instances of one upstream service,
+//! each with one reused gRPC channel, refreshed from the registry in the
+//! background. Calls go to a random instance; an instance that refuses a
+//! call (UNAVAILABLE) is dropped from the pool until the registry lists it
+//! again, and the call moves on to another one, all within one deadline.
+use std::{
+    future::Future,
+    sync::{Arc, RwLock, Weak},
+    time::Duration,
+};
+
+use tokio::{sync::Mutex, time::Instant};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::discovery::{Instance, Registry, ServiceName};
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// How often the list of healthy instances is fetched again.
+    pub refresh_interval: Duration,
+    /// The deadline of one call, retries included.
+    pub request_timeout: Duration,
+    /// How long opening a connection to an instance may take.
+    pub connect_timeout: Duration,
+    /// How many distinct instances one call may try.
+    pub max_attempts: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            refresh_interval: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Why a call to an upstream service did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no healthy instance of the {service} service is registered")]
+    NoHealthyInstance { service: ServiceName },
+    #[error("the {service} service is unavailable: {status}")]
+    Unavailable { service: ServiceName, status: tonic::Status },
+    #[error("the {service} service did not answer within {timeout:?}")]
+    DeadlineExceeded { service: ServiceName, timeout: Duration },
+    /// The service answered with an error of its own (NOT_FOUND, ...).
+    #[error("the {service} service answered {}: {}", status.code(), status.message())]
+    Status { service: ServiceName, status: tonic::Status },
+}
+
+#[derive(Clone)]
+struct Member {
+    instance: Instance,
+    channel: Channel,
+}
+
+struct Inner {
+    service: ServiceName,
+    registry: Arc<dyn Registry>,
+    settings: UpstreamSettings,
+    members: RwLock<Arc<Vec<Member>>>,
+    refresh_lock: Mutex<()>,
+}
+
+/// The instances of one upstream service. Cheap to clone; the background
+/// refresh ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+impl Upstream {
+    pub fn new(service: ServiceName, registry: Arc<dyn Registry>, settings: UpstreamSettings) -> Self {
+        let inner = Arc::new(Inner {
+            service,
+            registry,
+            settings,
+            members: RwLock::new(Arc::new(Vec::new())),
+            refresh_lock: Mutex::new(()),
+        });
+        tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    pub fn service(&self) -> &ServiceName {
+        &self.inner.service
+    }
+
+    /// The instances calls currently go to.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.inner.snapshot().iter().map(|member| member.instance.clone()).collect()
+    }
+
+    /// Runs `call` against a healthy instance's channel, trying other
+    /// instances when one is unavailable, within the request timeout.
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, UpstreamError>
+    where
+        F: FnMut(Channel, &Instance) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let inner = &self.inner;
+        let timeout = inner.settings.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let attempt_all = async {
+            let mut members = inner.snapshot();
+            if members.is_empty() {
+                inner.refresh().await;
+                members = inner.snapshot();
+            }
+            if members.is_empty() {
+                return Err(UpstreamError::NoHealthyInstance { service: inner.service.clone() });
+            }
+            let start = rand::random_range(0..members.len());
+            let attempts = members.len().min(inner.settings.max_attempts.max(1));
+            let mut last_status = None;
+            for offset in 0..attempts {
+                let member = &members[(start + offset) % members.len()];
+                match call(member.channel.clone(), &member.instance).await {
+                    Ok(value) => return Ok(value),
+                    Err(status) if status.code() == tonic::Code::Unavailable => {
+                        tracing::warn!(service = %inner.service, instance = %member.instance.id,
+                            address = %member.instance.authority(), error = %status.message(),
+                            "instance unavailable; leaving it out until the registry lists it again");
+                        inner.evict(&member.instance);
+                        last_status = Some(status);
+                    }
+                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                        return Err(UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout });
+                    }
+                    Err(status) => return Err(UpstreamError::Status { service: inner.service.clone(), status }),
+                }
+            }
+            Err(UpstreamError::Unavailable {
+                service: inner.service.clone(),
+                status: last_status.unwrap_or_else(|| tonic::Status::unavailable("no instance answered")),
+            })
+        };
+        match tokio::time::timeout_at(deadline, attempt_all).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout }),
+        }
+    }
+}
+
+impl Inner {
+    fn snapshot(&self) -> Arc<Vec<Member>> {
+        self.members.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn replace(&self, members: Vec<Member>) {
+        *self.members.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(members);
+    }
+
+    fn evict(&self, instance: &Instance) {
+        let remaining: Vec<Member> = self.snapshot().iter().filter(|member| &member.instance != instance).cloned().collect();
+        self.replace(remaining);
+    }
+
+    /// Fetches the healthy instances again. Keeps the last known list when the
+    /// registry cannot be reached, reusing the channel of every instance that
+    /// is still listed.
+    async fn refresh(&self) {
+        let _single_flight = self.refresh_lock.lock().await;
+        let listed = match self.registry.healthy_instances(&self.service).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(service = %self.service, %error, "cannot refresh instances; keeping the last known ones");
+                return;
+            }
+        };
+        let current = self.snapshot();
+        let mut members = Vec::with_capacity(listed.len());
+        for instance in listed {
+            if let Some(known) = current.iter().find(|member| member.instance == instance) {
+                members.push(known.clone());
+                continue;
+            }
+            match self.connect(&instance) {
+                Ok(channel) => {
+                    tracing::info!(service = %self.service, instance = %instance.id, address = %instance.authority(), "instance added");
+                    members.push(Member { instance, channel });
+                }
+                Err(error) => tracing::warn!(service = %self.service, instance = %instance.id, %error, "instance address is unusable"),
+            }
+        }
+        for gone in current.iter().filter(|member| !members.iter().any(|kept| kept.instance == member.instance)) {
+            tracing::info!(service = %self.service, instance = %gone.instance.id, "instance removed");
+        }
+        self.replace(members);
+    }
+
+    fn connect(&self, instance: &Instance) -> Result<Channel, tonic::transport::Error> {
+        Ok(Endpoint::from_shared(format!("http://{}", instance.authority()))?
+            .connect_timeout(self.settings.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_lazy())
+    }
+}
+
+async fn refresh_periodically(inner: Weak<Inner>) {
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let interval = strong.settings.refresh_interval;
+        strong.refresh().await;
+        drop(strong);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{InstanceId, MemoryRegistry};
+
+    fn instance(id: &str, port: u16) -> Instance {
+        Instance { id: InstanceId::new(id), service: ServiceName::new("rating"), host: "127.0.0.1".into(), port }
+    }
+
+    fn settings() -> UpstreamSettings {
+        UpstreamSettings { refresh_interval: Duration::from_millis(20), request_timeout: Duration::from_secs(2), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn no_instance_is_an_error_naming_the_service() {
+        let upstream = Upstream::new(ServiceName::new("rating"), Arc::new(MemoryRegistry::default()), settings());
+        let error = upstream.call(|_, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::NoHealthyInstance { .. }));
+        assert_eq!(error.to_string(), "no healthy instance of the rating service is registered");
+    }
+
+    #[tokio::test]
+    async fn unavailable_instances_are_routed_around_and_evicted() {
+        let registry = Arc::new(MemoryRegistry::default());
+        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
+            registry.register(&instance(id, port)).await.unwrap();
+            registry.report_healthy(&instance(id, port)).await.unwrap();
+        }
+        let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), UpstreamSettings {
+            refresh_interval: Duration::from_secs(3600),
+            ..settings()
+        });
+        // rating-a (port 1) refuses: every call ends on rating-b, and rating-a is dropped.
+        for _ in 0..5 {
+            let answer = upstream
+                .call(|_, instance| {
+                    let port = instance.port;
+                    async move {
+                        if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) }
+                    }
+                })
+                .await;
+            assert_eq!(answer.unwrap(), 2);
+        }
+        let left: Vec<String> = upstream.instances().iter().map(Instance::authority).collect();
+        assert_eq!(left, ["127.0.0.1:2"]);
+    }
+
+    #[tokio::test]
+    async fn application_errors_are_not_retried() {
+        let registry = Arc::new(MemoryRegistry::default());
+        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
+            registry.register(&instance(id, port)).await.unwrap();
+            registry.report_healthy(&instance(id, port)).await.unwrap();
+        }
+        let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let error = upstream
+            .call(|_, _| {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), _>(tonic::Status::not_found("no ratings")) }
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Status { ref status, .. } if status.code() == tonic::Code::NotFound));
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn slow_calls_fail_with_deadline_exceeded() {
+        let registry = Arc::new(MemoryRegistry::default());
+        registry.register(&instance("rating-a", 1)).await.unwrap();
+        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let upstream = Upstream::new(ServiceName::new("rating"), registry, UpstreamSettings {
+            request_timeout: Duration::from_millis(50),
+            ..settings()
+        });
+        let error = upstream
+            .call(|_, _| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, tonic::Status>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::DeadlineExceeded { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn deregistered_instances_leave_the_pool_and_new_ones_join() {
+        let registry = Arc::new(MemoryRegistry::default());
+        registry.register(&instance("rating-a", 1)).await.unwrap();
+        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), settings());
+        upstream.call(|_, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
+        registry.deregister(&instance("rating-a", 1)).await.unwrap();
+        registry.register(&instance("rating-b", 2)).await.unwrap();
+        registry.report_healthy(&instance("rating-b", 2)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ids: Vec<InstanceId> = upstream.instances().into_iter().map(|i| i.id).collect();
+            if ids == [InstanceId::new("rating-b")] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "pool never caught up: {ids:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The error every domain type returns when it refuses a value at the edge.
+//!
+//! Domain newtypes (`MovieId`, `RecordId`, `RatingValue`, ...) parse their raw
+//! transport values once and return a [`FieldError`] naming the field and the
+//! rule it broke; handlers turn it into `INVALID_ARGUMENT` unchanged.
+
+/// A request field that broke a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct FieldError {
+    /// The field as named on the wire, e.g. `metadata.id`.
+    pub field: &'static str,
+    /// What is wrong with it, phrased to follow the field name.
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self { field, problem: problem.into() }
+    }
+
+    /// Validates that a string field is not empty or whitespace only.
+    pub fn require_non_empty(field: &'static str, value: String) -> Result<String, FieldError> {
+        if value.trim().is_empty() {
+            Err(Self::new(field, "must not be empty"))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+impl From<FieldError> for tonic::Status {
+    fn from(error: FieldError) -> Self {
+        tonic::Status::invalid_argument(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_blank_strings_are_refused_with_the_field_name() {
+        let error = FieldError::require_non_empty("movie_id", "  ".into()).unwrap_err();
+        assert_eq!(error.to_string(), "movie_id must not be empty");
+        assert_eq!(FieldError::require_non_empty("movie_id", "1".into()).unwrap(), "1");
+    }
+
+    #[test]
+    fn becomes_invalid_argument() {
+        let status: tonic::Status = FieldError::new("user_id", "must not be empty").into();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "user_id must not be empty");
+    }
+}
