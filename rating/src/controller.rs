@@ -1,0 +1,103 @@
+//! The rating service's rules, independent of transport: one rating per
+//! (record, user), and the average of a record's ratings.
+use crate::{
+    model::{AggregatedRating, RatingValue, RecordKey, UserId},
+    repository::{RatingRepository, RepositoryError},
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RatingError {
+    #[error("no ratings for record {0}")]
+    NotFound(RecordKey),
+}
+
+impl From<RepositoryError> for RatingError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::NotFound(key) => RatingError::NotFound(key),
+        }
+    }
+}
+
+pub struct RatingController<R> {
+    repository: R,
+}
+
+impl<R: RatingRepository> RatingController<R> {
+    pub fn new(repository: R) -> Self {
+        Self { repository }
+    }
+
+    pub fn repository(&self) -> &R {
+        &self.repository
+    }
+
+    pub async fn aggregated(&self, key: &RecordKey) -> Result<AggregatedRating, RatingError> {
+        Ok(self.repository.aggregate(key).await?)
+    }
+
+    /// Records `user`'s rating of a record, replacing their earlier one.
+    pub async fn put(&self, key: RecordKey, user: UserId, value: RatingValue) -> Result<(), RatingError> {
+        Ok(self.repository.put(key, user, value).await?)
+    }
+
+    /// Removes `user`'s rating of a record. Removing a rating that does not
+    /// exist succeeds, so a retried delete is harmless.
+    pub async fn delete(&self, key: &RecordKey, user: &UserId) -> Result<(), RatingError> {
+        self.repository.delete(key, user).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model::RatingRange, repository::memory::MemoryRepository};
+
+    fn key(id: &str) -> RecordKey {
+        RecordKey::parse("movie".into(), id.into()).unwrap()
+    }
+    fn user(id: &str) -> UserId {
+        UserId::parse("user_id", id.into()).unwrap()
+    }
+    fn value(v: i32) -> RatingValue {
+        RatingValue::parse("rating_value", v, RatingRange::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_record_without_ratings_is_not_found() {
+        let controller = RatingController::new(MemoryRepository::default());
+        assert_eq!(controller.aggregated(&key("1")).await, Err(RatingError::NotFound(key("1"))));
+    }
+
+    #[tokio::test]
+    async fn the_average_counts_each_user_once() {
+        let controller = RatingController::new(MemoryRepository::default());
+        controller.put(key("1"), user("alice"), value(5)).await.unwrap();
+        controller.put(key("1"), user("bob"), value(2)).await.unwrap();
+        controller.put(key("2"), user("alice"), value(1)).await.unwrap();
+        assert_eq!(controller.aggregated(&key("1")).await.unwrap(), AggregatedRating { average: 3.5, count: 2 });
+
+        // alice changes her mind: her rating is replaced, not added.
+        controller.put(key("1"), user("alice"), value(3)).await.unwrap();
+        assert_eq!(controller.aggregated(&key("1")).await.unwrap(), AggregatedRating { average: 2.5, count: 2 });
+
+        // The same put delivered twice changes nothing.
+        controller.put(key("1"), user("alice"), value(3)).await.unwrap();
+        assert_eq!(controller.aggregated(&key("1")).await.unwrap(), AggregatedRating { average: 2.5, count: 2 });
+        assert_eq!(controller.aggregated(&key("2")).await.unwrap().average, 1.0);
+    }
+
+    #[tokio::test]
+    async fn deletes_remove_one_users_rating_and_are_idempotent() {
+        let controller = RatingController::new(MemoryRepository::default());
+        controller.put(key("1"), user("alice"), value(5)).await.unwrap();
+        controller.put(key("1"), user("bob"), value(1)).await.unwrap();
+        controller.delete(&key("1"), &user("bob")).await.unwrap();
+        controller.delete(&key("1"), &user("bob")).await.unwrap();
+        controller.delete(&key("1"), &user("nobody")).await.unwrap();
+        assert_eq!(controller.aggregated(&key("1")).await.unwrap(), AggregatedRating { average: 5.0, count: 1 });
+        controller.delete(&key("1"), &user("alice")).await.unwrap();
+        assert_eq!(controller.aggregated(&key("1")).await, Err(RatingError::NotFound(key("1"))));
+    }
+}

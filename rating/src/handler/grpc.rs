@@ -1,0 +1,137 @@
+use std::sync::Arc;
+
+use platform::api::{
+    DeleteRatingRequest, DeleteRatingResponse, GetAggregatedRatingRequest, GetAggregatedRatingResponse,
+    PutRatingRequest, PutRatingResponse, rating_service_server::RatingService,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    controller::{RatingController, RatingError},
+    model::{RatingRange, RatingValue, RecordKey, UserId},
+    repository::RatingRepository,
+};
+
+pub struct RatingHandler<R> {
+    controller: Arc<RatingController<R>>,
+    range: RatingRange,
+}
+
+impl<R> RatingHandler<R> {
+    pub fn new(controller: Arc<RatingController<R>>, range: RatingRange) -> Self {
+        Self { controller, range }
+    }
+}
+
+impl From<RatingError> for Status {
+    fn from(error: RatingError) -> Self {
+        match error {
+            RatingError::NotFound(_) => Status::not_found(error.to_string()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<R: RatingRepository> RatingService for RatingHandler<R> {
+    #[tracing::instrument(name = "GetAggregatedRating", skip_all,
+        fields(record_type = %request.get_ref().record_type, record_id = %request.get_ref().record_id))]
+    async fn get_aggregated_rating(
+        &self,
+        request: Request<GetAggregatedRatingRequest>,
+    ) -> Result<Response<GetAggregatedRatingResponse>, Status> {
+        let request = request.into_inner();
+        let key = RecordKey::parse(request.record_type, request.record_id)?;
+        let aggregated = self.controller.aggregated(&key).await?;
+        Ok(Response::new(GetAggregatedRatingResponse { rating_value: aggregated.average }))
+    }
+
+    #[tracing::instrument(name = "PutRating", skip_all, fields(record_type = %request.get_ref().record_type,
+        record_id = %request.get_ref().record_id, user_id = %request.get_ref().user_id))]
+    async fn put_rating(&self, request: Request<PutRatingRequest>) -> Result<Response<PutRatingResponse>, Status> {
+        let request = request.into_inner();
+        let key = RecordKey::parse(request.record_type, request.record_id)?;
+        let user = UserId::parse("user_id", request.user_id)?;
+        let value = RatingValue::parse("rating_value", request.rating_value, self.range)?;
+        self.controller.put(key, user, value).await?;
+        tracing::info!(rating_value = value.get(), "rating stored");
+        Ok(Response::new(PutRatingResponse {}))
+    }
+
+    #[tracing::instrument(name = "DeleteRating", skip_all, fields(record_type = %request.get_ref().record_type,
+        record_id = %request.get_ref().record_id, user_id = %request.get_ref().user_id))]
+    async fn delete_rating(&self, request: Request<DeleteRatingRequest>) -> Result<Response<DeleteRatingResponse>, Status> {
+        let request = request.into_inner();
+        let key = RecordKey::parse(request.record_type, request.record_id)?;
+        let user = UserId::parse("user_id", request.user_id)?;
+        self.controller.delete(&key, &user).await?;
+        tracing::info!("rating deleted");
+        Ok(Response::new(DeleteRatingResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::memory::MemoryRepository;
+
+    fn handler() -> RatingHandler<MemoryRepository> {
+        RatingHandler::new(Arc::new(RatingController::new(MemoryRepository::default())), RatingRange::default())
+    }
+
+    fn put(user: &str, record_id: &str, record_type: &str, value: i32) -> Request<PutRatingRequest> {
+        Request::new(PutRatingRequest { user_id: user.into(), record_id: record_id.into(), record_type: record_type.into(), rating_value: value })
+    }
+
+    fn get(record_id: &str, record_type: &str) -> Request<GetAggregatedRatingRequest> {
+        Request::new(GetAggregatedRatingRequest { record_id: record_id.into(), record_type: record_type.into() })
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_invalid_argument_naming_the_field() {
+        let handler = handler();
+        for (request, message) in [
+            (put("", "1", "movie", 3), "user_id must not be empty"),
+            (put("u", "", "movie", 3), "record_id must not be empty"),
+            (put("u", "1", "", 3), "record_type must not be empty"),
+            (put("u", "1", "movie", 0), "rating_value must be between 1 and 5, got 0"),
+            (put("u", "1", "movie", 6), "rating_value must be between 1 and 5, got 6"),
+        ] {
+            let status = handler.put_rating(request).await.unwrap_err();
+            assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, message));
+        }
+        let status = handler.get_aggregated_rating(get("", "movie")).await.unwrap_err();
+        assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "record_id must not be empty"));
+        let status = handler.get_aggregated_rating(get("1", "")).await.unwrap_err();
+        assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "record_type must not be empty"));
+        let delete = DeleteRatingRequest { user_id: String::new(), record_id: "1".into(), record_type: "movie".into() };
+        let status = handler.delete_rating(Request::new(delete)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn no_ratings_is_not_found_then_the_average_is_served() {
+        let handler = handler();
+        let status = handler.get_aggregated_rating(get("1", "movie")).await.unwrap_err();
+        assert_eq!((status.code(), status.message()), (tonic::Code::NotFound, "no ratings for record movie/1"));
+
+        handler.put_rating(put("alice", "1", "movie", 5)).await.unwrap();
+        handler.put_rating(put("bob", "1", "movie", 4)).await.unwrap();
+        let answer = handler.get_aggregated_rating(get("1", "movie")).await.unwrap().into_inner();
+        assert_eq!(answer.rating_value, 4.5);
+
+        let delete = DeleteRatingRequest { user_id: "bob".into(), record_id: "1".into(), record_type: "movie".into() };
+        handler.delete_rating(Request::new(delete)).await.unwrap();
+        let answer = handler.get_aggregated_rating(get("1", "movie")).await.unwrap().into_inner();
+        assert_eq!(answer.rating_value, 5.0);
+    }
+
+    #[tokio::test]
+    async fn a_wider_configured_range_accepts_imdb_style_values() {
+        let handler = RatingHandler::new(
+            Arc::new(RatingController::new(MemoryRepository::default())),
+            RatingRange::new(1, 10).unwrap(),
+        );
+        handler.put_rating(put("alice", "1", "movie", 10)).await.unwrap();
+        assert!(handler.put_rating(put("alice", "1", "movie", 11)).await.is_err());
+    }
+}

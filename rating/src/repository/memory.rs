@@ -1,0 +1,108 @@
+//! An in-memory rating store. Each record keeps its ratings by user and a
+//! running sum, so an average costs O(1) and an update touches one record
+//! under that record's shard lock only.
+use std::collections::HashMap;
+
+use dashmap::{DashMap, Entry};
+
+use super::{RatingRepository, RepositoryError};
+use crate::model::{AggregatedRating, RatingValue, RecordKey, UserId};
+
+#[derive(Debug, Default)]
+pub struct MemoryRepository {
+    records: DashMap<RecordKey, RecordRatings>,
+}
+
+#[derive(Debug, Default)]
+struct RecordRatings {
+    by_user: HashMap<UserId, i32>,
+    sum: i64,
+}
+
+impl MemoryRepository {
+    /// How many records have at least one rating.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+}
+
+impl RatingRepository for MemoryRepository {
+    async fn put(&self, key: RecordKey, user: UserId, value: RatingValue) -> Result<(), RepositoryError> {
+        let mut record = self.records.entry(key).or_default();
+        let value = value.get();
+        let previous = record.by_user.insert(user, value);
+        record.sum += i64::from(value) - previous.map_or(0, i64::from);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &RecordKey, user: &UserId) -> Result<bool, RepositoryError> {
+        let Entry::Occupied(mut record) = self.records.entry(key.clone()) else {
+            return Ok(false);
+        };
+        let Some(previous) = record.get_mut().by_user.remove(user) else {
+            return Ok(false);
+        };
+        record.get_mut().sum -= i64::from(previous);
+        if record.get().by_user.is_empty() {
+            record.remove();
+        }
+        Ok(true)
+    }
+
+    async fn aggregate(&self, key: &RecordKey) -> Result<AggregatedRating, RepositoryError> {
+        let record = self.records.get(key).ok_or_else(|| RepositoryError::NotFound(key.clone()))?;
+        let count = record.by_user.len() as u64;
+        Ok(AggregatedRating { average: record.sum as f64 / count as f64, count })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::RatingRange;
+
+    fn key(id: &str) -> RecordKey {
+        RecordKey::parse("movie".into(), id.into()).unwrap()
+    }
+    fn user(id: &str) -> UserId {
+        UserId::parse("user_id", id.into()).unwrap()
+    }
+    fn value(v: i32) -> RatingValue {
+        RatingValue::parse("rating_value", v, RatingRange::new(1, 10).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn deleting_the_last_rating_forgets_the_record() {
+        let repository = MemoryRepository::default();
+        repository.put(key("1"), user("a"), value(4)).await.unwrap();
+        assert!(repository.delete(&key("1"), &user("a")).await.unwrap());
+        assert!(!repository.delete(&key("1"), &user("a")).await.unwrap(), "a second delete finds nothing");
+        assert_eq!(repository.aggregate(&key("1")).await, Err(RepositoryError::NotFound(key("1"))));
+        assert_eq!(repository.record_count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_keep_one_rating_per_user_and_an_exact_sum() {
+        let repository = Arc::new(MemoryRepository::default());
+        let mut tasks = Vec::new();
+        for writer in 0..8 {
+            let repository = repository.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..500 {
+                    // 100 users, each rewritten many times by several writers;
+                    // the last round of every writer writes 10 for every user.
+                    let v = if round >= 400 { 10 } else { 1 + (round + writer) % 9 };
+                    repository.put(key("1"), user(&format!("u{}", round % 100)), value(v)).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let aggregate = repository.aggregate(&key("1")).await.unwrap();
+        assert_eq!(aggregate.count, 100);
+        assert_eq!(aggregate.average, 10.0);
+    }
+}
