@@ -146,21 +146,26 @@ impl BoundServer {
         let mut server = tokio::spawn(server);
         tracing::info!(service = %settings.service, instance = %instance.id, address = %self.local_address, "listening");
 
-        let registration = tokio::select! {
+        let mut registration = tokio::select! {
             _ = ready => {
                 set_health(ServingStatus::Serving).await;
                 tracing::info!(service = %settings.service, "ready: health reports SERVING");
-                Some(Registration::start(registry, instance, settings.registration.clone()))
+                if registry.accepts_registrations() {
+                    Some(Registration::start(registry, instance, settings.registration.clone()))
+                } else {
+                    tracing::info!(service = %settings.service, "static discovery: peers are configured with this instance's address");
+                    None
+                }
             }
             _ = shutdown.cancelled() => None,
             result = &mut server => return result?.map_err(ServeError::from),
         };
 
-        if registration.is_some() {
+        if !shutdown.is_cancelled() {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 result = &mut server => {
-                    if let Some(registration) = registration {
+                    if let Some(registration) = registration.take() {
                         registration.stop().await;
                     }
                     return result?.map_err(ServeError::from);

@@ -119,6 +119,11 @@ pub trait Registry: Send + Sync + 'static {
 
     /// A short description for logs, e.g. `consul at http://127.0.0.1:8500`.
     fn describe(&self) -> String;
+
+    /// Whether instances register here at all (static addresses do not).
+    fn accepts_registrations(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

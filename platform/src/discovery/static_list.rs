@@ -73,6 +73,10 @@ impl Registry for StaticRegistry {
         parts.sort();
         format!("static addresses [{}]", parts.join(" "))
     }
+
+    fn accepts_registrations(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

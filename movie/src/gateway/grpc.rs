@@ -1,0 +1,67 @@
+//! Gateways over gRPC: each call goes to a healthy instance of the service
+//! through the shared upstream pool (reused channels, one deadline).
+use metadata::model::{Metadata, MovieId};
+use platform::{
+    api::{
+        GetAggregatedRatingRequest, GetMetadataRequest, metadata_service_client::MetadataServiceClient,
+        rating_service_client::RatingServiceClient,
+    },
+    upstream::Upstream,
+};
+
+use super::{GatewayError, MetadataGateway, RatingGateway};
+
+/// The record type under which the rating service keeps movie ratings.
+pub const MOVIE_RECORD_TYPE: &str = "movie";
+
+pub struct GrpcMetadataGateway {
+    upstream: Upstream,
+}
+
+impl GrpcMetadataGateway {
+    pub fn new(upstream: Upstream) -> Self {
+        Self { upstream }
+    }
+}
+
+impl MetadataGateway for GrpcMetadataGateway {
+    async fn get(&self, id: &MovieId) -> Result<Metadata, GatewayError> {
+        let response = self
+            .upstream
+            .call(|channel, _| {
+                let request = GetMetadataRequest { movie_id: id.as_str().to_string() };
+                async move { MetadataServiceClient::new(channel).get_metadata(request).await }
+            })
+            .await?;
+        Metadata::parse(response.into_inner().metadata).map_err(|error| GatewayError::Failed {
+            service: self.upstream.service().clone(),
+            reason: format!("malformed answer: {error}"),
+        })
+    }
+}
+
+pub struct GrpcRatingGateway {
+    upstream: Upstream,
+}
+
+impl GrpcRatingGateway {
+    pub fn new(upstream: Upstream) -> Self {
+        Self { upstream }
+    }
+}
+
+impl RatingGateway for GrpcRatingGateway {
+    async fn aggregated(&self, id: &MovieId) -> Result<f64, GatewayError> {
+        let response = self
+            .upstream
+            .call(|channel, _| {
+                let request = GetAggregatedRatingRequest {
+                    record_id: id.as_str().to_string(),
+                    record_type: MOVIE_RECORD_TYPE.to_string(),
+                };
+                async move { RatingServiceClient::new(channel).get_aggregated_rating(request).await }
+            })
+            .await?;
+        Ok(response.into_inner().rating_value)
+    }
+}

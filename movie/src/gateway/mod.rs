@@ -1,0 +1,53 @@
+//! Clients of the services the movie service depends on, behind traits so
+//! the controller can be tested without a network.
+mod grpc;
+
+use std::{future::Future, time::Duration};
+
+pub use grpc::{GrpcMetadataGateway, GrpcRatingGateway};
+use metadata::model::{Metadata, MovieId};
+use platform::{discovery::ServiceName, upstream::UpstreamError};
+
+/// Why a dependency did not give an answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The dependency has nothing under this id.
+    #[error("{service} service has no record: {message}")]
+    NotFound { service: ServiceName, message: String },
+    #[error("{service} service is unavailable: {reason}")]
+    Unavailable { service: ServiceName, reason: String },
+    #[error("{service} service did not answer within {timeout:?}")]
+    DeadlineExceeded { service: ServiceName, timeout: Duration },
+    /// The dependency answered with an unexpected error or message.
+    #[error("{service} service failed: {reason}")]
+    Failed { service: ServiceName, reason: String },
+}
+
+impl From<UpstreamError> for GatewayError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::NoHealthyInstance { service } => {
+                GatewayError::Unavailable { service, reason: "no healthy instance is registered".into() }
+            }
+            UpstreamError::Unavailable { service, status } => {
+                GatewayError::Unavailable { service, reason: status.message().to_string() }
+            }
+            UpstreamError::DeadlineExceeded { service, timeout } => GatewayError::DeadlineExceeded { service, timeout },
+            UpstreamError::Status { service, status } if status.code() == tonic::Code::NotFound => {
+                GatewayError::NotFound { service, message: status.message().to_string() }
+            }
+            UpstreamError::Status { service, status } => {
+                GatewayError::Failed { service, reason: format!("{}: {}", status.code(), status.message()) }
+            }
+        }
+    }
+}
+
+pub trait MetadataGateway: Send + Sync + 'static {
+    fn get(&self, id: &MovieId) -> impl Future<Output = Result<Metadata, GatewayError>> + Send;
+}
+
+pub trait RatingGateway: Send + Sync + 'static {
+    /// The average rating of a movie; `NotFound` when it has none yet.
+    fn aggregated(&self, id: &MovieId) -> impl Future<Output = Result<f64, GatewayError>> + Send;
+}

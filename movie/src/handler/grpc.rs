@@ -1,0 +1,58 @@
+use std::sync::Arc;
+
+use metadata::model::MovieId;
+use platform::api::{GetMovieDetailsRequest, GetMovieDetailsResponse, movie_service_server::MovieService};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
+
+use crate::{
+    controller::{MovieController, MovieError},
+    gateway::{GatewayError, MetadataGateway, RatingGateway},
+    model::Rating,
+};
+
+/// Response header set when the details go out without a rating because
+/// the rating service could not answer (value `unavailable`).
+pub const RATING_STATUS_HEADER: &str = "x-rating-status";
+
+pub struct MovieHandler<M, R> {
+    controller: Arc<MovieController<M, R>>,
+}
+
+impl<M, R> MovieHandler<M, R> {
+    pub fn new(controller: Arc<MovieController<M, R>>) -> Self {
+        Self { controller }
+    }
+}
+
+impl From<MovieError> for Status {
+    fn from(error: MovieError) -> Self {
+        let message = error.to_string();
+        match error {
+            MovieError::NotFound(_) => Status::not_found(message),
+            MovieError::Dependency(GatewayError::Unavailable { .. }) => Status::unavailable(message),
+            MovieError::Dependency(GatewayError::DeadlineExceeded { .. }) => Status::deadline_exceeded(message),
+            // A dependency's NOT_FOUND other than the movie's own, or an
+            // unexpected answer: our fault, not the caller's.
+            MovieError::Dependency(GatewayError::NotFound { .. } | GatewayError::Failed { .. }) => Status::internal(message),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<M: MetadataGateway, R: RatingGateway> MovieService for MovieHandler<M, R> {
+    #[tracing::instrument(name = "GetMovieDetails", skip_all, fields(movie_id = %request.get_ref().movie_id))]
+    async fn get_movie_details(
+        &self,
+        request: Request<GetMovieDetailsRequest>,
+    ) -> Result<Response<GetMovieDetailsResponse>, Status> {
+        let id = MovieId::parse("movie_id", request.into_inner().movie_id)?;
+        tracing::debug!("fetching metadata and rating");
+        let details = self.controller.details(&id).await.inspect_err(|error| tracing::warn!(%error, "no details"))?;
+        let degraded = details.rating == Rating::Unavailable;
+        let mut response = Response::new(GetMovieDetailsResponse { movie_details: Some(details.into()) });
+        if degraded {
+            response.metadata_mut().insert(RATING_STATUS_HEADER, MetadataValue::from_static("unavailable"));
+        }
+        Ok(response)
+    }
+}

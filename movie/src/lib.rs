@@ -1,0 +1,96 @@
+//! The movie service: `GetMovieDetails` returns a movie's metadata and its
+//! aggregated rating, fetched concurrently from the metadata and rating
+//! services found through discovery.
+//!
+//! Layers: [`handler`] (gRPC mapping) → [`controller`] (rules) →
+//! [`gateway`] (clients of the other services), over [`model`].
+
+pub mod controller;
+pub mod gateway;
+pub mod handler;
+pub mod model;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use controller::{MovieController, RatingFailurePolicy};
+use gateway::{GrpcMetadataGateway, GrpcRatingGateway};
+use handler::MovieHandler;
+use platform::{
+    api::movie_service_server::MovieServiceServer,
+    config::{DiscoveryArgs, ServerArgs},
+    discovery::{Registry, StaticRegistry},
+    server::{BoundServer, ServiceSettings},
+    shutdown::CancellationToken,
+    upstream::{Upstream, UpstreamSettings},
+};
+use tonic::{server::NamedService, service::Routes};
+
+/// The name this service registers under in discovery.
+pub const SERVICE_NAME: &str = "movie";
+
+/// Settings of the movie service, from flags or environment variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "movie", version, about = "Serves movie details: metadata plus aggregated rating (MovieService).")]
+pub struct Config {
+    /// Address to listen on for gRPC
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8083")]
+    pub listen: SocketAddr,
+
+    /// Metadata service instances (comma-separated host:port) used with static discovery
+    #[arg(long, env = "METADATA_ADDRS", value_delimiter = ',', default_value = "127.0.0.1:8081")]
+    pub metadata_addrs: Vec<String>,
+
+    /// Rating service instances (comma-separated host:port) used with static discovery
+    #[arg(long, env = "RATING_ADDRS", value_delimiter = ',', default_value = "127.0.0.1:8082")]
+    pub rating_addrs: Vec<String>,
+
+    /// Deadline of each call to the metadata or rating service, retries on other instances included
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// How often the healthy instances of each dependency are looked up again
+    #[arg(long, env = "DISCOVERY_REFRESH", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub discovery_refresh: Duration,
+
+    /// When the rating service is down or failing: `omit` answers without a rating (header x-rating-status: unavailable), `fail` answers UNAVAILABLE
+    #[arg(long, env = "ON_RATING_FAILURE", value_enum, default_value = "omit")]
+    pub on_rating_failure: RatingFailurePolicy,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+/// The gRPC routes of the service, calling its dependencies found in `registry`.
+pub fn routes(config: &Config, registry: Arc<dyn Registry>) -> Routes {
+    let settings = UpstreamSettings {
+        refresh_interval: config.discovery_refresh,
+        request_timeout: config.upstream_timeout,
+        ..UpstreamSettings::default()
+    };
+    let metadata = Upstream::new(controller::metadata_service(), registry.clone(), settings.clone());
+    let rating = Upstream::new(controller::rating_service(), registry, settings);
+    let controller = MovieController::new(
+        GrpcMetadataGateway::new(metadata),
+        GrpcRatingGateway::new(rating),
+        config.on_rating_failure,
+    );
+    Routes::new(MovieServiceServer::new(MovieHandler::new(Arc::new(controller))))
+}
+
+/// Binds the listener, then serves until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let peers = StaticRegistry::new()
+        .with_service(controller::metadata_service(), &config.metadata_addrs)?
+        .with_service(controller::rating_service(), &config.rating_addrs)?;
+    let registry = config.discovery.registry(peers)?;
+    let grpc_services = vec![<MovieServiceServer<MovieHandler<GrpcMetadataGateway, GrpcRatingGateway>> as NamedService>::NAME];
+    let settings = ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
+    tracing::info!(listen = %config.listen, discovery = %registry.describe(), upstream_timeout = ?config.upstream_timeout,
+        on_rating_failure = ?config.on_rating_failure, "starting movie service");
+    let server = BoundServer::bind(settings).await?;
+    server.run(routes(&config, registry.clone()), registry, std::future::ready(()), shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = movie::Config::parse();
+    platform::telemetry::init();
+    movie::run(config, platform::shutdown::on_signal()).await
+}

@@ -1,0 +1,28 @@
+//! Helpers for the end-to-end tests in `tests/`: start the suite's real
+//! binaries as processes on free ports, call them with the real `grpcurl`,
+//! and a small stand-in of Consul's HTTP API.
+//!
+//! The binaries come from the same target directory as the test executable;
+//! build them first (`cargo build --bins`, which the test script does).
+
+pub mod consul;
+pub mod grpcurl;
+pub mod process;
+
+use std::time::{Duration, Instant};
+
+/// Polls `condition` until it holds, panicking with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A port that was free a moment ago, for a server that must be started
+/// later at a known address.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}

@@ -1,0 +1,148 @@
+//! A service binary running as a child process, its log captured.
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+/// The path of one of the workspace's binaries, next to the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target directory").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` before the end-to-end tests", path.display());
+    path
+}
+
+pub struct ServiceProcess {
+    name: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+    address: SocketAddr,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` on 127.0.0.1 with a free port, with the given extra
+    /// arguments and environment, and waits until it listens.
+    pub fn start(binary_name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary(binary_name));
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("CONSUL_HTTP_ADDR")
+            .env_remove("KAFKA_BROKERS")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|error| panic!("cannot start {binary_name}: {error}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut process = Self { name: binary_name.to_string(), child, log, address: "0.0.0.0:0".parse().unwrap() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(address) = process.listening_address() {
+                process.address = address;
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("{binary_name} exited with {status} before listening:\n{}", process.log());
+            }
+            assert!(Instant::now() < deadline, "{binary_name} did not start listening:\n{}", process.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn listening_address(&self) -> Option<SocketAddr> {
+        let log = self.log();
+        let line = log.lines().find(|line| line.contains(" listening "))?;
+        let address = line.split_whitespace().find_map(|field| field.strip_prefix("address="))?;
+        address.parse().ok()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `127.0.0.1:PORT`, as grpcurl and the other services take it.
+    pub fn authority(&self) -> String {
+        self.address.to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(text) {
+            assert!(Instant::now() < deadline, "{} never logged {text:?}:\n{}", self.name, self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("send a signal");
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait(timeout)
+    }
+
+    /// Kills the process at once, as a crash would (no deregistration).
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> ExitStatus {
+        self.wait(timeout)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for child") {
+                // Give the log reader a moment to drain the pipe.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}:\n{}", self.name, self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
