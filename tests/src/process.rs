@@ -37,7 +37,7 @@ impl ServiceProcess {
         command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,consulrs=warn")
             .env_remove("CONSUL_HTTP_ADDR")
             .env_remove("KAFKA_BROKERS")
             .envs(envs.iter().copied())

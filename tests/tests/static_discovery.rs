@@ -27,7 +27,7 @@ fn start_suite(movie_args: &[&str]) -> Suite {
 fn start_movie(metadata: &str, rating: &str, extra: &[&str]) -> ServiceProcess {
     let mut args = vec!["--metadata-addrs", metadata, "--rating-addrs", rating, "--upstream-timeout", "2s"];
     args.extend_from_slice(extra);
-    ServiceProcess::start("movie", &args, &[("RUST_LOG", "info,movie=debug")])
+    ServiceProcess::start("movie", &args, &[("RUST_LOG", "info,consulrs=warn,movie=debug")])
 }
 
 fn put_heat(metadata: &ServiceProcess) {
