@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of the suite: unit tests beside the code and the
+# end-to-end tests in tests/, which start the real binaries.
+# Installs what the tests need first (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-tools.sh
+source scripts/env.sh
+
+echo "==> building the service binaries" >&2
+cargo build --locked --workspace --bins
+echo "==> running the tests" >&2
+cargo nextest run --locked --workspace --no-fail-fast "$@"
