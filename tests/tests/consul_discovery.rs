@@ -156,3 +156,34 @@ fn consul_health(consul: &FakeConsul, service: &str) -> Vec<serde_json::Value> {
     assert!(output.status.success(), "curl {url} failed");
     serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).expect("a JSON array")
 }
+
+#[test]
+fn when_consul_goes_away_movie_keeps_the_instances_it_knew() {
+    let consul = FakeConsul::start();
+    let metadata = start_with_consul("metadata", &consul, "metadata-1");
+    let rating = start_with_consul("rating", &consul, "rating-1");
+    let consul_address = consul_env(&consul);
+    let movie = ServiceProcess::start(
+        "movie",
+        &["--consul-check-ttl", "1s", "--discovery-refresh", "200ms"],
+        &[("CONSUL_HTTP_ADDR", consul_address.as_str())],
+    );
+    wait_until("the dependencies register", WAIT, || {
+        consul.registered("rating").len() == 1 && consul.registered("metadata").len() == 1
+    });
+    let heat = r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
+    grpcurl::call(&metadata.authority(), "MetadataService/PutMetadata", heat);
+    let put = r#"{"user_id": "alice", "record_id": "1", "record_type": "movie", "rating_value": 3}"#;
+    grpcurl::call(&rating.authority(), "RatingService/PutRating", put);
+    let details = || grpcurl::call(&movie.authority(), "MovieService/GetMovieDetails", r#"{"movie_id": "1"}"#);
+    wait_until("movie answers with the rating", WAIT, || details()["movieDetails"]["rating"] == 3.0);
+
+    drop(consul);
+    movie.wait_for_log("cannot refresh instances; keeping the last known ones", WAIT);
+    metadata.wait_for_log("heartbeat failed; still serving", WAIT);
+    for _ in 0..5 {
+        let answer = details();
+        assert_eq!(answer["movieDetails"]["rating"], 3.0);
+        assert_eq!(answer["movieDetails"]["metadata"]["title"], "Heat");
+    }
+}
