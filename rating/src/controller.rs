@@ -1,6 +1,8 @@
 //! The rating service's rules, independent of transport: one rating per
 //! (record, user), and the average of a record's ratings.
 use crate::{
+    event::RatingEvent,
+    ingester::publisher::{EventPublisher, PublishError},
     model::{AggregatedRating, RatingValue, RecordKey, UserId},
     repository::{RatingRepository, RepositoryError},
 };
@@ -9,6 +11,16 @@ use crate::{
 pub enum RatingError {
     #[error("no ratings for record {0}")]
     NotFound(RecordKey),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Where PutRating and DeleteRating write.
+pub enum WritePath {
+    /// Straight into this instance's store (no Kafka configured).
+    Direct,
+    /// Through the ratings topic, so every instance applies the same events.
+    EventLog(EventPublisher),
 }
 
 impl From<RepositoryError> for RatingError {
@@ -21,11 +33,17 @@ impl From<RepositoryError> for RatingError {
 
 pub struct RatingController<R> {
     repository: R,
+    writes: WritePath,
 }
 
 impl<R: RatingRepository> RatingController<R> {
+    /// A controller whose writes go straight to `repository`.
     pub fn new(repository: R) -> Self {
-        Self { repository }
+        Self { repository, writes: WritePath::Direct }
+    }
+
+    pub fn with_writes(repository: R, writes: WritePath) -> Self {
+        Self { repository, writes }
     }
 
     pub fn repository(&self) -> &R {
@@ -38,14 +56,36 @@ impl<R: RatingRepository> RatingController<R> {
 
     /// Records `user`'s rating of a record, replacing their earlier one.
     pub async fn put(&self, key: RecordKey, user: UserId, value: RatingValue) -> Result<(), RatingError> {
-        Ok(self.repository.put(key, user, value).await?)
+        self.write(RatingEvent::Put { key, user, value }).await
     }
 
     /// Removes `user`'s rating of a record. Removing a rating that does not
     /// exist succeeds, so a retried delete is harmless.
-    pub async fn delete(&self, key: &RecordKey, user: &UserId) -> Result<(), RatingError> {
-        self.repository.delete(key, user).await?;
-        Ok(())
+    pub async fn delete(&self, key: RecordKey, user: UserId) -> Result<(), RatingError> {
+        self.write(RatingEvent::Delete { key, user }).await
+    }
+
+    async fn write(&self, event: RatingEvent) -> Result<(), RatingError> {
+        match &self.writes {
+            WritePath::Direct => {
+                self.apply(event).await;
+                Ok(())
+            }
+            WritePath::EventLog(publisher) => Ok(publisher.publish(&event).await?),
+        }
+    }
+
+    /// Applies an event to this instance's store. Applying the same event
+    /// again changes nothing.
+    pub async fn apply(&self, event: RatingEvent) {
+        let outcome = match event {
+            RatingEvent::Put { key, user, value } => self.repository.put(key, user, value).await,
+            RatingEvent::Delete { key, user } => self.repository.delete(&key, &user).await.map(|_| ()),
+        };
+        if let Err(error) = outcome {
+            // The store cannot refuse a valid event today; say so if one ever does.
+            tracing::error!(%error, "the store refused an event");
+        }
     }
 }
 
@@ -93,11 +133,11 @@ mod tests {
         let controller = RatingController::new(MemoryRepository::default());
         controller.put(key("1"), user("alice"), value(5)).await.unwrap();
         controller.put(key("1"), user("bob"), value(1)).await.unwrap();
-        controller.delete(&key("1"), &user("bob")).await.unwrap();
-        controller.delete(&key("1"), &user("bob")).await.unwrap();
-        controller.delete(&key("1"), &user("nobody")).await.unwrap();
+        controller.delete(key("1"), user("bob")).await.unwrap();
+        controller.delete(key("1"), user("bob")).await.unwrap();
+        controller.delete(key("1"), user("nobody")).await.unwrap();
         assert_eq!(controller.aggregated(&key("1")).await.unwrap(), AggregatedRating { average: 5.0, count: 1 });
-        controller.delete(&key("1"), &user("alice")).await.unwrap();
+        controller.delete(key("1"), user("alice")).await.unwrap();
         assert_eq!(controller.aggregated(&key("1")).await, Err(RatingError::NotFound(key("1"))));
     }
 }

@@ -5,6 +5,7 @@
 //! The binaries come from the same target directory as the test executable;
 //! build them first (`cargo build --bins`, which the test script does).
 
+pub mod broker;
 pub mod consul;
 pub mod grpcurl;
 pub mod process;

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     controller::{RatingController, RatingError},
+    ingester::publisher::PublishError,
     model::{RatingRange, RatingValue, RecordKey, UserId},
     repository::RatingRepository,
 };
@@ -27,6 +28,10 @@ impl From<RatingError> for Status {
     fn from(error: RatingError) -> Self {
         match error {
             RatingError::NotFound(_) => Status::not_found(error.to_string()),
+            RatingError::Publish(PublishError::Broker(_)) => Status::unavailable(error.to_string()),
+            RatingError::Publish(PublishError::NotAcknowledged(_) | PublishError::NotApplied(_)) => {
+                Status::deadline_exceeded(error.to_string())
+            }
         }
     }
 }
@@ -63,7 +68,7 @@ impl<R: RatingRepository> RatingService for RatingHandler<R> {
         let request = request.into_inner();
         let key = RecordKey::parse(request.record_type, request.record_id)?;
         let user = UserId::parse("user_id", request.user_id)?;
-        self.controller.delete(&key, &user).await?;
+        self.controller.delete(key, user).await?;
         tracing::info!("rating deleted");
         Ok(Response::new(DeleteRatingResponse {}))
     }

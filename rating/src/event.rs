@@ -1,0 +1,656 @@
+//! Rating events as they travel through Kafka: the JSON a data provider
+//! sends, parsed once into validated domain types, and the canonical JSON and
+//! message key the ingester publishes.
+//!
+//! The accepted JSON is the book's `RatingEvent`:
+//! `{"recordId": "1", "recordType": "movie", "userId": "105", "ratingValue": 5, "eventType": "put"}`.
+//! Leniencies, all from the book's own data: `value` may spell `ratingValue`,
+//! a missing (or `null`) `eventType` means `put`, and unknown fields such as
+//! `providerId` are ignored. A `delete` needs no value; one that has a value
+//! (of any type) is still a valid delete, and the value is ignored.
+//!
+//! Everything else is refused with an [`EventError`] that names the field and
+//! the rule it broke, e.g. `recordType must be a string, got 1` (the book's
+//! `ratingsdata.json` has that bug).
+use std::fmt;
+
+use platform::validation::FieldError;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::{RatingRange, RatingValue, RecordId, RecordKey, RecordType, UserId};
+
+/// The wire names of the event's fields.
+mod field {
+    pub const RECORD_ID: &str = "recordId";
+    pub const RECORD_TYPE: &str = "recordType";
+    pub const USER_ID: &str = "userId";
+    pub const RATING_VALUE: &str = "ratingValue";
+    /// The book's alternative spelling of `ratingValue`.
+    pub const VALUE: &str = "value";
+    pub const EVENT_TYPE: &str = "eventType";
+}
+
+const PUT: &str = "put";
+const DELETE: &str = "delete";
+
+/// A validated rating event: a user set or withdrew their rating of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RatingEvent {
+    /// `user` rates `key` with `value`, replacing any earlier rating of theirs.
+    Put {
+        key: RecordKey,
+        user: UserId,
+        value: RatingValue,
+    },
+    /// `user` withdraws their rating of `key`.
+    Delete { key: RecordKey, user: UserId },
+}
+
+/// Why a rating event was refused. The message names the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON at all; the text is serde_json's, with line and column.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("an event must be a JSON object, got {found}")]
+    NotAnObject { found: String },
+    #[error("{field} is missing")]
+    MissingField { field: &'static str },
+    #[error("{field} must be {expected}, got {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    /// A field of the right type whose value a domain type refused (an empty
+    /// id, a rating outside the range).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("ratingValue is missing: a put event needs a rating value")]
+    MissingValue,
+    #[error("eventType must be \"put\" or \"delete\", got {found}")]
+    UnknownEventType { found: String },
+    #[error("ratingValue {rating_value} and value {value} disagree: give only one")]
+    ConflictingValues { rating_value: i128, value: i128 },
+}
+
+/// Whether an event sets or withdraws a rating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Put,
+    Delete,
+}
+
+impl RatingEvent {
+    /// Parses one event from its JSON text, checking the value against `range`.
+    pub fn from_json(bytes: &[u8], range: RatingRange) -> Result<RatingEvent, EventError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|error| EventError::MalformedJson(error.to_string()))?;
+        Self::from_value(value, range)
+    }
+
+    /// Parses one event from an already decoded JSON value, checking the value
+    /// against `range`. The first broken rule is reported, fields checked in
+    /// the order `recordId`, `recordType`, `userId`, `eventType`, value.
+    pub fn from_value(value: Value, range: RatingRange) -> Result<RatingEvent, EventError> {
+        let Value::Object(mut fields) = value else {
+            return Err(EventError::NotAnObject {
+                found: describe(&value),
+            });
+        };
+        let record_id = RecordId::parse(
+            field::RECORD_ID,
+            required_string(&mut fields, field::RECORD_ID)?,
+        )?;
+        let record_type = RecordType::parse(
+            field::RECORD_TYPE,
+            required_string(&mut fields, field::RECORD_TYPE)?,
+        )?;
+        let user = UserId::parse(
+            field::USER_ID,
+            required_string(&mut fields, field::USER_ID)?,
+        )?;
+        let key = RecordKey {
+            record_type,
+            record_id,
+        };
+        match event_kind(&mut fields)? {
+            EventKind::Delete => Ok(RatingEvent::Delete { key, user }),
+            EventKind::Put => {
+                let value = rating_value(&mut fields, range)?;
+                Ok(RatingEvent::Put { key, user, value })
+            }
+        }
+    }
+
+    /// The canonical JSON form: `recordId, recordType, userId, ratingValue,
+    /// eventType` in that order; a delete has no `ratingValue`.
+    pub fn to_json(&self) -> Vec<u8> {
+        let (key, user, rating_value, event_type) = match self {
+            RatingEvent::Put { key, user, value } => (key, user, Some(value.get()), PUT),
+            RatingEvent::Delete { key, user } => (key, user, None, DELETE),
+        };
+        let wire = CanonicalEvent {
+            record_id: key.record_id.as_str(),
+            record_type: key.record_type.as_str(),
+            user_id: user.as_str(),
+            rating_value,
+            event_type,
+        };
+        // Strings and an integer into a Vec: serde_json cannot fail on these
+        // (it fails only on non-string map keys and failing custom impls).
+        serde_json::to_vec(&wire)
+            .expect("a struct of strings and integers always serializes to JSON")
+    }
+
+    /// The Kafka message key: `{recordType}/{recordId}/{userId}`, one key per
+    /// (record, user), so one user's events for a record stay in order on one
+    /// partition and a compacted topic keeps each user's latest event.
+    ///
+    /// Each part is escaped so the key is unambiguous even for ids that
+    /// contain `/`: `%` is written `%25` and `/` is written `%2F`, nothing
+    /// else changes. Ids without those two characters appear verbatim
+    /// (`movie/1/105`), and splitting the key on `/` always gives back the
+    /// three escaped parts.
+    pub fn kafka_key(&self) -> String {
+        let key = self.key();
+        let mut encoded = String::new();
+        push_escaped(&mut encoded, key.record_type.as_str());
+        encoded.push('/');
+        push_escaped(&mut encoded, key.record_id.as_str());
+        encoded.push('/');
+        push_escaped(&mut encoded, self.user().as_str());
+        encoded
+    }
+
+    /// The record the event is about.
+    pub fn key(&self) -> &RecordKey {
+        match self {
+            RatingEvent::Put { key, .. } | RatingEvent::Delete { key, .. } => key,
+        }
+    }
+
+    /// The user whose rating the event sets or withdraws.
+    pub fn user(&self) -> &UserId {
+        match self {
+            RatingEvent::Put { user, .. } | RatingEvent::Delete { user, .. } => user,
+        }
+    }
+}
+
+impl fmt::Display for RatingEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RatingEvent::Put { key, user, value } => {
+                write!(f, "put {key} by {user}: {}", value.get())
+            }
+            RatingEvent::Delete { key, user } => write!(f, "delete {key} by {user}"),
+        }
+    }
+}
+
+/// The canonical wire form; field order is the serialization order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CanonicalEvent<'a> {
+    record_id: &'a str,
+    record_type: &'a str,
+    user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rating_value: Option<i32>,
+    event_type: &'static str,
+}
+
+fn push_escaped(out: &mut String, part: &str) {
+    for character in part.chars() {
+        match character {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            other => out.push(other),
+        }
+    }
+}
+
+/// Takes a field that must be present and a string.
+fn required_string(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<String, EventError> {
+    match fields.remove(name) {
+        None => Err(EventError::MissingField { field: name }),
+        Some(Value::String(text)) => Ok(text),
+        Some(other) => Err(EventError::WrongType {
+            field: name,
+            expected: "a string",
+            found: describe(&other),
+        }),
+    }
+}
+
+/// `eventType`: absent or `null` means put.
+fn event_kind(fields: &mut Map<String, Value>) -> Result<EventKind, EventError> {
+    match fields.remove(field::EVENT_TYPE) {
+        None | Some(Value::Null) => Ok(EventKind::Put),
+        Some(Value::String(kind)) => match kind.as_str() {
+            PUT => Ok(EventKind::Put),
+            DELETE => Ok(EventKind::Delete),
+            _ => Err(EventError::UnknownEventType {
+                found: describe(&Value::String(kind)),
+            }),
+        },
+        Some(other) => Err(EventError::WrongType {
+            field: field::EVENT_TYPE,
+            expected: "a string",
+            found: describe(&other),
+        }),
+    }
+}
+
+/// The value of a put, from `ratingValue` or its spelling `value`.
+fn rating_value(
+    fields: &mut Map<String, Value>,
+    range: RatingRange,
+) -> Result<RatingValue, EventError> {
+    let rating_value = optional_integer(fields, field::RATING_VALUE)?;
+    let value = optional_integer(fields, field::VALUE)?;
+    let (name, raw) = match (rating_value, value) {
+        (None, None) => return Err(EventError::MissingValue),
+        (Some(rating_value), Some(value)) if rating_value != value => {
+            return Err(EventError::ConflictingValues {
+                rating_value,
+                value,
+            });
+        }
+        (Some(rating_value), _) => (field::RATING_VALUE, rating_value),
+        (None, Some(value)) => (field::VALUE, value),
+    };
+    match i32::try_from(raw) {
+        Ok(raw) => Ok(RatingValue::parse(name, raw, range)?),
+        // Same wording as `RatingValue::parse` for numbers beyond an i32.
+        Err(_) => Err(FieldError::new(
+            name,
+            format!(
+                "must be between {} and {}, got {raw}",
+                range.min(),
+                range.max()
+            ),
+        )
+        .into()),
+    }
+}
+
+/// Takes a field that may be absent or `null`, and otherwise must be an
+/// integer (no strings, no fractions, no `5.0`). `i128` holds every JSON
+/// integer serde_json can decode (`i64` and `u64`).
+fn optional_integer(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i128>, EventError> {
+    let wrong_type = |found: &Value| EventError::WrongType {
+        field: name,
+        expected: "an integer",
+        found: describe(found),
+    };
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => match (number.as_i64(), number.as_u64()) {
+            (Some(signed), _) => Ok(Some(i128::from(signed))),
+            (None, Some(unsigned)) => Ok(Some(i128::from(unsigned))),
+            (None, None) => Err(wrong_type(&Value::Number(number))),
+        },
+        Some(other) => Err(wrong_type(&other)),
+    }
+}
+
+/// A JSON value as it appeared, shortened so one huge field cannot flood the
+/// error report.
+fn describe(value: &Value) -> String {
+    const LIMIT: usize = 60;
+    let text = value.to_string();
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<RatingEvent, EventError> {
+        RatingEvent::from_json(text.as_bytes(), RatingRange::default())
+    }
+
+    fn refusal(text: &str) -> String {
+        match parse(text) {
+            Ok(event) => panic!("{text} was accepted as {event:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    fn put(record_type: &str, record_id: &str, user: &str, value: i32) -> RatingEvent {
+        RatingEvent::Put {
+            key: RecordKey::parse(record_type.into(), record_id.into()).unwrap(),
+            user: UserId::parse("userId", user.into()).unwrap(),
+            value: RatingValue::parse(
+                "ratingValue",
+                value,
+                RatingRange::new(i32::MIN, i32::MAX).unwrap(),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn delete(record_type: &str, record_id: &str, user: &str) -> RatingEvent {
+        RatingEvent::Delete {
+            key: RecordKey::parse(record_type.into(), record_id.into()).unwrap(),
+            user: UserId::parse("userId", user.into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_canonical_put_is_accepted() {
+        let event =
+            parse(r#"{"recordId": "1", "recordType": "movie", "userId": "105", "ratingValue": 5, "eventType": "put"}"#)
+                .unwrap();
+        assert_eq!(event, put("movie", "1", "105", 5));
+        assert_eq!(event.key().to_string(), "movie/1");
+        assert_eq!(event.user().as_str(), "105");
+    }
+
+    #[test]
+    fn a_delete_needs_no_value_and_ignores_one_it_has() {
+        let expected = delete("movie", "1", "105");
+        assert_eq!(parse(r#"{"recordId": "1", "recordType": "movie", "userId": "105", "eventType": "delete"}"#).unwrap(), expected);
+        for value in [r#"5"#, r#"99"#, r#""five""#, r#"4.5"#, r#"null"#] {
+            let text = format!(
+                r#"{{"recordId": "1", "recordType": "movie", "userId": "105", "ratingValue": {value}, "eventType": "delete"}}"#
+            );
+            assert_eq!(parse(&text).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_books_variants_are_accepted() {
+        // `value` for `ratingValue`, no `eventType` (a put), `providerId` ignored.
+        let books = r#"{"recordId": "2", "recordType": "movie", "userId": "7", "value": 4, "providerId": "test-provider"}"#;
+        assert_eq!(parse(books).unwrap(), put("movie", "2", "7", 4));
+        // A null eventType is a put too, and both spellings may agree.
+        let both = r#"{"recordId": "2", "recordType": "movie", "userId": "7", "value": 3, "ratingValue": 3, "eventType": null}"#;
+        assert_eq!(parse(both).unwrap(), put("movie", "2", "7", 3));
+        // Unknown fields of any shape are ignored.
+        let extra = r#"{"recordId": "2", "recordType": "movie", "userId": "7", "ratingValue": 1, "meta": {"a": [1, 2]}}"#;
+        assert_eq!(parse(extra).unwrap(), put("movie", "2", "7", 1));
+    }
+
+    #[test]
+    fn the_range_is_the_configured_one() {
+        let imdb = RatingRange::new(1, 10).unwrap();
+        let text = br#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 9}"#;
+        assert_eq!(
+            RatingEvent::from_json(text, imdb).unwrap(),
+            put("movie", "1", "1", 9)
+        );
+        assert_eq!(
+            RatingEvent::from_json(text, RatingRange::default())
+                .unwrap_err()
+                .to_string(),
+            "ratingValue must be between 1 and 5, got 9"
+        );
+    }
+
+    #[test]
+    fn from_value_takes_decoded_json() {
+        let value =
+            json!({"recordId": "3", "recordType": "movie", "userId": "u", "ratingValue": 2});
+        assert_eq!(
+            RatingEvent::from_value(value, RatingRange::default()).unwrap(),
+            put("movie", "3", "u", 2)
+        );
+        assert_eq!(
+            RatingEvent::from_value(json!(["not", "an", "object"]), RatingRange::default())
+                .unwrap_err()
+                .to_string(),
+            r#"an event must be a JSON object, got ["not","an","object"]"#
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_refused_with_its_position() {
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "#),
+            "malformed JSON: EOF while parsing a value at line 1 column 18"
+        );
+        assert_eq!(
+            refusal(""),
+            "malformed JSON: EOF while parsing a value at line 1 column 0"
+        );
+        assert_eq!(refusal("42"), "an event must be a JSON object, got 42");
+    }
+
+    #[test]
+    fn ids_must_be_present_and_non_empty() {
+        assert_eq!(
+            refusal(r#"{"recordType": "movie", "userId": "1", "ratingValue": 5}"#),
+            "recordId is missing"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "userId": "1", "ratingValue": 5}"#),
+            "recordType is missing"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": "movie", "ratingValue": 5}"#),
+            "userId is missing"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "", "recordType": "movie", "userId": "1", "ratingValue": 5}"#),
+            "recordId must not be empty"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": "  ", "userId": "1", "ratingValue": 5}"#),
+            "recordType must not be empty"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "", "eventType": "delete"}"#
+            ),
+            "userId must not be empty"
+        );
+    }
+
+    #[test]
+    fn a_number_where_a_string_belongs_is_refused() {
+        // The book's own ratingsdata.json has this bug.
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": 1, "userId": "105", "value": 5}"#),
+            "recordType must be a string, got 1"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": 1, "recordType": "movie", "userId": "105", "value": 5}"#),
+            "recordId must be a string, got 1"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": null, "value": 5}"#),
+            "userId must be a string, got null"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "value": 5, "eventType": 1}"#
+            ),
+            "eventType must be a string, got 1"
+        );
+    }
+
+    #[test]
+    fn a_put_needs_a_value() {
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "eventType": "put"}"#
+            ),
+            "ratingValue is missing: a put event needs a rating value"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": null}"#
+            ),
+            "ratingValue is missing: a put event needs a rating value"
+        );
+    }
+
+    #[test]
+    fn values_outside_the_range_are_refused_under_the_name_used() {
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 6}"#),
+            "ratingValue must be between 1 and 5, got 6"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "value": 0}"#),
+            "value must be between 1 and 5, got 0"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": -3}"#
+            ),
+            "ratingValue must be between 1 and 5, got -3"
+        );
+        // Beyond i32 and beyond i64: still a range error, not a wrap-around.
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4294967301}"#
+            ),
+            "ratingValue must be between 1 and 5, got 4294967301"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 18446744073709551615}"#
+            ),
+            "ratingValue must be between 1 and 5, got 18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn the_value_must_be_an_integer() {
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": "5"}"#
+            ),
+            r#"ratingValue must be an integer, got "5""#
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4.5}"#
+            ),
+            "ratingValue must be an integer, got 4.5"
+        );
+        assert_eq!(
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "value": 5.0}"#),
+            "value must be an integer, got 5.0"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": true}"#
+            ),
+            "ratingValue must be an integer, got true"
+        );
+    }
+
+    #[test]
+    fn both_spellings_with_different_values_are_refused() {
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "value": 5}"#
+            ),
+            "ratingValue 4 and value 5 disagree: give only one"
+        );
+    }
+
+    #[test]
+    fn unknown_event_types_are_named() {
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "eventType": "upsert"}"#
+            ),
+            r#"eventType must be "put" or "delete", got "upsert""#
+        );
+        // Event types are case-sensitive, as in the book.
+        assert_eq!(
+            refusal(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "eventType": "PUT"}"#
+            ),
+            r#"eventType must be "put" or "delete", got "PUT""#
+        );
+    }
+
+    #[test]
+    fn long_offending_values_are_shortened() {
+        let long = "x".repeat(500);
+        let text = format!(
+            r#"{{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": "{long}"}}"#
+        );
+        let message = refusal(&text);
+        assert_eq!(
+            message,
+            format!(
+                r#"ratingValue must be an integer, got "{}…"#,
+                "x".repeat(59)
+            )
+        );
+    }
+
+    #[test]
+    fn to_json_writes_the_canonical_form_and_round_trips() {
+        let event = put("movie", "1", "105", 5);
+        assert_eq!(
+            String::from_utf8(event.to_json()).unwrap(),
+            r#"{"recordId":"1","recordType":"movie","userId":"105","ratingValue":5,"eventType":"put"}"#
+        );
+        let withdrawn = delete("movie", "1", "105");
+        assert_eq!(
+            String::from_utf8(withdrawn.to_json()).unwrap(),
+            r#"{"recordId":"1","recordType":"movie","userId":"105","eventType":"delete"}"#
+        );
+        let awkward = put("movie", "a \"quoted\"/id", "ü\n", 3);
+        for event in [event, withdrawn, awkward] {
+            assert_eq!(
+                RatingEvent::from_json(&event.to_json(), RatingRange::default()).unwrap(),
+                event
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_keys_name_record_type_id_and_user() {
+        assert_eq!(put("movie", "1", "105", 5).kafka_key(), "movie/1/105");
+        // A delete has the same key as the put it withdraws, so they stay ordered.
+        assert_eq!(delete("movie", "1", "105").kafka_key(), "movie/1/105");
+    }
+
+    #[test]
+    fn kafka_keys_stay_unambiguous_when_ids_contain_slashes() {
+        // Without escaping both would be "movie/a/b/c".
+        let first = put("movie", "a/b", "c", 1).kafka_key();
+        let second = put("movie", "a", "b/c", 1).kafka_key();
+        assert_eq!(first, "movie/a%2Fb/c");
+        assert_eq!(second, "movie/a/b%2Fc");
+        // The escape character is escaped too, so "%2F" in an id is not a slash.
+        assert_eq!(put("movie", "a%2Fb", "c", 1).kafka_key(), "movie/a%252Fb/c");
+        // Every key splits back into exactly three parts that decode to the ids.
+        for (record_type, record_id, user) in [
+            ("movie", "a/b", "c"),
+            ("movie", "a", "b/c"),
+            ("tv/show", "%", "%2F"),
+            ("movie", "/", "/"),
+        ] {
+            let key = put(record_type, record_id, user, 1).kafka_key();
+            let parts: Vec<String> = key.split('/').map(unescape).collect();
+            assert_eq!(parts, [record_type, record_id, user], "{key}");
+        }
+    }
+
+    fn unescape(part: &str) -> String {
+        part.replace("%2F", "/").replace("%25", "%")
+    }
+}

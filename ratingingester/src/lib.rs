@@ -1,0 +1,246 @@
+//! The rating ingester: reads rating events from a file (or stdin),
+//! validates all of them, and only then publishes them to the Kafka topic the
+//! rating service consumes.
+//!
+//! [`input`] reads and validates (pure), [`publish`] talks to Kafka, and
+//! [`run`] ties them together. What a user must read (each refused record as
+//! `FILE:record N: reason`, the final summary) goes to stderr as plain lines
+//! like a compiler's diagnostics; operational detail goes through `tracing`.
+pub mod input;
+pub mod publish;
+
+use std::{io::IsTerminal, path::PathBuf, time::Duration};
+
+use rating::model::{EmptyRange, RatingRange};
+
+use crate::{
+    input::{InputError, InputSource, Refusal},
+    publish::{Compression, Delivery, PublishError, PublishSettings, Publisher},
+};
+
+/// Settings of the ingester, from flags or environment variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "ratingingester",
+    version,
+    about = "Validates rating events from a JSON file, then publishes them to Kafka for the rating service.",
+    long_about = "Validates rating events from a JSON file, then publishes them to Kafka for the rating service.\n\n\
+        The file holds a JSON array of events, or one JSON object per line. An event looks like\n\
+        {\"recordId\": \"1\", \"recordType\": \"movie\", \"userId\": \"105\", \"ratingValue\": 5, \"eventType\": \"put\"}\n\
+        (eventType put or delete). Nothing is published unless every event is valid, or --skip-invalid is given."
+)]
+pub struct Config {
+    /// File of rating events: a JSON array or one JSON object per line; `-` reads stdin
+    #[arg(default_value = "ratingsdata.json")]
+    pub file: PathBuf,
+
+    /// Kafka bootstrap brokers, comma-separated host:port
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Topic to publish to (created by the rating service, never by the ingester)
+    #[arg(long, env = "RATINGS_TOPIC", default_value = "ratings")]
+    pub topic: String,
+
+    /// Compression of produced batches (zstd needs a librdkafka built with it)
+    #[arg(long, env = "KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
+    pub compression: Compression,
+
+    /// Lowest accepted rating value
+    #[arg(
+        long,
+        env = "RATING_MIN",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub min_rating: i32,
+
+    /// Highest accepted rating value (e.g. 10 for IMDb-style providers)
+    #[arg(
+        long,
+        env = "RATING_MAX",
+        default_value_t = 5,
+        allow_negative_numbers = true
+    )]
+    pub max_rating: i32,
+
+    /// Bound on reaching the broker, on each event's delivery, and on the final wait for delivery reports
+    #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Publish the valid events and report the invalid ones, instead of publishing nothing
+    #[arg(long, env = "SKIP_INVALID")]
+    pub skip_invalid: bool,
+}
+
+impl Config {
+    pub fn input_source(&self) -> InputSource {
+        InputSource::from_argument(&self.file)
+    }
+
+    pub fn rating_range(&self) -> Result<RatingRange, IngestError> {
+        Ok(RatingRange::new(self.min_rating, self.max_rating)?)
+    }
+
+    pub fn publish_settings(&self) -> PublishSettings {
+        PublishSettings {
+            brokers: self.kafka_brokers.clone(),
+            topic: self.topic.clone(),
+            compression: self.compression,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Why nothing, or not everything, was published.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid --min-rating/--max-rating: {0}")]
+    Range(#[from] EmptyRange),
+    #[error("{input}: {error}")]
+    Input {
+        input: InputSource,
+        error: InputError,
+    },
+    #[error("{input}: {refusal}")]
+    Refused {
+        input: InputSource,
+        refusal: Refusal,
+    },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// What a successful run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub delivery: Delivery,
+    /// Invalid records left out with `--skip-invalid`.
+    pub skipped: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.delivery)?;
+        if self.skipped > 0 {
+            write!(
+                f,
+                "; skipped {} invalid records (reported above)",
+                self.skipped
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Validates the whole input, then publishes it. Refused records are
+/// written to stderr as they are found; the caller reports the result.
+pub fn run(config: &Config) -> Result<Summary, IngestError> {
+    let range = config.rating_range()?;
+    let input = config.input_source();
+    let publisher = Publisher::new(config.publish_settings())?;
+
+    let bytes = input::read(&input).map_err(|error| IngestError::Input {
+        input: input.clone(),
+        error,
+    })?;
+    let validated = input::validate(&bytes, range).map_err(|error| IngestError::Input {
+        input: input.clone(),
+        error,
+    })?;
+    drop(bytes);
+    for rejection in &validated.rejected {
+        eprintln!("{input}:{rejection}");
+    }
+    let skipped = validated.rejected.len();
+    let events = input::events_to_publish(validated, config.skip_invalid).map_err(|refusal| {
+        IngestError::Refused {
+            input: input.clone(),
+            refusal,
+        }
+    })?;
+    tracing::info!(%input, events = events.len(), skipped, "input validated");
+
+    let partitions = publisher.check_topic()?;
+    tracing::info!(brokers = %config.kafka_brokers, topic = %config.topic, partitions, "publishing");
+    let progress = publish::progress_bar(events.len(), std::io::stderr().is_terminal());
+    let delivery = publisher.publish(&events, &progress)?;
+    Ok(Summary { delivery, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn defaults_work_on_one_laptop() {
+        let config = Config::try_parse_from(["ratingingester"]).unwrap();
+        assert_eq!(
+            config.input_source(),
+            InputSource::File(PathBuf::from("ratingsdata.json"))
+        );
+        assert_eq!(config.kafka_brokers, "127.0.0.1:9092");
+        assert_eq!(config.topic, "ratings");
+        assert_eq!(config.compression, Compression::Lz4);
+        assert_eq!(config.rating_range().unwrap(), RatingRange::default());
+        assert_eq!(config.timeout, Duration::from_secs(30));
+        assert!(!config.skip_invalid);
+    }
+
+    #[test]
+    fn flags_are_parsed() {
+        let config = Config::try_parse_from([
+            "ratingingester",
+            "-",
+            "--kafka-brokers",
+            "a:1,b:2",
+            "--topic",
+            "imdb-ratings",
+            "--compression",
+            "gzip",
+            "--min-rating",
+            "-2",
+            "--max-rating",
+            "10",
+            "--timeout",
+            "1m 30s",
+            "--skip-invalid",
+        ])
+        .unwrap();
+        assert_eq!(config.input_source(), InputSource::Stdin);
+        assert_eq!(config.publish_settings().brokers, "a:1,b:2");
+        assert_eq!(config.topic, "imdb-ratings");
+        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(
+            config.rating_range().unwrap(),
+            RatingRange::new(-2, 10).unwrap()
+        );
+        assert_eq!(config.timeout, Duration::from_secs(90));
+        assert!(config.skip_invalid);
+    }
+
+    #[test]
+    fn bad_flag_values_are_refused() {
+        assert!(Config::try_parse_from(["ratingingester", "--compression", "brotli"]).is_err());
+        assert!(Config::try_parse_from(["ratingingester", "--timeout", "soon"]).is_err());
+        let config =
+            Config::try_parse_from(["ratingingester", "--min-rating", "5", "--max-rating", "1"])
+                .unwrap();
+        assert_eq!(
+            config.rating_range().unwrap_err().to_string(),
+            "invalid --min-rating/--max-rating: the lowest rating 5 is above the highest 1"
+        );
+    }
+
+    #[test]
+    fn input_errors_name_the_source() {
+        let config =
+            Config::try_parse_from(["ratingingester", "/nonexistent/ratings.json"]).unwrap();
+        assert_eq!(
+            run(&config).unwrap_err().to_string(),
+            "/nonexistent/ratings.json: no such file (name the events file as the first argument, or `-` for stdin)"
+        );
+    }
+}

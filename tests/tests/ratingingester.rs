@@ -1,0 +1,106 @@
+//! The ratingingester binary against a real broker: the repo's
+//! ratingsdata.json reaches the rating service (a changed rating and a
+//! delete included), and bad input publishes nothing.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use e2e::{broker::Broker, free_port, grpcurl, process::{ServiceProcess, binary}, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ingest(broker: &str, file: &Path, extra: &[&str]) -> Output {
+    Command::new(binary("ratingingester"))
+        .arg(file)
+        .args(extra)
+        .env("KAFKA_BROKERS", broker)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("run ratingingester")
+}
+
+fn start_rating(broker: &Broker) -> ServiceProcess {
+    let brokers = broker.address();
+    let rating = ServiceProcess::start("rating", &[], &[("KAFKA_BROKERS", brokers.as_str())]);
+    rating.wait_for_log("ready: health reports SERVING", WAIT);
+    rating
+}
+
+fn average(rating: &ServiceProcess, id: &str) -> Option<f64> {
+    let request = json!({"record_id": id, "record_type": "movie"}).to_string();
+    let output = grpcurl::call_failing(&rating.authority(), "RatingService/GetAggregatedRating", &request);
+    output.success.then(|| output.json()["ratingValue"].as_f64().unwrap_or(0.0))
+}
+
+fn repo_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+}
+
+#[test]
+fn ratingsdata_json_reaches_the_rating_service() {
+    let broker = Broker::start_in_memory();
+    let rating = start_rating(&broker);
+    let output = ingest(&broker.address(), &repo_file("ratingsdata.json"), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("sent 20 of 20 rating events"), "{stderr}");
+
+    // Movie 1: user 105 changed 3 → 5; movie 2: user 104 changed 2 → 3;
+    // movie 3: user 103's rating was deleted.
+    wait_until("every event is applied", WAIT, || {
+        average(&rating, "1") == Some(27.0 / 6.0) && average(&rating, "2") == Some(20.0 / 6.0) && average(&rating, "3") == Some(11.0 / 4.0)
+    });
+    assert_eq!(broker.message_count("ratings"), 20);
+}
+
+#[test]
+fn bad_input_is_reported_precisely_and_publishes_nothing() {
+    let broker = Broker::start_in_memory();
+    let _rating = start_rating(&broker); // creates the topic
+    let directory = std::env::temp_dir().join(format!("ratingingester-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let good = r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4}"#;
+    let cases = [
+        ("malformed.json", format!("[{good}, {{\"recordId\": ]"), "malformed JSON"),
+        ("wrong-type.json", format!(r#"[{good}, {{"recordId": "1", "recordType": 1, "userId": "2", "ratingValue": 3}}]"#), "record 2: recordType must be a string, got 1"),
+        ("unknown-type.json", format!(r#"[{good}, {{"recordId": "1", "recordType": "movie", "userId": "2", "eventType": "upsert"}}]"#), r#"record 2: eventType must be "put" or "delete", got "upsert""#),
+        ("empty.json", String::new(), "empty"),
+    ];
+    for (name, content, expected) in &cases {
+        let path = directory.join(name);
+        std::fs::write(&path, content).unwrap();
+        let output = ingest(&broker.address(), &path, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name} was accepted");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{name}: the message names the file: {stderr}");
+    }
+    let missing = directory.join("missing.json");
+    let output = ingest(&broker.address(), &missing, &[]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.json"), "names the missing file");
+    assert_eq!(broker.message_count("ratings"), 0, "nothing was published");
+
+    // --skip-invalid publishes the valid event and reports the other.
+    let output = ingest(&broker.address(), &directory.join("wrong-type.json"), &["--skip-invalid"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("recordType must be a string, got 1"), "{stderr}");
+    assert_eq!(broker.message_count("ratings"), 1);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn an_unreachable_broker_fails_within_the_timeout() {
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let output = ingest(&nowhere, &repo_file("ratingsdata.json"), &["--timeout", "2s"]);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot reach a Kafka broker at {nowhere}")), "{stderr}");
+}
