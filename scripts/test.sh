@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-tools.sh
+scripts/install-tools.sh --for-tests
 source scripts/env.sh
 
 echo "==> building the service binaries" >&2

@@ -447,7 +447,7 @@ pub fn progress_bar(events: usize, stderr_is_terminal: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let style = ProgressStyle::with_template(
-        "{bar:40} {human_pos}/{human_len} events acknowledged ({per_sec}, {eta} left)",
+        "{bar:40} {human_pos}/{human_len} events acknowledged ({per_sec:0}, {eta} left)",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     ProgressBar::with_draw_target(Some(events as u64), ProgressDrawTarget::stderr())
@@ -557,14 +557,14 @@ mod tests {
             delivered: 17,
             failures: BTreeMap::from([
                 ("Message timed out".to_owned(), 2),
-                ("Purged in queue".to_owned(), 1),
+                ("not acknowledged within 30s".to_owned(), 1),
             ]),
             elapsed: Duration::from_millis(1500),
         };
         assert_eq!(delivery.failed(), 3);
         assert_eq!(
             delivery.to_string(),
-            r#"sent 17 of 20 rating events to topic "ratings" in 1.50s, 3 failed: Message timed out (2); Purged in queue (1)"#
+            r#"sent 17 of 20 rating events to topic "ratings" in 1.50s, 3 failed: Message timed out (2); not acknowledged within 30s (1)"#
         );
     }
 
