@@ -244,6 +244,13 @@ mod tests {
             refresh_interval: Duration::from_secs(3600),
             ..settings()
         });
+        // Let the background task's first refresh complete (its next one is an
+        // hour away), so nothing re-adds rating-a behind the test's back.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while upstream.instances().len() != 2 {
+            assert!(Instant::now() < deadline, "the first refresh never completed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // rating-a (port 1) refuses: every call ends on rating-b, and rating-a is dropped.
         for _ in 0..5 {
             let answer = upstream

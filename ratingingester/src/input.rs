@@ -166,7 +166,9 @@ pub fn validate(bytes: &[u8], range: RatingRange) -> Result<Validated, InputErro
         b'[' => validate_array(bytes, range),
         b'{' => validate_lines(bytes, range),
         _ => {
-            let found = String::from_utf8_lossy(&bytes[first..])
+            // A character is at most 4 bytes; no need to decode the rest.
+            let start = &bytes[first..bytes.len().min(first + 4)];
+            let found = String::from_utf8_lossy(start)
                 .chars()
                 .next()
                 .unwrap_or(char::REPLACEMENT_CHARACTER);

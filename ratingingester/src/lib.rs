@@ -138,6 +138,7 @@ impl std::fmt::Display for Summary {
 pub fn run(config: &Config) -> Result<Summary, IngestError> {
     let range = config.rating_range()?;
     let input = config.input_source();
+    // Settings are checked before a possibly large input is read.
     let publisher = Publisher::new(config.publish_settings())?;
 
     let bytes = input::read(&input).map_err(|error| IngestError::Input {

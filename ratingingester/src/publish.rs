@@ -35,7 +35,7 @@ const MAX_TIMEOUT_MS: u32 = i32::MAX as u32;
 const REPORT_POLL: Duration = Duration::from_millis(10);
 /// Serve delivery reports every this many sends, so memory and the progress
 /// bar keep up with large inputs.
-const POLL_EVERY: usize = 1024;
+const POLL_EVERY: u64 = 1024;
 
 /// The compression codec of produced batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,12 +112,12 @@ pub enum PublishError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub topic: String,
-    /// Events handed to the producer.
-    pub attempted: u64,
+    /// Events to publish.
+    pub events: u64,
     /// Events the broker acknowledged.
     pub delivered: u64,
-    /// Failure reasons with how many events each one hit; every attempted
-    /// event that was not acknowledged is counted here.
+    /// Failure reasons with how many events each one hit; every event that
+    /// was not acknowledged is counted here, sent or not.
     pub failures: BTreeMap<String, u64>,
     pub elapsed: Duration,
 }
@@ -134,7 +134,7 @@ impl fmt::Display for Delivery {
             f,
             "sent {} of {} rating events to topic {:?} in {:.2?}, {} failed",
             self.delivered,
-            self.attempted,
+            self.events,
             self.topic,
             self.elapsed,
             self.failed()
@@ -177,6 +177,21 @@ impl DeliveryReports {
     fn count_failure(&self, reason: String, count: u64) {
         self.failed.fetch_add(count, Ordering::Relaxed);
         *self.lock_failures().entry(reason).or_default() += count;
+    }
+
+    /// Why an event failed, worded for the summary.
+    fn reason(&self, error: &KafkaError) -> String {
+        match error.rdkafka_error_code() {
+            // Timed out in librdkafka, or purged by `wait_for_reports` when
+            // the timeout passed: the same thing to the user.
+            Some(
+                RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::PurgeInflight,
+            ) => self.timed_out.clone(),
+            Some(code) => code.to_string(),
+            None => error.to_string(),
+        }
     }
 
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
@@ -226,13 +241,7 @@ impl ProducerContext for DeliveryReports {
             Ok(_) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
-            Err((error, _)) => match error.rdkafka_error_code() {
-                // Purged by `wait_for_reports` when the timeout passed.
-                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
-                    self.count_failure(self.timed_out.clone(), 1)
-                }
-                _ => self.count_failure(error.to_string(), 1),
-            },
+            Err((error, _)) => self.count_failure(self.reason(error), 1),
         }
     }
 }
@@ -304,6 +313,12 @@ impl Publisher {
     /// [`RatingEvent::to_json`]) and waits for all delivery reports.
     /// `Ok` only when every event was acknowledged. Once per producer: the
     /// delivery counts are the producer's.
+    ///
+    /// Sending stops at the first failed delivery: librdkafka has already
+    /// retried it, so the broker is gone or refusing and every further event
+    /// would fail the same way, one timeout later. The run fails either way,
+    /// and publishing the file again is safe (each event is a keyed upsert
+    /// or delete of one user's rating).
     pub fn publish(
         self,
         events: &[RatingEvent],
@@ -312,8 +327,12 @@ impl Publisher {
         let started = Instant::now();
         let reports = self.producer.context();
         let topic = self.settings.topic.as_str();
-        let mut attempted = 0_u64;
-        for (index, event) in events.iter().enumerate() {
+        // Events handed to librdkafka or refused by it: each gets one report.
+        let mut processed = 0_u64;
+        for event in events {
+            if reports.failed.load(Ordering::Relaxed) > 0 {
+                break;
+            }
             let key = event.kafka_key();
             let payload = event.to_json();
             let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
@@ -321,40 +340,42 @@ impl Publisher {
                 match self.producer.send(record) {
                     Ok(()) => break,
                     // The local queue is full: serve delivery reports to make
-                    // room. Each queued message times out within the timeout,
-                    // so this cannot wait for ever.
+                    // room. Each queued message is reported within the
+                    // timeout, so this cannot wait for ever.
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                         record = returned;
                         self.producer.poll(LINGER);
                         progress.set_position(reports.reported());
                     }
                     Err((error, _)) => {
-                        tracing::debug!(key, %error, "cannot enqueue a rating event");
-                        reports.count_failure(error.to_string(), 1);
+                        tracing::debug!(key, %error, "librdkafka refused a rating event");
+                        reports.count_failure(reports.reason(&error), 1);
                         break;
                     }
                 }
             }
-            attempted += 1;
-            if index % POLL_EVERY == 0 {
+            processed += 1;
+            if processed.is_multiple_of(POLL_EVERY) {
                 self.producer.poll(Duration::ZERO);
                 progress.set_position(reports.reported());
             }
         }
-        self.wait_for_reports(attempted, progress);
+        self.wait_for_reports(processed, progress);
         progress.finish_and_clear();
 
-        let delivered = reports.delivered.load(Ordering::Relaxed);
-        let unreported = attempted.saturating_sub(reports.reported());
+        let unreported = processed.saturating_sub(reports.reported());
         if unreported > 0 {
             reports.count_failure(reports.timed_out.clone(), unreported);
         }
-        let failures = std::mem::take(&mut *reports.lock_failures());
+        let unsent = events.len() as u64 - processed;
+        if unsent > 0 {
+            reports.count_failure("not sent after the first failure".to_owned(), unsent);
+        }
         let delivery = Delivery {
             topic: topic.to_owned(),
-            attempted,
-            delivered,
-            failures,
+            events: events.len() as u64,
+            delivered: reports.delivered.load(Ordering::Relaxed),
+            failures: std::mem::take(&mut *reports.lock_failures()),
             elapsed: started.elapsed(),
         };
         if delivery.failed() > 0 {
@@ -364,20 +385,20 @@ impl Publisher {
         }
     }
 
-    /// Serves delivery reports until all `attempted` are in or the timeout
+    /// Serves delivery reports until all `expected` are in or the timeout
     /// passes; then purges what is left so that nothing is sent after the
     /// summary is written.
-    fn wait_for_reports(&self, attempted: u64, progress: &ProgressBar) {
+    fn wait_for_reports(&self, expected: u64, progress: &ProgressBar) {
         let reports = self.producer.context();
         let deadline = Instant::now() + self.settings.timeout;
-        while reports.reported() < attempted && Instant::now() < deadline {
+        while reports.reported() < expected && Instant::now() < deadline {
             // A zero-timeout flush only wakes the broker threads to send what
             // is lingering; it reports "timed out" while reports are due.
             let _ = self.producer.flush(Duration::ZERO);
             self.producer.poll(REPORT_POLL);
             progress.set_position(reports.reported());
         }
-        if reports.reported() < attempted {
+        if reports.reported() < expected {
             self.producer
                 .purge(PurgeConfig::default().queue().inflight());
             // Serves the "purged" reports so they are counted as failures.
@@ -553,7 +574,7 @@ mod tests {
     fn the_delivery_summary_counts_failures_by_reason() {
         let delivery = Delivery {
             topic: "ratings".into(),
-            attempted: 20,
+            events: 20,
             delivered: 17,
             failures: BTreeMap::from([
                 ("Message timed out".to_owned(), 2),
