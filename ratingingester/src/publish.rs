@@ -453,8 +453,8 @@ fn producer_config(settings: &PublishSettings) -> Result<ClientConfig, PublishEr
         .set("queue.buffering.max.messages", "200000")
         .set("compression.type", settings.compression.librdkafka_name())
         .set("message.timeout.ms", timeout_ms.to_string())
-        // The same key lands on the same partition as with Java clients.
-        .set("partitioner", "murmur2_random")
+        // The same key lands on the same partition as the rating service's own writes.
+        .set("partitioner", rating::ingester::PARTITIONER)
         // Topics are created by the rating service, never by publishing.
         .set("allow.auto.create.topics", "false");
     Ok(config)

@@ -101,7 +101,7 @@ assert not failed and left == 0, (failed, left)
         ), &[&Value::Array(messages).to_string()]);
     }
 
-    /// Every message of `topic` as `{"key", "value", "headers": {..}}`.
+    /// Every message of `topic` as `{"key", "value", "partition", "headers": {..}}`.
     pub fn read_all(&self, topic: &str) -> Vec<Value> {
         let output = python(&format!(
             r#"
@@ -120,7 +120,7 @@ while True:
     if message.error():
         continue
     headers = {{k: (v.decode() if v is not None else None) for k, v in (message.headers() or [])}}
-    out.append({{"key": (message.key() or b"").decode(), "value": (message.value() or b"").decode(), "headers": headers}})
+    out.append({{"key": (message.key() or b"").decode(), "value": (message.value() or b"").decode(), "partition": message.partition(), "headers": headers}})
 print(json.dumps(out))
 "#,
             address = self.address()

@@ -58,6 +58,42 @@ fn ratingsdata_json_reaches_the_rating_service() {
 }
 
 #[test]
+fn the_ingester_and_the_rating_service_put_one_key_on_one_partition() {
+    let broker = Broker::start_in_memory();
+    let rating = start_rating(&broker);
+    let users: Vec<String> = (0..12).map(|user| format!("user{user}")).collect();
+    let events: Vec<String> = users
+        .iter()
+        .map(|user| json!({"recordId": "p", "recordType": "movie", "userId": user, "ratingValue": 4}).to_string())
+        .collect();
+    let file = std::env::temp_dir().join(format!("partitions-e2e-{}.json", std::process::id()));
+    std::fs::write(&file, events.join("\n")).unwrap();
+    let output = ingest(&broker.address(), &file, &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let _ = std::fs::remove_file(&file);
+    wait_until("the puts are applied", WAIT, || average(&rating, "p") == Some(4.0));
+
+    // Each user withdraws the rating through gRPC: the service publishes it.
+    for user in &users {
+        let delete = json!({"user_id": user, "record_id": "p", "record_type": "movie"}).to_string();
+        grpcurl::call(&rating.authority(), "RatingService/DeleteRating", &delete);
+    }
+    assert_eq!(average(&rating, "p"), None);
+
+    // Both producers hashed every key to the same partition, so a replay
+    // applies each user's put before their delete.
+    let messages = broker.read_all("ratings");
+    assert_eq!(messages.len(), 2 * users.len());
+    for user in &users {
+        let key = format!("movie/p/{user}");
+        let partitions: Vec<&serde_json::Value> =
+            messages.iter().filter(|message| message["key"] == key.as_str()).map(|message| &message["partition"]).collect();
+        assert_eq!(partitions.len(), 2, "{key}");
+        assert_eq!(partitions[0], partitions[1], "{key} was split across partitions");
+    }
+}
+
+#[test]
 fn bad_input_is_reported_precisely_and_publishes_nothing() {
     let broker = Broker::start_in_memory();
     let _rating = start_rating(&broker); // creates the topic

@@ -42,6 +42,13 @@ pub use topics::ensure_topics;
 
 use crate::{controller::RatingController, event::RatingEvent, model::RatingRange, repository::RatingRepository};
 
+/// The partitioner of every producer of the ratings topic (this service's
+/// write path and ratingingester). They must agree: a key maps to one
+/// partition only if every producer hashes it the same way, and per-key
+/// order is what keeps one user's events for a record in sequence.
+/// murmur2 is also what Java clients use.
+pub const PARTITIONER: &str = "murmur2_random";
+
 /// The header of a dead-lettered message that says why it was refused.
 pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
 
@@ -72,6 +79,7 @@ impl KafkaSettings {
         self.client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            .set("partitioner", PARTITIONER)
             .set("linger.ms", "1")
             .set("message.timeout.ms", self.write_timeout.as_millis().max(1).to_string())
             .create()
