@@ -128,11 +128,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         return Ok(());
     };
     let applied = Arc::new(ingester::AppliedOffsets::default());
-    let publisher = ingester::publisher::EventPublisher::new(&kafka, applied.clone()).context("cannot create the Kafka producer")?;
+    let producer = kafka.producer().context("cannot create the Kafka producer")?;
+    let publisher = ingester::publisher::EventPublisher::new(producer.clone(), &kafka, applied.clone());
     let controller = Arc::new(RatingController::with_writes(MemoryRepository::default(), WritePath::EventLog(publisher)));
     let (replayed, replay_done) = tokio::sync::oneshot::channel();
     let stop_ingestion = CancellationToken::new();
-    let ingestion = tokio::spawn(ingester::Ingester::new(kafka, controller.clone(), applied, range).run(replayed, stop_ingestion.clone()));
+    let ingestion = tokio::spawn(ingester::Ingester::new(kafka, producer, controller.clone(), applied, range).run(replayed, stop_ingestion.clone()));
     let ready = async {
         // The sender only goes away if ingestion stopped, i.e. on shutdown.
         if replay_done.await.is_err() {

@@ -108,6 +108,8 @@ pub struct IngestStats {
 
 pub struct Ingester<R> {
     settings: KafkaSettings,
+    /// Shared with the write path: one producer per process.
+    dead_letters: FutureProducer,
     controller: Arc<RatingController<R>>,
     applied: Arc<AppliedOffsets>,
     stats: Arc<IngestStats>,
@@ -115,8 +117,14 @@ pub struct Ingester<R> {
 }
 
 impl<R: RatingRepository> Ingester<R> {
-    pub fn new(settings: KafkaSettings, controller: Arc<RatingController<R>>, applied: Arc<AppliedOffsets>, range: RatingRange) -> Self {
-        Self { settings, controller, applied, stats: Arc::default(), range }
+    pub fn new(
+        settings: KafkaSettings,
+        dead_letters: FutureProducer,
+        controller: Arc<RatingController<R>>,
+        applied: Arc<AppliedOffsets>,
+        range: RatingRange,
+    ) -> Self {
+        Self { settings, dead_letters, controller, applied, stats: Arc::default(), range }
     }
 
     pub fn stats(&self) -> Arc<IngestStats> {
@@ -133,7 +141,7 @@ impl<R: RatingRepository> Ingester<R> {
             .with_max_delay(Duration::from_secs(5))
             .without_max_times()
             .build();
-        let (consumer, dead_letters, targets) = loop {
+        let (consumer, targets) = loop {
             match self.connect().await {
                 Ok(connected) => break connected,
                 Err(error) => {
@@ -167,7 +175,7 @@ impl<R: RatingRepository> Ingester<R> {
             match message {
                 Ok(message) => {
                     error_backoff = Duration::from_millis(100);
-                    self.handle(&message, &dead_letters).await;
+                    self.handle(&message).await;
                     if ready.is_some() && last_progress.elapsed() >= Duration::from_secs(2) {
                         last_progress = Instant::now();
                         tracing::info!(applied = self.stats.applied.load(Ordering::Relaxed), of = total, "catching up");
@@ -189,10 +197,9 @@ impl<R: RatingRepository> Ingester<R> {
 
     /// Creates the topics if needed, assigns every partition from the
     /// beginning, and returns each partition's end offset at this moment.
-    async fn connect(&self) -> Result<(StreamConsumer, FutureProducer, HashMap<i32, i64>), KafkaError> {
+    async fn connect(&self) -> Result<(StreamConsumer, HashMap<i32, i64>), KafkaError> {
         ensure_topics(&self.settings).await?;
         let consumer = self.settings.consumer()?;
-        let dead_letters = self.settings.producer()?;
         let topic = self.settings.topic.clone();
         let (consumer, targets) = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
             let timeout = Duration::from_secs(10);
@@ -218,14 +225,14 @@ impl<R: RatingRepository> Ingester<R> {
         })
         .await
         .map_err(|_| KafkaError::Canceled)??;
-        Ok((consumer, dead_letters, targets))
+        Ok((consumer, targets))
     }
 
     fn caught_up(&self, targets: &HashMap<i32, i64>) -> bool {
         targets.iter().all(|(partition, end)| self.applied.next_offset(*partition) >= *end)
     }
 
-    async fn handle(&self, message: &BorrowedMessage<'_>, dead_letters: &FutureProducer) {
+    async fn handle(&self, message: &BorrowedMessage<'_>) {
         let (partition, offset) = (message.partition(), message.offset());
         let outcome = match message.payload() {
             Some(payload) => RatingEvent::from_json(payload, self.range).map_err(|error| error.to_string()),
@@ -237,12 +244,12 @@ impl<R: RatingRepository> Ingester<R> {
                 self.controller.apply(event).await;
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
             }
-            Err(reason) => self.dead_letter(message, &reason, dead_letters).await,
+            Err(reason) => self.dead_letter(message, &reason).await,
         }
         self.applied.applied(partition, offset);
     }
 
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str, producer: &FutureProducer) {
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
         let count = self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed) + 1;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         tracing::warn!(topic, partition, offset, reason, dead_lettered = count, "refused event moved to the dead-letter topic");
@@ -259,7 +266,7 @@ impl<R: RatingRepository> Ingester<R> {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        if let Err((error, _)) = producer.send(record, Timeout::After(Duration::from_secs(5))).await {
+        if let Err((error, _)) = self.dead_letters.send(record, Timeout::After(Duration::from_secs(5))).await {
             tracing::error!(topic, partition, offset, %error, "cannot write to the dead-letter topic; the event stays only in the log above");
         }
     }

@@ -5,7 +5,6 @@
 use std::{sync::Arc, time::Duration};
 
 use rdkafka::{
-    error::KafkaError,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
@@ -32,8 +31,9 @@ pub struct EventPublisher {
 }
 
 impl EventPublisher {
-    pub fn new(settings: &KafkaSettings, applied: Arc<AppliedOffsets>) -> Result<Self, KafkaError> {
-        Ok(Self { producer: settings.producer()?, topic: settings.topic.clone(), applied, timeout: settings.write_timeout })
+    /// `producer` should come from [`KafkaSettings::producer`].
+    pub fn new(producer: FutureProducer, settings: &KafkaSettings, applied: Arc<AppliedOffsets>) -> Self {
+        Self { producer, topic: settings.topic.clone(), applied, timeout: settings.write_timeout }
     }
 
     /// Publishes `event`, waits for the broker's acknowledgement, then for
