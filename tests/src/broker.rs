@@ -84,8 +84,9 @@ impl Broker {
     }
 
     /// Produces raw messages (key, value) to `topic`, bypassing any validation.
-    pub fn produce_raw(&self, topic: &str, messages: &[(&str, &str)]) {
-        let messages: Vec<Value> = messages.iter().map(|(key, value)| serde_json::json!([key, value])).collect();
+    pub fn produce_raw(&self, topic: &str, messages: &[(impl AsRef<str>, impl AsRef<str>)]) {
+        let messages: Vec<Value> =
+            messages.iter().map(|(key, value)| serde_json::json!([key.as_ref(), value.as_ref()])).collect();
         python(&format!(
             r#"
 import json, sys

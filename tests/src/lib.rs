@@ -9,6 +9,7 @@ pub mod broker;
 pub mod consul;
 pub mod grpcurl;
 pub mod process;
+pub mod rating;
 
 use std::time::{Duration, Instant};
 

@@ -3,34 +3,16 @@
 //! through the topic, and a broker that restarts mid-run.
 use std::time::Duration;
 
-use e2e::{broker::Broker, free_port, grpcurl, process::ServiceProcess, wait_until};
+use e2e::{
+    broker::Broker,
+    free_port, grpcurl,
+    process::ServiceProcess,
+    rating::{average, health, start_with_kafka as start_rating},
+    wait_until,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn start_rating(broker: &Broker) -> ServiceProcess {
-    let brokers = broker.address();
-    let rating = ServiceProcess::start("rating", &["--write-timeout", "10s"], &[("KAFKA_BROKERS", brokers.as_str())]);
-    wait_until("rating reports SERVING", WAIT, || health(&rating) == "SERVING");
-    rating
-}
-
-fn health(rating: &ServiceProcess) -> String {
-    let output = grpcurl::grpcurl(&rating.authority(), Some("grpc.health.v1.Health/Check"), Some("{}"), &[]);
-    if output.success { output.json()["status"].as_str().unwrap_or_default().to_string() } else { String::new() }
-}
-
-/// The aggregated rating of movie `id`, or None when it has no ratings.
-fn average(rating: &ServiceProcess, id: &str) -> Option<f64> {
-    let request = json!({"record_id": id, "record_type": "movie"}).to_string();
-    let output = grpcurl::call_failing(&rating.authority(), "RatingService/GetAggregatedRating", &request);
-    if output.success {
-        Some(output.json()["ratingValue"].as_f64().unwrap_or(0.0))
-    } else {
-        assert_eq!(output.code(), "NotFound", "{}", output.stderr);
-        None
-    }
-}
 
 fn event(record: &str, user: &str, value: Option<i32>, kind: &str) -> String {
     let mut event = json!({"recordId": record, "recordType": "movie", "userId": user, "eventType": kind});
@@ -51,10 +33,10 @@ fn a_poison_pill_goes_to_the_dead_letter_topic_and_ingestion_moves_on() {
     let (good_a, good_b) = (event("1", "alice", Some(5), "put"), event("1", "bob", Some(2), "put"));
     let out_of_range = event("1", "carol", Some(9), "put");
     broker.produce_raw("ratings", &[
-        (&key("1", "alice"), &good_a),
-        (&key("1", "x"), "{not json"),
-        (&key("1", "carol"), &out_of_range),
-        (&key("1", "bob"), &good_b),
+        (key("1", "alice"), good_a),
+        (key("1", "x"), "{not json".to_string()),
+        (key("1", "carol"), out_of_range),
+        (key("1", "bob"), good_b),
     ]);
     wait_until("both good events are applied", WAIT, || average(&rating, "1") == Some(3.5));
 
@@ -86,8 +68,7 @@ fn replicas_agree_writes_go_through_the_topic_and_restarts_lose_nothing() {
     }
     events.push((key("1", "u0"), event("1", "u0", Some(1), "put"))); // u0 changes their mind
     events.push((key("2", "u1"), event("2", "u1", None, "delete")));
-    let borrowed: Vec<(&str, &str)> = events.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    broker.produce_raw("ratings", &borrowed);
+    broker.produce_raw("ratings", &events);
 
     // PutRating on A is read back on A at once (read your writes) and
     // reaches B within the bound.
@@ -127,8 +108,7 @@ fn a_broker_restart_loses_nothing_and_counts_nothing_twice() {
         .map(|user| (key("1", &format!("u{user}")), event("1", &format!("u{user}"), Some(5), "put")))
         .chain((0..50).map(|user| (key("2", &format!("u{user}")), event("2", &format!("u{user}"), Some(1), "put"))))
         .collect();
-    let borrowed: Vec<(&str, &str)> = first.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    broker.produce_raw("ratings", &borrowed);
+    broker.produce_raw("ratings", &first);
     wait_until("the first batch is applied", WAIT, || average(&rating, "2") == Some(1.0) && average(&rating, "1") == Some(5.0));
 
     let (directory, _) = broker.stop();
@@ -141,8 +121,7 @@ fn a_broker_restart_loses_nothing_and_counts_nothing_twice() {
         .map(|user| (key("1", &format!("u{user}")), event("1", &format!("u{user}"), Some(1), "put")))
         .chain((0..50).map(|user| (key("1", &format!("u{user}")), event("1", &format!("u{user}"), Some(5), "put"))))
         .collect();
-    let borrowed: Vec<(&str, &str)> = second.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    broker.produce_raw("ratings", &borrowed);
+    broker.produce_raw("ratings", &second);
     // Exactly 200 distinct users: 100 × 5 and 100 × 1.
     wait_until("the second batch is applied", WAIT, || average(&rating, "1") == Some(3.0));
     assert_eq!(average(&rating, "2"), Some(1.0));

@@ -7,7 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{broker::Broker, free_port, grpcurl, process::{ServiceProcess, binary}, wait_until};
+use e2e::{
+    broker::Broker,
+    free_port, grpcurl,
+    process::binary,
+    rating::{average, start_with_kafka as start_rating},
+    wait_until,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,19 +27,6 @@ fn ingest(broker: &str, file: &Path, extra: &[&str]) -> Output {
         .env_remove("RUST_LIB_BACKTRACE")
         .output()
         .expect("run ratingingester")
-}
-
-fn start_rating(broker: &Broker) -> ServiceProcess {
-    let brokers = broker.address();
-    let rating = ServiceProcess::start("rating", &[], &[("KAFKA_BROKERS", brokers.as_str())]);
-    rating.wait_for_log("ready: health reports SERVING", WAIT);
-    rating
-}
-
-fn average(rating: &ServiceProcess, id: &str) -> Option<f64> {
-    let request = json!({"record_id": id, "record_type": "movie"}).to_string();
-    let output = grpcurl::call_failing(&rating.authority(), "RatingService/GetAggregatedRating", &request);
-    output.success.then(|| output.json()["ratingValue"].as_f64().unwrap_or(0.0))
 }
 
 fn repo_file(name: &str) -> PathBuf {
