@@ -92,17 +92,10 @@ impl<R: RatingRepository> RatingController<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::RatingRange, repository::memory::MemoryRepository};
-
-    fn key(id: &str) -> RecordKey {
-        RecordKey::parse("movie".into(), id.into()).unwrap()
-    }
-    fn user(id: &str) -> UserId {
-        UserId::parse("user_id", id.into()).unwrap()
-    }
-    fn value(v: i32) -> RatingValue {
-        RatingValue::parse("rating_value", v, RatingRange::default()).unwrap()
-    }
+    use crate::{
+        model::test_values::{key, user, value},
+        repository::memory::MemoryRepository,
+    };
 
     #[tokio::test]
     async fn a_record_without_ratings_is_not_found() {

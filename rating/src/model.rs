@@ -126,6 +126,25 @@ pub struct AggregatedRating {
     pub count: u64,
 }
 
+/// Short constructors of valid values for the crate's tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    use super::*;
+
+    pub fn key(id: &str) -> RecordKey {
+        RecordKey::parse("movie".into(), id.into()).unwrap()
+    }
+
+    pub fn user(id: &str) -> UserId {
+        UserId::parse("user_id", id.into()).unwrap()
+    }
+
+    /// A value in 1..=10, the widest range the tests use.
+    pub fn value(v: i32) -> RatingValue {
+        RatingValue::parse("rating_value", v, RatingRange::new(1, 10).unwrap()).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

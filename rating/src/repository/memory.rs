@@ -61,17 +61,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::RatingRange;
-
-    fn key(id: &str) -> RecordKey {
-        RecordKey::parse("movie".into(), id.into()).unwrap()
-    }
-    fn user(id: &str) -> UserId {
-        UserId::parse("user_id", id.into()).unwrap()
-    }
-    fn value(v: i32) -> RatingValue {
-        RatingValue::parse("rating_value", v, RatingRange::new(1, 10).unwrap()).unwrap()
-    }
+    use crate::model::test_values::{key, user, value};
 
     #[tokio::test]
     async fn deleting_the_last_rating_forgets_the_record() {
