@@ -49,7 +49,8 @@ pub fn routes() -> Routes {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let registry = config.discovery.registry(StaticRegistry::new())?;
     let grpc_services = vec![<MetadataServiceServer<handler::MetadataHandler<MemoryRepository>> as NamedService>::NAME];
-    let settings = ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
+    let settings =
+        ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
     tracing::info!(listen = %config.listen, discovery = %registry.describe(), "starting metadata service");
     let server = BoundServer::bind(settings).await?;
     server.run(routes(), registry, std::future::ready(()), shutdown).await?;

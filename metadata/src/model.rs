@@ -71,7 +71,12 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_wire_type() {
-        let wire = api::Metadata { id: "1".into(), title: "Heat".into(), description: "LA crime".into(), director: "Michael Mann".into() };
+        let wire = api::Metadata {
+            id: "1".into(),
+            title: "Heat".into(),
+            description: "LA crime".into(),
+            director: "Michael Mann".into(),
+        };
         assert_eq!(api::Metadata::from(Metadata::parse(Some(wire.clone())).unwrap()), wire);
     }
 }

@@ -132,8 +132,11 @@ mod tests {
         }
     }
 
-    fn controller(metadata: Result<Metadata, GatewayError>, rating: Result<f64, GatewayError>, policy: RatingFailurePolicy)
-    -> MovieController<Fixed<Metadata>, Fixed<f64>> {
+    fn controller(
+        metadata: Result<Metadata, GatewayError>,
+        rating: Result<f64, GatewayError>,
+        policy: RatingFailurePolicy,
+    ) -> MovieController<Fixed<Metadata>, Fixed<f64>> {
         MovieController::new(Fixed::new(metadata), Fixed::new(rating), policy)
     }
 
@@ -162,19 +165,28 @@ mod tests {
 
     #[tokio::test]
     async fn metadata_down_is_a_dependency_error_naming_the_service() {
-        let error = controller(Err(down(metadata_service())), Ok(3.0), RatingFailurePolicy::Omit).details(&id("1")).await.unwrap_err();
+        let error = controller(Err(down(metadata_service())), Ok(3.0), RatingFailurePolicy::Omit)
+            .details(&id("1"))
+            .await
+            .unwrap_err();
         assert_eq!(error, MovieError::Dependency(down(metadata_service())));
         assert!(error.to_string().starts_with("metadata service is unavailable"), "{error}");
     }
 
     #[tokio::test]
     async fn rating_down_follows_the_policy() {
-        let omitted = controller(Ok(heat()), Err(down(rating_service())), RatingFailurePolicy::Omit).details(&id("1")).await.unwrap();
+        let omitted = controller(Ok(heat()), Err(down(rating_service())), RatingFailurePolicy::Omit)
+            .details(&id("1"))
+            .await
+            .unwrap();
         assert_eq!(omitted.rating, Rating::Unavailable);
         assert_eq!(omitted.metadata, heat());
 
         let timeout = GatewayError::DeadlineExceeded { service: rating_service(), timeout: Duration::from_secs(1) };
-        let failed = controller(Ok(heat()), Err(timeout.clone()), RatingFailurePolicy::Fail).details(&id("1")).await.unwrap_err();
+        let failed = controller(Ok(heat()), Err(timeout.clone()), RatingFailurePolicy::Fail)
+            .details(&id("1"))
+            .await
+            .unwrap_err();
         assert_eq!(failed, MovieError::Dependency(timeout));
     }
 

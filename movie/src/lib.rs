@@ -86,8 +86,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_service(controller::metadata_service(), &config.metadata_addrs)?
         .with_service(controller::rating_service(), &config.rating_addrs)?;
     let registry = config.discovery.registry(peers)?;
-    let grpc_services = vec![<MovieServiceServer<MovieHandler<GrpcMetadataGateway, GrpcRatingGateway>> as NamedService>::NAME];
-    let settings = ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
+    let grpc_services =
+        vec![<MovieServiceServer<MovieHandler<GrpcMetadataGateway, GrpcRatingGateway>> as NamedService>::NAME];
+    let settings =
+        ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
     tracing::info!(listen = %config.listen, discovery = %registry.describe(), upstream_timeout = ?config.upstream_timeout,
         on_rating_failure = ?config.on_rating_failure, "starting movie service");
     let server = BoundServer::bind(settings).await?;

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::discovery::{
-    ConsulRegistry, ConsulSettings, DiscoveryError, InstanceId, Registry, RegistrationSettings, StaticRegistry,
+    ConsulRegistry, ConsulSettings, DiscoveryError, InstanceId, RegistrationSettings, Registry, StaticRegistry,
 };
 
 /// How a service finds its peers.
@@ -36,7 +36,11 @@ pub struct DiscoveryArgs {
 
 impl DiscoveryArgs {
     pub fn mode(&self) -> DiscoveryMode {
-        self.discovery.unwrap_or(if self.consul_address.is_some() { DiscoveryMode::Consul } else { DiscoveryMode::Static })
+        self.discovery.unwrap_or(if self.consul_address.is_some() {
+            DiscoveryMode::Consul
+        } else {
+            DiscoveryMode::Static
+        })
     }
 
     /// The registry these settings describe; `static_registry` holds the peer

@@ -77,7 +77,8 @@ impl BoundServer {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServeError::Bind { address: settings.listen, source })?;
-        let local_address = listener.local_addr().map_err(|source| ServeError::Bind { address: settings.listen, source })?;
+        let local_address =
+            listener.local_addr().map_err(|source| ServeError::Bind { address: settings.listen, source })?;
         Ok(Self { settings, listener, local_address })
     }
 
@@ -139,10 +140,11 @@ impl BoundServer {
             .add_service(reflection().build_v1alpha()?);
 
         let stop_accepting = CancellationToken::new();
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting.clone().cancelled_owned());
+        let server =
+            tonic::transport::Server::builder().tcp_nodelay(true).add_routes(routes).serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.listener),
+                stop_accepting.clone().cancelled_owned(),
+            );
         let mut server = tokio::spawn(server);
         tracing::info!(service = %settings.service, instance = %instance.id, address = %self.local_address, "listening");
 

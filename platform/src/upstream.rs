@@ -155,7 +155,8 @@ impl Inner {
     }
 
     fn evict(&self, instance: &Instance) {
-        let remaining: Vec<Member> = self.snapshot().iter().filter(|member| &member.instance != instance).cloned().collect();
+        let remaining: Vec<Member> =
+            self.snapshot().iter().filter(|member| &member.instance != instance).cloned().collect();
         self.replace(remaining);
     }
 
@@ -183,7 +184,9 @@ impl Inner {
                     tracing::info!(service = %self.service, instance = %instance.id, address = %instance.authority(), "instance added");
                     members.push(Member { instance, channel });
                 }
-                Err(error) => tracing::warn!(service = %self.service, instance = %instance.id, %error, "instance address is unusable"),
+                Err(error) => {
+                    tracing::warn!(service = %self.service, instance = %instance.id, %error, "instance address is unusable")
+                }
             }
         }
         for gone in current.iter().filter(|member| !members.iter().any(|kept| kept.instance == member.instance)) {
@@ -222,7 +225,11 @@ mod tests {
     }
 
     fn settings() -> UpstreamSettings {
-        UpstreamSettings { refresh_interval: Duration::from_millis(20), request_timeout: Duration::from_secs(2), ..Default::default() }
+        UpstreamSettings {
+            refresh_interval: Duration::from_millis(20),
+            request_timeout: Duration::from_secs(2),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -240,10 +247,11 @@ mod tests {
             registry.register(&instance(id, port)).await.unwrap();
             registry.report_healthy(&instance(id, port)).await.unwrap();
         }
-        let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), UpstreamSettings {
-            refresh_interval: Duration::from_secs(3600),
-            ..settings()
-        });
+        let upstream = Upstream::new(
+            ServiceName::new("rating"),
+            registry.clone(),
+            UpstreamSettings { refresh_interval: Duration::from_secs(3600), ..settings() },
+        );
         // Let the background task's first refresh complete (its next one is an
         // hour away), so nothing re-adds rating-a behind the test's back.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -253,14 +261,15 @@ mod tests {
         }
         // rating-a (port 1) refuses: every call ends on rating-b, and rating-a is dropped.
         for _ in 0..5 {
-            let answer = upstream
-                .call(|_, instance| {
-                    let port = instance.port;
-                    async move {
-                        if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) }
-                    }
-                })
-                .await;
+            let answer =
+                upstream
+                    .call(|_, instance| {
+                        let port = instance.port;
+                        async move {
+                            if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) }
+                        }
+                    })
+                    .await;
             assert_eq!(answer.unwrap(), 2);
         }
         let left: Vec<String> = upstream.instances().iter().map(Instance::authority).collect();
@@ -292,10 +301,11 @@ mod tests {
         let registry = Arc::new(MemoryRegistry::default());
         registry.register(&instance("rating-a", 1)).await.unwrap();
         registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
-        let upstream = Upstream::new(ServiceName::new("rating"), registry, UpstreamSettings {
-            request_timeout: Duration::from_millis(50),
-            ..settings()
-        });
+        let upstream = Upstream::new(
+            ServiceName::new("rating"),
+            registry,
+            UpstreamSettings { request_timeout: Duration::from_millis(50), ..settings() },
+        );
         let error = upstream
             .call(|_, _| async {
                 tokio::time::sleep(Duration::from_secs(10)).await;

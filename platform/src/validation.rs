@@ -21,11 +21,7 @@ impl FieldError {
 
     /// Validates that a string field is not empty or whitespace only.
     pub fn require_non_empty(field: &'static str, value: String) -> Result<String, FieldError> {
-        if value.trim().is_empty() {
-            Err(Self::new(field, "must not be empty"))
-        } else {
-            Ok(value)
-        }
+        if value.trim().is_empty() { Err(Self::new(field, "must not be empty")) } else { Ok(value) }
     }
 }
 

@@ -38,11 +38,7 @@ const DELETE: &str = "delete";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RatingEvent {
     /// `user` rates `key` with `value`, replacing any earlier rating of theirs.
-    Put {
-        key: RecordKey,
-        user: UserId,
-        value: RatingValue,
-    },
+    Put { key: RecordKey, user: UserId, value: RatingValue },
     /// `user` withdraws their rating of `key`.
     Delete { key: RecordKey, user: UserId },
 }
@@ -58,11 +54,7 @@ pub enum EventError {
     #[error("{field} is missing")]
     MissingField { field: &'static str },
     #[error("{field} must be {expected}, got {found}")]
-    WrongType {
-        field: &'static str,
-        expected: &'static str,
-        found: String,
-    },
+    WrongType { field: &'static str, expected: &'static str, found: String },
     /// A field of the right type whose value a domain type refused (an empty
     /// id, a rating outside the range).
     #[error(transparent)]
@@ -85,8 +77,8 @@ enum EventKind {
 impl RatingEvent {
     /// Parses one event from its JSON text, checking the value against `range`.
     pub fn from_json(bytes: &[u8], range: RatingRange) -> Result<RatingEvent, EventError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|error| EventError::MalformedJson(error.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|error| EventError::MalformedJson(error.to_string()))?;
         Self::from_value(value, range)
     }
 
@@ -95,26 +87,12 @@ impl RatingEvent {
     /// the order `recordId`, `recordType`, `userId`, `eventType`, value.
     pub fn from_value(value: Value, range: RatingRange) -> Result<RatingEvent, EventError> {
         let Value::Object(mut fields) = value else {
-            return Err(EventError::NotAnObject {
-                found: describe(&value),
-            });
+            return Err(EventError::NotAnObject { found: describe(&value) });
         };
-        let record_id = RecordId::parse(
-            field::RECORD_ID,
-            required_string(&mut fields, field::RECORD_ID)?,
-        )?;
-        let record_type = RecordType::parse(
-            field::RECORD_TYPE,
-            required_string(&mut fields, field::RECORD_TYPE)?,
-        )?;
-        let user = UserId::parse(
-            field::USER_ID,
-            required_string(&mut fields, field::USER_ID)?,
-        )?;
-        let key = RecordKey {
-            record_type,
-            record_id,
-        };
+        let record_id = RecordId::parse(field::RECORD_ID, required_string(&mut fields, field::RECORD_ID)?)?;
+        let record_type = RecordType::parse(field::RECORD_TYPE, required_string(&mut fields, field::RECORD_TYPE)?)?;
+        let user = UserId::parse(field::USER_ID, required_string(&mut fields, field::USER_ID)?)?;
+        let key = RecordKey { record_type, record_id };
         match event_kind(&mut fields)? {
             EventKind::Delete => Ok(RatingEvent::Delete { key, user }),
             EventKind::Put => {
@@ -140,8 +118,7 @@ impl RatingEvent {
         };
         // Strings and an integer into a Vec: serde_json cannot fail on these
         // (it fails only on non-string map keys and failing custom impls).
-        serde_json::to_vec(&wire)
-            .expect("a struct of strings and integers always serializes to JSON")
+        serde_json::to_vec(&wire).expect("a struct of strings and integers always serializes to JSON")
     }
 
     /// The Kafka message key: `{recordType}/{recordId}/{userId}`, one key per
@@ -213,18 +190,11 @@ fn push_escaped(out: &mut String, part: &str) {
 }
 
 /// Takes a field that must be present and a string.
-fn required_string(
-    fields: &mut Map<String, Value>,
-    name: &'static str,
-) -> Result<String, EventError> {
+fn required_string(fields: &mut Map<String, Value>, name: &'static str) -> Result<String, EventError> {
     match fields.remove(name) {
         None => Err(EventError::MissingField { field: name }),
         Some(Value::String(text)) => Ok(text),
-        Some(other) => Err(EventError::WrongType {
-            field: name,
-            expected: "a string",
-            found: describe(&other),
-        }),
+        Some(other) => Err(EventError::WrongType { field: name, expected: "a string", found: describe(&other) }),
     }
 }
 
@@ -235,32 +205,22 @@ fn event_kind(fields: &mut Map<String, Value>) -> Result<EventKind, EventError> 
         Some(Value::String(kind)) => match kind.as_str() {
             PUT => Ok(EventKind::Put),
             DELETE => Ok(EventKind::Delete),
-            _ => Err(EventError::UnknownEventType {
-                found: describe(&Value::String(kind)),
-            }),
+            _ => Err(EventError::UnknownEventType { found: describe(&Value::String(kind)) }),
         },
-        Some(other) => Err(EventError::WrongType {
-            field: field::EVENT_TYPE,
-            expected: "a string",
-            found: describe(&other),
-        }),
+        Some(other) => {
+            Err(EventError::WrongType { field: field::EVENT_TYPE, expected: "a string", found: describe(&other) })
+        }
     }
 }
 
 /// The value of a put, from `ratingValue` or its spelling `value`.
-fn rating_value(
-    fields: &mut Map<String, Value>,
-    range: RatingRange,
-) -> Result<RatingValue, EventError> {
+fn rating_value(fields: &mut Map<String, Value>, range: RatingRange) -> Result<RatingValue, EventError> {
     let rating_value = optional_integer(fields, field::RATING_VALUE)?;
     let value = optional_integer(fields, field::VALUE)?;
     let (name, raw) = match (rating_value, value) {
         (None, None) => return Err(EventError::MissingValue),
         (Some(rating_value), Some(value)) if rating_value != value => {
-            return Err(EventError::ConflictingValues {
-                rating_value,
-                value,
-            });
+            return Err(EventError::ConflictingValues { rating_value, value });
         }
         (Some(rating_value), _) => (field::RATING_VALUE, rating_value),
         (None, Some(value)) => (field::VALUE, value),
@@ -268,30 +228,18 @@ fn rating_value(
     match i32::try_from(raw) {
         Ok(raw) => Ok(RatingValue::parse(name, raw, range)?),
         // Same wording as `RatingValue::parse` for numbers beyond an i32.
-        Err(_) => Err(FieldError::new(
-            name,
-            format!(
-                "must be between {} and {}, got {raw}",
-                range.min(),
-                range.max()
-            ),
-        )
-        .into()),
+        Err(_) => {
+            Err(FieldError::new(name, format!("must be between {} and {}, got {raw}", range.min(), range.max())).into())
+        }
     }
 }
 
 /// Takes a field that may be absent or `null`, and otherwise must be an
 /// integer (no strings, no fractions, no `5.0`). `i128` holds every JSON
 /// integer serde_json can decode (`i64` and `u64`).
-fn optional_integer(
-    fields: &mut Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<i128>, EventError> {
-    let wrong_type = |found: &Value| EventError::WrongType {
-        field: name,
-        expected: "an integer",
-        found: describe(found),
-    };
+fn optional_integer(fields: &mut Map<String, Value>, name: &'static str) -> Result<Option<i128>, EventError> {
+    let wrong_type =
+        |found: &Value| EventError::WrongType { field: name, expected: "an integer", found: describe(found) };
     match fields.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(number)) => match (number.as_i64(), number.as_u64()) {
@@ -335,12 +283,7 @@ mod tests {
         RatingEvent::Put {
             key: RecordKey::parse(record_type.into(), record_id.into()).unwrap(),
             user: UserId::parse("userId", user.into()).unwrap(),
-            value: RatingValue::parse(
-                "ratingValue",
-                value,
-                RatingRange::new(i32::MIN, i32::MAX).unwrap(),
-            )
-            .unwrap(),
+            value: RatingValue::parse("ratingValue", value, RatingRange::new(i32::MIN, i32::MAX).unwrap()).unwrap(),
         }
     }
 
@@ -364,7 +307,10 @@ mod tests {
     #[test]
     fn a_delete_needs_no_value_and_ignores_one_it_has() {
         let expected = delete("movie", "1", "105");
-        assert_eq!(parse(r#"{"recordId": "1", "recordType": "movie", "userId": "105", "eventType": "delete"}"#).unwrap(), expected);
+        assert_eq!(
+            parse(r#"{"recordId": "1", "recordType": "movie", "userId": "105", "eventType": "delete"}"#).unwrap(),
+            expected
+        );
         for value in [r#"5"#, r#"99"#, r#""five""#, r#"4.5"#, r#"null"#] {
             let text = format!(
                 r#"{{"recordId": "1", "recordType": "movie", "userId": "105", "ratingValue": {value}, "eventType": "delete"}}"#
@@ -376,13 +322,15 @@ mod tests {
     #[test]
     fn the_books_variants_are_accepted() {
         // `value` for `ratingValue`, no `eventType` (a put), `providerId` ignored.
-        let books = r#"{"recordId": "2", "recordType": "movie", "userId": "7", "value": 4, "providerId": "test-provider"}"#;
+        let books =
+            r#"{"recordId": "2", "recordType": "movie", "userId": "7", "value": 4, "providerId": "test-provider"}"#;
         assert_eq!(parse(books).unwrap(), put("movie", "2", "7", 4));
         // A null eventType is a put too, and both spellings may agree.
         let both = r#"{"recordId": "2", "recordType": "movie", "userId": "7", "value": 3, "ratingValue": 3, "eventType": null}"#;
         assert_eq!(parse(both).unwrap(), put("movie", "2", "7", 3));
         // Unknown fields of any shape are ignored.
-        let extra = r#"{"recordId": "2", "recordType": "movie", "userId": "7", "ratingValue": 1, "meta": {"a": [1, 2]}}"#;
+        let extra =
+            r#"{"recordId": "2", "recordType": "movie", "userId": "7", "ratingValue": 1, "meta": {"a": [1, 2]}}"#;
         assert_eq!(parse(extra).unwrap(), put("movie", "2", "7", 1));
     }
 
@@ -390,61 +338,35 @@ mod tests {
     fn the_range_is_the_configured_one() {
         let imdb = RatingRange::new(1, 10).unwrap();
         let text = br#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 9}"#;
+        assert_eq!(RatingEvent::from_json(text, imdb).unwrap(), put("movie", "1", "1", 9));
         assert_eq!(
-            RatingEvent::from_json(text, imdb).unwrap(),
-            put("movie", "1", "1", 9)
-        );
-        assert_eq!(
-            RatingEvent::from_json(text, RatingRange::default())
-                .unwrap_err()
-                .to_string(),
+            RatingEvent::from_json(text, RatingRange::default()).unwrap_err().to_string(),
             "ratingValue must be between 1 and 5, got 9"
         );
     }
 
     #[test]
     fn from_value_takes_decoded_json() {
-        let value =
-            json!({"recordId": "3", "recordType": "movie", "userId": "u", "ratingValue": 2});
+        let value = json!({"recordId": "3", "recordType": "movie", "userId": "u", "ratingValue": 2});
+        assert_eq!(RatingEvent::from_value(value, RatingRange::default()).unwrap(), put("movie", "3", "u", 2));
         assert_eq!(
-            RatingEvent::from_value(value, RatingRange::default()).unwrap(),
-            put("movie", "3", "u", 2)
-        );
-        assert_eq!(
-            RatingEvent::from_value(json!(["not", "an", "object"]), RatingRange::default())
-                .unwrap_err()
-                .to_string(),
+            RatingEvent::from_value(json!(["not", "an", "object"]), RatingRange::default()).unwrap_err().to_string(),
             r#"an event must be a JSON object, got ["not","an","object"]"#
         );
     }
 
     #[test]
     fn malformed_json_is_refused_with_its_position() {
-        assert_eq!(
-            refusal(r#"{"recordId": "1", "#),
-            "malformed JSON: EOF while parsing a value at line 1 column 18"
-        );
-        assert_eq!(
-            refusal(""),
-            "malformed JSON: EOF while parsing a value at line 1 column 0"
-        );
+        assert_eq!(refusal(r#"{"recordId": "1", "#), "malformed JSON: EOF while parsing a value at line 1 column 18");
+        assert_eq!(refusal(""), "malformed JSON: EOF while parsing a value at line 1 column 0");
         assert_eq!(refusal("42"), "an event must be a JSON object, got 42");
     }
 
     #[test]
     fn ids_must_be_present_and_non_empty() {
-        assert_eq!(
-            refusal(r#"{"recordType": "movie", "userId": "1", "ratingValue": 5}"#),
-            "recordId is missing"
-        );
-        assert_eq!(
-            refusal(r#"{"recordId": "1", "userId": "1", "ratingValue": 5}"#),
-            "recordType is missing"
-        );
-        assert_eq!(
-            refusal(r#"{"recordId": "1", "recordType": "movie", "ratingValue": 5}"#),
-            "userId is missing"
-        );
+        assert_eq!(refusal(r#"{"recordType": "movie", "userId": "1", "ratingValue": 5}"#), "recordId is missing");
+        assert_eq!(refusal(r#"{"recordId": "1", "userId": "1", "ratingValue": 5}"#), "recordType is missing");
+        assert_eq!(refusal(r#"{"recordId": "1", "recordType": "movie", "ratingValue": 5}"#), "userId is missing");
         assert_eq!(
             refusal(r#"{"recordId": "", "recordType": "movie", "userId": "1", "ratingValue": 5}"#),
             "recordId must not be empty"
@@ -454,9 +376,7 @@ mod tests {
             "recordType must not be empty"
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "", "eventType": "delete"}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "", "eventType": "delete"}"#),
             "userId must not be empty"
         );
     }
@@ -477,9 +397,7 @@ mod tests {
             "userId must be a string, got null"
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "value": 5, "eventType": 1}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "value": 5, "eventType": 1}"#),
             "eventType must be a string, got 1"
         );
     }
@@ -487,15 +405,11 @@ mod tests {
     #[test]
     fn a_put_needs_a_value() {
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "eventType": "put"}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "eventType": "put"}"#),
             "ratingValue is missing: a put event needs a rating value"
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": null}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": null}"#),
             "ratingValue is missing: a put event needs a rating value"
         );
     }
@@ -511,22 +425,16 @@ mod tests {
             "value must be between 1 and 5, got 0"
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": -3}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": -3}"#),
             "ratingValue must be between 1 and 5, got -3"
         );
         // Beyond i32 and beyond i64: still a range error, not a wrap-around.
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4294967301}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4294967301}"#),
             "ratingValue must be between 1 and 5, got 4294967301"
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 18446744073709551615}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 18446744073709551615}"#),
             "ratingValue must be between 1 and 5, got 18446744073709551615"
         );
     }
@@ -534,15 +442,11 @@ mod tests {
     #[test]
     fn the_value_must_be_an_integer() {
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": "5"}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": "5"}"#),
             r#"ratingValue must be an integer, got "5""#
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4.5}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4.5}"#),
             "ratingValue must be an integer, got 4.5"
         );
         assert_eq!(
@@ -550,9 +454,7 @@ mod tests {
             "value must be an integer, got 5.0"
         );
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": true}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": true}"#),
             "ratingValue must be an integer, got true"
         );
     }
@@ -560,9 +462,7 @@ mod tests {
     #[test]
     fn both_spellings_with_different_values_are_refused() {
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "value": 5}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "value": 5}"#),
             "ratingValue 4 and value 5 disagree: give only one"
         );
     }
@@ -577,9 +477,7 @@ mod tests {
         );
         // Event types are case-sensitive, as in the book.
         assert_eq!(
-            refusal(
-                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "eventType": "PUT"}"#
-            ),
+            refusal(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4, "eventType": "PUT"}"#),
             r#"eventType must be "put" or "delete", got "PUT""#
         );
     }
@@ -587,17 +485,9 @@ mod tests {
     #[test]
     fn long_offending_values_are_shortened() {
         let long = "x".repeat(500);
-        let text = format!(
-            r#"{{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": "{long}"}}"#
-        );
+        let text = format!(r#"{{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": "{long}"}}"#);
         let message = refusal(&text);
-        assert_eq!(
-            message,
-            format!(
-                r#"ratingValue must be an integer, got "{}…"#,
-                "x".repeat(59)
-            )
-        );
+        assert_eq!(message, format!(r#"ratingValue must be an integer, got "{}…"#, "x".repeat(59)));
     }
 
     #[test]
@@ -614,10 +504,7 @@ mod tests {
         );
         let awkward = put("movie", "a \"quoted\"/id", "ü\n", 3);
         for event in [event, withdrawn, awkward] {
-            assert_eq!(
-                RatingEvent::from_json(&event.to_json(), RatingRange::default()).unwrap(),
-                event
-            );
+            assert_eq!(RatingEvent::from_json(&event.to_json(), RatingRange::default()).unwrap(), event);
         }
     }
 
@@ -638,12 +525,9 @@ mod tests {
         // The escape character is escaped too, so "%2F" in an id is not a slash.
         assert_eq!(put("movie", "a%2Fb", "c", 1).kafka_key(), "movie/a%252Fb/c");
         // Every key splits back into exactly three parts that decode to the ids.
-        for (record_type, record_id, user) in [
-            ("movie", "a/b", "c"),
-            ("movie", "a", "b/c"),
-            ("tv/show", "%", "%2F"),
-            ("movie", "/", "/"),
-        ] {
+        for (record_type, record_id, user) in
+            [("movie", "a/b", "c"), ("movie", "a", "b/c"), ("tv/show", "%", "%2F"), ("movie", "/", "/")]
+        {
             let key = put(record_type, record_id, user, 1).kafka_key();
             let parts: Vec<String> = key.split('/').map(unescape).collect();
             assert_eq!(parts, [record_type, record_id, user], "{key}");

@@ -34,7 +34,11 @@ pub const SERVICE_NAME: &str = "rating";
 
 /// Settings of the rating service, from flags or environment variables.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rating", version, about = "Stores ratings and serves each record's average over gRPC (RatingService).")]
+#[command(
+    name = "rating",
+    version,
+    about = "Stores ratings and serves each record's average over gRPC (RatingService)."
+)]
 pub struct Config {
     /// Address to listen on for gRPC
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8082")]
@@ -116,7 +120,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let range = config.rating_range()?;
     let registry = config.discovery.registry(StaticRegistry::new())?;
     let grpc_services = vec![<RatingServiceServer<handler::RatingHandler<MemoryRepository>> as NamedService>::NAME];
-    let settings = ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
+    let settings =
+        ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
     let kafka = config.kafka.settings();
     tracing::info!(listen = %config.listen, discovery = %registry.describe(), ratings = %range,
         kafka = kafka.as_ref().map_or("off", |kafka| kafka.brokers.as_str()), topic = %config.kafka.topic, "starting rating service");
@@ -130,10 +135,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let applied = Arc::new(ingester::AppliedOffsets::default());
     let producer = kafka.producer().context("cannot create the Kafka producer")?;
     let publisher = ingester::publisher::EventPublisher::new(producer.clone(), &kafka, applied.clone());
-    let controller = Arc::new(RatingController::with_writes(MemoryRepository::default(), WritePath::EventLog(publisher)));
+    let controller =
+        Arc::new(RatingController::with_writes(MemoryRepository::default(), WritePath::EventLog(publisher)));
     let (replayed, replay_done) = tokio::sync::oneshot::channel();
     let stop_ingestion = CancellationToken::new();
-    let ingestion = tokio::spawn(ingester::Ingester::new(kafka, producer, controller.clone(), applied, range).run(replayed, stop_ingestion.clone()));
+    let ingestion = tokio::spawn(
+        ingester::Ingester::new(kafka, producer, controller.clone(), applied, range)
+            .run(replayed, stop_ingestion.clone()),
+    );
     let ready = async {
         // The sender only goes away if ingestion stopped, i.e. on shutdown.
         if replay_done.await.is_err() {

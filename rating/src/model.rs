@@ -51,7 +51,10 @@ pub struct RecordKey {
 
 impl RecordKey {
     pub fn parse(record_type: String, record_id: String) -> Result<Self, FieldError> {
-        Ok(Self { record_type: RecordType::parse("record_type", record_type)?, record_id: RecordId::parse("record_id", record_id)? })
+        Ok(Self {
+            record_type: RecordType::parse("record_type", record_type)?,
+            record_id: RecordId::parse("record_id", record_id)?,
+        })
     }
 }
 
@@ -169,7 +172,10 @@ mod tests {
     #[test]
     fn record_keys_need_both_parts() {
         assert_eq!(RecordKey::parse("".into(), "1".into()).unwrap_err().to_string(), "record_type must not be empty");
-        assert_eq!(RecordKey::parse("movie".into(), " ".into()).unwrap_err().to_string(), "record_id must not be empty");
+        assert_eq!(
+            RecordKey::parse("movie".into(), " ".into()).unwrap_err().to_string(),
+            "record_id must not be empty"
+        );
         assert_eq!(RecordKey::parse("movie".into(), "1".into()).unwrap().to_string(), "movie/1");
     }
 }

@@ -168,10 +168,7 @@ pub fn validate(bytes: &[u8], range: RatingRange) -> Result<Validated, InputErro
         _ => {
             // A character is at most 4 bytes; no need to decode the rest.
             let start = &bytes[first..bytes.len().min(first + 4)];
-            let found = String::from_utf8_lossy(start)
-                .chars()
-                .next()
-                .unwrap_or(char::REPLACEMENT_CHARACTER);
+            let found = String::from_utf8_lossy(start).chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
             return Err(InputError::NotJson { found });
         }
     };
@@ -184,18 +181,12 @@ pub fn validate(bytes: &[u8], range: RatingRange) -> Result<Validated, InputErro
 /// What to publish: every event when all records are valid; with
 /// `skip_invalid`, the valid ones as long as the input could be read to its
 /// end and at least one is valid.
-pub fn events_to_publish(
-    validated: Validated,
-    skip_invalid: bool,
-) -> Result<Vec<RatingEvent>, Refusal> {
+pub fn events_to_publish(validated: Validated, skip_invalid: bool) -> Result<Vec<RatingEvent>, Refusal> {
     let records = validated.records();
     if validated.array_broken {
         Err(Refusal::ArrayBroken)
     } else if !validated.rejected.is_empty() && !skip_invalid {
-        Err(Refusal::InvalidRecords {
-            invalid: validated.rejected.len(),
-            records,
-        })
+        Err(Refusal::InvalidRecords { invalid: validated.rejected.len(), records })
     } else if validated.events.is_empty() {
         Err(Refusal::NothingValid { records })
     } else {
@@ -204,51 +195,32 @@ pub fn events_to_publish(
 }
 
 fn validate_lines(bytes: &[u8], range: RatingRange) -> Validated {
-    let mut validated = Validated {
-        layout: Layout::JsonLines,
-        events: Vec::new(),
-        rejected: Vec::new(),
-        array_broken: false,
-    };
+    let mut validated =
+        Validated { layout: Layout::JsonLines, events: Vec::new(), rejected: Vec::new(), array_broken: false };
     for (index, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
         if line.trim_ascii().is_empty() {
             continue;
         }
         match RatingEvent::from_json(line, range) {
             Ok(event) => validated.events.push(event),
-            Err(error) => validated.rejected.push(Rejection {
-                position: Position::Line(index + 1),
-                error,
-            }),
+            Err(error) => validated.rejected.push(Rejection { position: Position::Line(index + 1), error }),
         }
     }
     validated
 }
 
 fn validate_array(bytes: &[u8], range: RatingRange) -> Validated {
-    let mut validated = Validated {
-        layout: Layout::JsonArray,
-        events: Vec::new(),
-        rejected: Vec::new(),
-        array_broken: false,
-    };
+    let mut validated =
+        Validated { layout: Layout::JsonArray, events: Vec::new(), rejected: Vec::new(), array_broken: false };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let outcome = match deserializer.deserialize_seq(ArrayVisitor {
-        range,
-        validated: &mut validated,
-    }) {
+    let outcome = match deserializer.deserialize_seq(ArrayVisitor { range, validated: &mut validated }) {
         // Inside the array: the record being read is the broken one.
         Err(error) => Err((Position::Record(validated.records() + 1), error)),
         // After its closing bracket.
-        Ok(()) => deserializer
-            .end()
-            .map_err(|error| (Position::Line(error.line()), error)),
+        Ok(()) => deserializer.end().map_err(|error| (Position::Line(error.line()), error)),
     };
     if let Err((position, error)) = outcome {
-        validated.rejected.push(Rejection {
-            position,
-            error: EventError::MalformedJson(error.to_string()),
-        });
+        validated.rejected.push(Rejection { position, error: EventError::MalformedJson(error.to_string()) });
         validated.array_broken = true;
     }
     validated
@@ -273,10 +245,7 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_> {
             let number = self.validated.records() + 1;
             match RatingEvent::from_value(element, self.range) {
                 Ok(event) => self.validated.events.push(event),
-                Err(error) => self.validated.rejected.push(Rejection {
-                    position: Position::Record(number),
-                    error,
-                }),
+                Err(error) => self.validated.rejected.push(Rejection { position: Position::Record(number), error }),
             }
         }
         Ok(())
@@ -311,10 +280,7 @@ mod tests {
         let validated = validate_text(VALID_ARRAY);
         assert_eq!(validated.layout, Layout::JsonArray);
         assert!(validated.rejected.is_empty());
-        assert_eq!(
-            keys(&validated.events),
-            ["movie/1/105", "movie/1/106", "movie/2/105"]
-        );
+        assert_eq!(keys(&validated.events), ["movie/1/105", "movie/1/106", "movie/2/105"]);
         assert!(matches!(validated.events[2], RatingEvent::Delete { .. }));
         assert_eq!(events_to_publish(validated, false).unwrap().len(), 3);
     }
@@ -388,31 +354,19 @@ mod tests {
             {"recordId": "2", "recordType": "movie", "userId": "106", "ratingValue": 4}
         ]"#;
         let validated = validate_text(text);
-        assert_eq!(
-            rejections(&validated),
-            ["record 2: recordId must not be empty"]
-        );
+        assert_eq!(rejections(&validated), ["record 2: recordId must not be empty"]);
         let refusal = events_to_publish(validated.clone(), false).unwrap_err();
         assert_eq!(
             refusal.to_string(),
             "1 of 3 records are invalid; nothing was published (--skip-invalid publishes the valid ones)"
         );
-        assert_eq!(
-            keys(&events_to_publish(validated, true).unwrap()),
-            ["movie/1/105", "movie/2/106"]
-        );
+        assert_eq!(keys(&events_to_publish(validated, true).unwrap()), ["movie/1/105", "movie/2/106"]);
     }
 
     #[test]
     fn all_invalid_is_refused_even_when_skipping() {
         let validated = validate_text(r#"[{"recordId": "1"}, {"recordId": "2"}]"#);
-        assert_eq!(
-            rejections(&validated),
-            [
-                "record 1: recordType is missing",
-                "record 2: recordType is missing"
-            ]
-        );
+        assert_eq!(rejections(&validated), ["record 1: recordType is missing", "record 2: recordType is missing"]);
         assert_eq!(
             events_to_publish(validated, true).unwrap_err().to_string(),
             "none of the 2 records is valid; nothing to publish"
@@ -423,22 +377,15 @@ mod tests {
     fn a_broken_array_names_the_record_and_is_refused_even_when_skipping() {
         let text = "[\n{\"recordId\": \"1\", \"recordType\": \"movie\", \"userId\": \"1\", \"ratingValue\": 5},\n{\"recordId\": \"2\" \"userId\": \"1\"}\n]";
         let validated = validate_text(text);
-        assert_eq!(
-            rejections(&validated),
-            ["record 2: malformed JSON: expected `,` or `}` at line 3 column 18"]
-        );
+        assert_eq!(rejections(&validated), ["record 2: malformed JSON: expected `,` or `}` at line 3 column 18"]);
         assert!(validated.array_broken);
-        assert_eq!(
-            events_to_publish(validated, true).unwrap_err(),
-            Refusal::ArrayBroken
-        );
+        assert_eq!(events_to_publish(validated, true).unwrap_err(), Refusal::ArrayBroken);
     }
 
     #[test]
     fn an_unterminated_array_and_trailing_text_are_broken_arrays() {
-        let unterminated = validate_text(
-            r#"[{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 5},"#,
-        );
+        let unterminated =
+            validate_text(r#"[{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 5},"#);
         assert_eq!(
             rejections(&unterminated),
             ["record 2: malformed JSON: EOF while parsing a value at line 1 column 75"]
@@ -448,33 +395,20 @@ mod tests {
         let trailing = validate_text(
             "[{\"recordId\": \"1\", \"recordType\": \"movie\", \"userId\": \"1\", \"ratingValue\": 5}]\n]",
         );
-        assert_eq!(
-            rejections(&trailing),
-            ["line 2: malformed JSON: trailing characters at line 2 column 1"]
-        );
+        assert_eq!(rejections(&trailing), ["line 2: malformed JSON: trailing characters at line 2 column 1"]);
         assert!(trailing.array_broken);
         assert_eq!(trailing.events.len(), 1);
-        assert_eq!(
-            events_to_publish(trailing, true).unwrap_err(),
-            Refusal::ArrayBroken
-        );
+        assert_eq!(events_to_publish(trailing, true).unwrap_err(), Refusal::ArrayBroken);
 
-        let trailing_comma = validate_text(
-            r#"[{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 5},]"#,
-        );
-        assert_eq!(
-            rejections(&trailing_comma),
-            ["record 2: malformed JSON: trailing comma at line 1 column 76"]
-        );
+        let trailing_comma =
+            validate_text(r#"[{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 5},]"#);
+        assert_eq!(rejections(&trailing_comma), ["record 2: malformed JSON: trailing comma at line 1 column 76"]);
     }
 
     #[test]
     fn empty_inputs_are_refused() {
         let range = RatingRange::default();
-        assert_eq!(
-            validate(b"", range).unwrap_err().to_string(),
-            "the input is empty: no rating events to publish"
-        );
+        assert_eq!(validate(b"", range).unwrap_err().to_string(), "the input is empty: no rating events to publish");
         assert_eq!(
             validate(b" \n\t\r\n", range).unwrap_err().to_string(),
             "the input is empty: no rating events to publish"
@@ -487,11 +421,7 @@ mod tests {
 
     #[test]
     fn input_that_is_not_json_is_refused_with_what_it_starts_with() {
-        let error = validate(
-            b"\n  recordId,recordType\n1,movie\n",
-            RatingRange::default(),
-        )
-        .unwrap_err();
+        let error = validate(b"\n  recordId,recordType\n1,movie\n", RatingRange::default()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "the input is neither a JSON array of events (starting with '[') nor one JSON object per line (starting with '{'): it starts with 'r'"
@@ -502,44 +432,24 @@ mod tests {
     fn a_byte_order_mark_is_skipped() {
         let mut bytes = b"\xEF\xBB\xBF".to_vec();
         bytes.extend_from_slice(VALID_ARRAY.as_bytes());
-        assert_eq!(
-            validate(&bytes, RatingRange::default())
-                .unwrap()
-                .events
-                .len(),
-            3
-        );
+        assert_eq!(validate(&bytes, RatingRange::default()).unwrap().events.len(), 3);
     }
 
     #[test]
     fn the_range_is_the_configured_one() {
         let text = r#"[{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 8}]"#;
-        assert!(
-            validate(text.as_bytes(), RatingRange::new(1, 10).unwrap())
-                .unwrap()
-                .rejected
-                .is_empty()
-        );
-        assert_eq!(
-            rejections(&validate_text(text)),
-            ["record 1: ratingValue must be between 1 and 5, got 8"]
-        );
+        assert!(validate(text.as_bytes(), RatingRange::new(1, 10).unwrap()).unwrap().rejected.is_empty());
+        assert_eq!(rejections(&validate_text(text)), ["record 1: ratingValue must be between 1 and 5, got 8"]);
     }
 
     #[test]
     fn dash_means_stdin_and_anything_else_is_a_path() {
-        assert_eq!(
-            InputSource::from_argument(Path::new("-")),
-            InputSource::Stdin
-        );
+        assert_eq!(InputSource::from_argument(Path::new("-")), InputSource::Stdin);
         assert_eq!(InputSource::Stdin.to_string(), "<stdin>");
         let file = InputSource::from_argument(Path::new("data/ratings.json"));
         assert_eq!(file, InputSource::File(PathBuf::from("data/ratings.json")));
         assert_eq!(file.to_string(), "data/ratings.json");
-        assert_eq!(
-            InputSource::from_argument(Path::new("./-")),
-            InputSource::File(PathBuf::from("./-"))
-        );
+        assert_eq!(InputSource::from_argument(Path::new("./-")), InputSource::File(PathBuf::from("./-")));
     }
 
     #[test]
@@ -550,12 +460,7 @@ mod tests {
             "no such file (name the events file as the first argument, or `-` for stdin)"
         );
         let directory = InputSource::File(std::env::temp_dir());
-        assert!(
-            read(&directory)
-                .unwrap_err()
-                .to_string()
-                .starts_with("cannot read: ")
-        );
+        assert!(read(&directory).unwrap_err().to_string().starts_with("cannot read: "));
     }
 
     #[test]
@@ -567,11 +472,7 @@ mod tests {
         assert_eq!(validated.layout, Layout::JsonArray);
         let events = events_to_publish(validated, false).unwrap();
         assert!((15..=25).contains(&events.len()), "{} events", events.len());
-        assert!(
-            events
-                .iter()
-                .any(|event| matches!(event, RatingEvent::Delete { .. }))
-        );
+        assert!(events.iter().any(|event| matches!(event, RatingEvent::Delete { .. })));
         // Some user rates the same movie twice with different values.
         let puts: Vec<(String, i32)> = events
             .iter()
@@ -580,17 +481,11 @@ mod tests {
                 RatingEvent::Delete { .. } => None,
             })
             .collect();
-        assert!(puts.iter().any(|(key, value)| {
-            puts.iter()
-                .any(|(other, changed)| other == key && changed != value)
-        }));
+        assert!(
+            puts.iter().any(|(key, value)| { puts.iter().any(|(other, changed)| other == key && changed != value) })
+        );
         for movie in ["1", "2", "3"] {
-            assert!(
-                events
-                    .iter()
-                    .any(|event| event.key().record_id.as_str() == movie),
-                "no event for movie {movie}"
-            );
+            assert!(events.iter().any(|event| event.key().record_id.as_str() == movie), "no event for movie {movie}");
         }
     }
 }

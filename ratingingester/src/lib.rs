@@ -47,21 +47,11 @@ pub struct Config {
     pub compression: Compression,
 
     /// Lowest accepted rating value
-    #[arg(
-        long,
-        env = "RATING_MIN",
-        default_value_t = 1,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, env = "RATING_MIN", default_value_t = 1, allow_negative_numbers = true)]
     pub min_rating: i32,
 
     /// Highest accepted rating value (e.g. 10 for IMDb-style providers)
-    #[arg(
-        long,
-        env = "RATING_MAX",
-        default_value_t = 5,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, env = "RATING_MAX", default_value_t = 5, allow_negative_numbers = true)]
     pub max_rating: i32,
 
     /// Bound on reaching the broker, on each event's delivery, and on the final wait for delivery reports
@@ -98,15 +88,9 @@ pub enum IngestError {
     #[error("invalid --min-rating/--max-rating: {0}")]
     Range(#[from] EmptyRange),
     #[error("{input}: {error}")]
-    Input {
-        input: InputSource,
-        error: InputError,
-    },
+    Input { input: InputSource, error: InputError },
     #[error("{input}: {refusal}")]
-    Refused {
-        input: InputSource,
-        refusal: Refusal,
-    },
+    Refused { input: InputSource, refusal: Refusal },
     #[error(transparent)]
     Publish(#[from] PublishError),
 }
@@ -123,11 +107,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.delivery)?;
         if self.skipped > 0 {
-            write!(
-                f,
-                "; skipped {} invalid records (reported above)",
-                self.skipped
-            )?;
+            write!(f, "; skipped {} invalid records (reported above)", self.skipped)?;
         }
         Ok(())
     }
@@ -141,25 +121,16 @@ pub fn run(config: &Config) -> Result<Summary, IngestError> {
     // Settings are checked before a possibly large input is read.
     let publisher = Publisher::new(config.publish_settings())?;
 
-    let bytes = input::read(&input).map_err(|error| IngestError::Input {
-        input: input.clone(),
-        error,
-    })?;
-    let validated = input::validate(&bytes, range).map_err(|error| IngestError::Input {
-        input: input.clone(),
-        error,
-    })?;
+    let bytes = input::read(&input).map_err(|error| IngestError::Input { input: input.clone(), error })?;
+    let validated =
+        input::validate(&bytes, range).map_err(|error| IngestError::Input { input: input.clone(), error })?;
     drop(bytes);
     for rejection in &validated.rejected {
         eprintln!("{input}:{rejection}");
     }
     let skipped = validated.rejected.len();
-    let events = input::events_to_publish(validated, config.skip_invalid).map_err(|refusal| {
-        IngestError::Refused {
-            input: input.clone(),
-            refusal,
-        }
-    })?;
+    let events = input::events_to_publish(validated, config.skip_invalid)
+        .map_err(|refusal| IngestError::Refused { input: input.clone(), refusal })?;
     tracing::info!(%input, events = events.len(), skipped, "input validated");
 
     let partitions = publisher.check_topic()?;
@@ -178,10 +149,7 @@ mod tests {
     #[test]
     fn defaults_work_on_one_laptop() {
         let config = Config::try_parse_from(["ratingingester"]).unwrap();
-        assert_eq!(
-            config.input_source(),
-            InputSource::File(PathBuf::from("ratingsdata.json"))
-        );
+        assert_eq!(config.input_source(), InputSource::File(PathBuf::from("ratingsdata.json")));
         assert_eq!(config.kafka_brokers, "127.0.0.1:9092");
         assert_eq!(config.topic, "ratings");
         assert_eq!(config.compression, Compression::Lz4);
@@ -214,10 +182,7 @@ mod tests {
         assert_eq!(config.publish_settings().brokers, "a:1,b:2");
         assert_eq!(config.topic, "imdb-ratings");
         assert_eq!(config.compression, Compression::Gzip);
-        assert_eq!(
-            config.rating_range().unwrap(),
-            RatingRange::new(-2, 10).unwrap()
-        );
+        assert_eq!(config.rating_range().unwrap(), RatingRange::new(-2, 10).unwrap());
         assert_eq!(config.timeout, Duration::from_secs(90));
         assert!(config.skip_invalid);
     }
@@ -226,9 +191,7 @@ mod tests {
     fn bad_flag_values_are_refused() {
         assert!(Config::try_parse_from(["ratingingester", "--compression", "brotli"]).is_err());
         assert!(Config::try_parse_from(["ratingingester", "--timeout", "soon"]).is_err());
-        let config =
-            Config::try_parse_from(["ratingingester", "--min-rating", "5", "--max-rating", "1"])
-                .unwrap();
+        let config = Config::try_parse_from(["ratingingester", "--min-rating", "5", "--max-rating", "1"]).unwrap();
         assert_eq!(
             config.rating_range().unwrap_err().to_string(),
             "invalid --min-rating/--max-rating: the lowest rating 5 is above the highest 1"
@@ -237,8 +200,7 @@ mod tests {
 
     #[test]
     fn input_errors_name_the_source() {
-        let config =
-            Config::try_parse_from(["ratingingester", "/nonexistent/ratings.json"]).unwrap();
+        let config = Config::try_parse_from(["ratingingester", "/nonexistent/ratings.json"]).unwrap();
         assert_eq!(
             run(&config).unwrap_err().to_string(),
             "/nonexistent/ratings.json: no such file (name the events file as the first argument, or `-` for stdin)"

@@ -77,33 +77,20 @@ pub struct PublishSettings {
 pub enum PublishError {
     #[error("invalid Kafka producer settings: {0}")]
     Settings(KafkaError),
-    #[error(
-        "compression {codec} is not available: librdkafka was built without it (built-in codecs: {built_in})"
-    )]
-    CompressionUnavailable {
-        codec: &'static str,
-        built_in: String,
-    },
+    #[error("compression {codec} is not available: librdkafka was built without it (built-in codecs: {built_in})")]
+    CompressionUnavailable { codec: &'static str, built_in: String },
     #[error("the timeout {0} is out of range: it must be between 10ms and 24 days")]
     TimeoutOutOfRange(humantime::FormattedDuration),
     #[error(
         "cannot reach a Kafka broker at {brokers} within {timeout} ({error}); is the broker running and the address right?"
     )]
-    Unreachable {
-        brokers: String,
-        timeout: humantime::FormattedDuration,
-        error: KafkaError,
-    },
+    Unreachable { brokers: String, timeout: humantime::FormattedDuration, error: KafkaError },
     #[error(
         "topic {topic:?} does not exist at {brokers}; it is created by the rating service at start-up (or create it by hand, e.g. `tansu topic create {topic} --partitions 3`)"
     )]
     TopicMissing { topic: String, brokers: String },
     #[error("topic {topic:?} at {brokers} is not usable: {error}")]
-    TopicUnusable {
-        topic: String,
-        brokers: String,
-        error: RDKafkaErrorCode,
-    },
+    TopicUnusable { topic: String, brokers: String, error: RDKafkaErrorCode },
     #[error("{0}")]
     Undelivered(Delivery),
 }
@@ -163,10 +150,7 @@ impl DeliveryReports {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             failures: Mutex::default(),
-            timed_out: format!(
-                "not acknowledged within {}",
-                humantime::format_duration(timeout)
-            ),
+            timed_out: format!("not acknowledged within {}", humantime::format_duration(timeout)),
         }
     }
 
@@ -185,9 +169,7 @@ impl DeliveryReports {
             // Timed out in librdkafka, or purged by `wait_for_reports` when
             // the timeout passed: the same thing to the user.
             Some(
-                RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::PurgeQueue
-                | RDKafkaErrorCode::PurgeInflight,
+                RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight,
             ) => self.timed_out.clone(),
             Some(code) => code.to_string(),
             None => error.to_string(),
@@ -197,9 +179,7 @@ impl DeliveryReports {
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
         // A poisoned lock only means a callback panicked mid-insert; the map
         // itself is still a valid map.
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -266,41 +246,20 @@ impl Publisher {
     /// Fetches the topic's metadata within the timeout: fails when no broker
     /// answers or the topic does not exist, and returns its partition count.
     pub fn check_topic(&self) -> Result<usize, PublishError> {
-        let PublishSettings {
-            brokers,
-            topic,
-            timeout,
-            ..
-        } = &self.settings;
-        let metadata = self
-            .producer
-            .client()
-            .fetch_metadata(Some(topic), *timeout)
-            .map_err(|error| PublishError::Unreachable {
-                brokers: brokers.clone(),
-                timeout: humantime::format_duration(*timeout),
-                error,
-            })?;
-        let missing = || PublishError::TopicMissing {
-            topic: topic.clone(),
-            brokers: brokers.clone(),
-        };
-        let topic_metadata = metadata
-            .topics()
-            .iter()
-            .find(|candidate| candidate.name() == topic)
-            .ok_or_else(missing)?;
+        let PublishSettings { brokers, topic, timeout, .. } = &self.settings;
+        let metadata = self.producer.client().fetch_metadata(Some(topic), *timeout).map_err(|error| {
+            PublishError::Unreachable { brokers: brokers.clone(), timeout: humantime::format_duration(*timeout), error }
+        })?;
+        let missing = || PublishError::TopicMissing { topic: topic.clone(), brokers: brokers.clone() };
+        let topic_metadata =
+            metadata.topics().iter().find(|candidate| candidate.name() == topic).ok_or_else(missing)?;
         match topic_metadata.error().map(RDKafkaErrorCode::from) {
             None => {}
             Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
                 return Err(missing());
             }
             Some(error) => {
-                return Err(PublishError::TopicUnusable {
-                    topic: topic.clone(),
-                    brokers: brokers.clone(),
-                    error,
-                });
+                return Err(PublishError::TopicUnusable { topic: topic.clone(), brokers: brokers.clone(), error });
             }
         }
         match topic_metadata.partitions().len() {
@@ -319,11 +278,7 @@ impl Publisher {
     /// would fail the same way, one timeout later. The run fails either way,
     /// and publishing the file again is safe (each event is a keyed upsert
     /// or delete of one user's rating).
-    pub fn publish(
-        self,
-        events: &[RatingEvent],
-        progress: &ProgressBar,
-    ) -> Result<Delivery, PublishError> {
+    pub fn publish(self, events: &[RatingEvent], progress: &ProgressBar) -> Result<Delivery, PublishError> {
         let started = Instant::now();
         let reports = self.producer.context();
         let topic = self.settings.topic.as_str();
@@ -378,11 +333,7 @@ impl Publisher {
             failures: std::mem::take(&mut *reports.lock_failures()),
             elapsed: started.elapsed(),
         };
-        if delivery.failed() > 0 {
-            Err(PublishError::Undelivered(delivery))
-        } else {
-            Ok(delivery)
-        }
+        if delivery.failed() > 0 { Err(PublishError::Undelivered(delivery)) } else { Ok(delivery) }
     }
 
     /// Serves delivery reports until all `expected` are in or the timeout
@@ -399,8 +350,7 @@ impl Publisher {
             progress.set_position(reports.reported());
         }
         if reports.reported() < expected {
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
+            self.producer.purge(PurgeConfig::default().queue().inflight());
             // Serves the "purged" reports so they are counted as failures.
             let _ = self.producer.flush(Duration::from_millis(500));
         }
@@ -418,18 +368,12 @@ fn require_codec(compression: Compression) -> Result<(), PublishError> {
         .create_native_config()
         .and_then(|native| native.get("builtin.features"))
         .map_err(PublishError::Settings)?;
-    let built_in: Vec<&str> = features
-        .split(',')
-        .filter(|feature| CODECS.contains(feature))
-        .collect();
+    let built_in: Vec<&str> = features.split(',').filter(|feature| CODECS.contains(feature)).collect();
     let codec = compression.librdkafka_name();
     if built_in.contains(&codec) {
         Ok(())
     } else {
-        Err(PublishError::CompressionUnavailable {
-            codec,
-            built_in: built_in.join(", "),
-        })
+        Err(PublishError::CompressionUnavailable { codec, built_in: built_in.join(", ") })
     }
 }
 
@@ -439,9 +383,7 @@ fn producer_config(settings: &PublishSettings) -> Result<ClientConfig, PublishEr
     let timeout_ms = u32::try_from(settings.timeout.as_millis())
         .ok()
         .filter(|millis| (MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(millis))
-        .ok_or(PublishError::TimeoutOutOfRange(humantime::format_duration(
-            settings.timeout,
-        )))?;
+        .ok_or(PublishError::TimeoutOutOfRange(humantime::format_duration(settings.timeout)))?;
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
@@ -467,12 +409,10 @@ pub fn progress_bar(events: usize, stderr_is_terminal: bool) -> ProgressBar {
     if !stderr_is_terminal || events <= WORTH_WATCHING {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template(
-        "{bar:40} {human_pos}/{human_len} events acknowledged ({per_sec:0}, {eta} left)",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    ProgressBar::with_draw_target(Some(events as u64), ProgressDrawTarget::stderr())
-        .with_style(style)
+    let style =
+        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} events acknowledged ({per_sec:0}, {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::with_draw_target(Some(events as u64), ProgressDrawTarget::stderr()).with_style(style)
 }
 
 #[cfg(test)]
@@ -501,37 +441,17 @@ mod tests {
 
     #[test]
     fn timeouts_librdkafka_cannot_take_are_refused() {
-        for timeout in [
-            Duration::ZERO,
-            Duration::from_millis(5),
-            Duration::from_secs(u64::MAX / 4),
-        ] {
+        for timeout in [Duration::ZERO, Duration::from_millis(5), Duration::from_secs(u64::MAX / 4)] {
             let error = producer_config(&settings(timeout)).err().unwrap();
-            assert!(
-                matches!(error, PublishError::TimeoutOutOfRange(_)),
-                "{timeout:?}: {error}"
-            );
-            assert!(
-                error
-                    .to_string()
-                    .ends_with("is out of range: it must be between 10ms and 24 days"),
-                "{error}"
-            );
+            assert!(matches!(error, PublishError::TimeoutOutOfRange(_)), "{timeout:?}: {error}");
+            assert!(error.to_string().ends_with("is out of range: it must be between 10ms and 24 days"), "{error}");
         }
     }
 
     #[test]
     fn the_codecs_of_the_default_build_are_accepted() {
-        for compression in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-        ] {
-            let settings = PublishSettings {
-                compression,
-                ..settings(Duration::from_secs(1))
-            };
+        for compression in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4] {
+            let settings = PublishSettings { compression, ..settings(Duration::from_secs(1)) };
             assert!(Publisher::new(settings).is_ok(), "{compression:?}");
         }
     }
@@ -540,10 +460,7 @@ mod tests {
     fn a_codec_missing_from_the_build_is_named() {
         // The default rdkafka build has no zstd; should it gain one, the
         // producer must then accept it.
-        let settings = PublishSettings {
-            compression: Compression::Zstd,
-            ..settings(Duration::from_secs(1))
-        };
+        let settings = PublishSettings { compression: Compression::Zstd, ..settings(Duration::from_secs(1)) };
         match Publisher::new(settings) {
             Ok(_) => {}
             Err(error) => assert_eq!(
@@ -558,16 +475,9 @@ mod tests {
         let publisher = Publisher::new(settings(Duration::from_millis(500))).unwrap();
         let started = Instant::now();
         let error = publisher.check_topic().unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
         let message = error.to_string();
-        assert!(
-            message.starts_with("cannot reach a Kafka broker at 127.0.0.1:1 within 500ms ("),
-            "{message}"
-        );
+        assert!(message.starts_with("cannot reach a Kafka broker at 127.0.0.1:1 within 500ms ("), "{message}");
     }
 
     #[test]

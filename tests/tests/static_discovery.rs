@@ -31,7 +31,8 @@ fn start_movie(metadata: &str, rating: &str, extra: &[&str]) -> ServiceProcess {
 }
 
 fn put_heat(metadata: &ServiceProcess) {
-    let heat = r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
+    let heat =
+        r#"{"metadata": {"id": "1", "title": "Heat", "description": "A crime saga", "director": "Michael Mann"}}"#;
     call(&metadata.authority(), "MetadataService/PutMetadata", heat);
 }
 
@@ -48,7 +49,9 @@ fn details(movie: &ServiceProcess, id: &str) -> grpcurl::GrpcurlOutput {
 fn reflection_health_and_the_happy_path() {
     let suite = start_suite(&[]);
 
-    for (process, service) in [(&suite.metadata, "MetadataService"), (&suite.rating, "RatingService"), (&suite.movie, "MovieService")] {
+    for (process, service) in
+        [(&suite.metadata, "MetadataService"), (&suite.rating, "RatingService"), (&suite.movie, "MovieService")]
+    {
         let listed = grpcurl::list(&process.authority());
         for expected in [service, "grpc.health.v1.Health"] {
             assert!(listed.iter().any(|name| name == expected), "{expected} not listed by reflection: {listed:?}");
@@ -56,7 +59,8 @@ fn reflection_health_and_the_happy_path() {
         assert!(listed.iter().any(|name| name.starts_with("grpc.reflection.")), "reflection not listed: {listed:?}");
         let health = call(&process.authority(), "grpc.health.v1.Health/Check", "{}");
         assert_eq!(health["status"], "SERVING");
-        let health = call(&process.authority(), "grpc.health.v1.Health/Check", &json!({"service": service}).to_string());
+        let health =
+            call(&process.authority(), "grpc.health.v1.Health/Check", &json!({"service": service}).to_string());
         assert_eq!(health["status"], "SERVING", "{service}");
     }
 
@@ -73,7 +77,11 @@ fn reflection_health_and_the_happy_path() {
     assert_eq!(answer["movieDetails"]["rating"], 3.0, "{answer}");
     assert_eq!(answer["movieDetails"]["metadata"]["director"], "Michael Mann");
 
-    let aggregated = call(&suite.rating.authority(), "RatingService/GetAggregatedRating", r#"{"record_id": "1", "record_type": "movie"}"#);
+    let aggregated = call(
+        &suite.rating.authority(),
+        "RatingService/GetAggregatedRating",
+        r#"{"record_id": "1", "record_type": "movie"}"#,
+    );
     assert_eq!(aggregated["ratingValue"], 3.0);
 
     let delete = r#"{"user_id": "bob", "record_id": "1", "record_type": "movie"}"#;
@@ -90,17 +98,77 @@ fn reflection_health_and_the_happy_path() {
 fn bad_input_gets_precise_status_codes() {
     let suite = start_suite(&[]);
     let cases: &[(&ServiceProcess, &str, &str, &str, &str)] = &[
-        (&suite.metadata, "MetadataService/GetMetadata", r#"{"movie_id": ""}"#, "InvalidArgument", "movie_id must not be empty"),
-        (&suite.metadata, "MetadataService/GetMetadata", r#"{"movie_id": "404"}"#, "NotFound", "no metadata for movie id \"404\""),
+        (
+            &suite.metadata,
+            "MetadataService/GetMetadata",
+            r#"{"movie_id": ""}"#,
+            "InvalidArgument",
+            "movie_id must not be empty",
+        ),
+        (
+            &suite.metadata,
+            "MetadataService/GetMetadata",
+            r#"{"movie_id": "404"}"#,
+            "NotFound",
+            "no metadata for movie id \"404\"",
+        ),
         (&suite.metadata, "MetadataService/PutMetadata", r#"{}"#, "InvalidArgument", "metadata is required"),
-        (&suite.metadata, "MetadataService/PutMetadata", r#"{"metadata": {"title": "x"}}"#, "InvalidArgument", "metadata.id must not be empty"),
-        (&suite.rating, "RatingService/GetAggregatedRating", r#"{"record_id": "1", "record_type": "movie"}"#, "NotFound", "no ratings for record movie/1"),
-        (&suite.rating, "RatingService/GetAggregatedRating", r#"{"record_id": "", "record_type": "movie"}"#, "InvalidArgument", "record_id must not be empty"),
-        (&suite.rating, "RatingService/PutRating", r#"{"user_id": "", "record_id": "1", "record_type": "movie", "rating_value": 3}"#, "InvalidArgument", "user_id must not be empty"),
-        (&suite.rating, "RatingService/PutRating", r#"{"user_id": "u", "record_id": "1", "record_type": "", "rating_value": 3}"#, "InvalidArgument", "record_type must not be empty"),
-        (&suite.rating, "RatingService/PutRating", r#"{"user_id": "u", "record_id": "1", "record_type": "movie", "rating_value": 9}"#, "InvalidArgument", "rating_value must be between 1 and 5, got 9"),
-        (&suite.rating, "RatingService/PutRating", r#"{"user_id": "u", "record_id": "1", "record_type": "movie"}"#, "InvalidArgument", "rating_value must be between 1 and 5, got 0"),
-        (&suite.movie, "MovieService/GetMovieDetails", r#"{"movie_id": ""}"#, "InvalidArgument", "movie_id must not be empty"),
+        (
+            &suite.metadata,
+            "MetadataService/PutMetadata",
+            r#"{"metadata": {"title": "x"}}"#,
+            "InvalidArgument",
+            "metadata.id must not be empty",
+        ),
+        (
+            &suite.rating,
+            "RatingService/GetAggregatedRating",
+            r#"{"record_id": "1", "record_type": "movie"}"#,
+            "NotFound",
+            "no ratings for record movie/1",
+        ),
+        (
+            &suite.rating,
+            "RatingService/GetAggregatedRating",
+            r#"{"record_id": "", "record_type": "movie"}"#,
+            "InvalidArgument",
+            "record_id must not be empty",
+        ),
+        (
+            &suite.rating,
+            "RatingService/PutRating",
+            r#"{"user_id": "", "record_id": "1", "record_type": "movie", "rating_value": 3}"#,
+            "InvalidArgument",
+            "user_id must not be empty",
+        ),
+        (
+            &suite.rating,
+            "RatingService/PutRating",
+            r#"{"user_id": "u", "record_id": "1", "record_type": "", "rating_value": 3}"#,
+            "InvalidArgument",
+            "record_type must not be empty",
+        ),
+        (
+            &suite.rating,
+            "RatingService/PutRating",
+            r#"{"user_id": "u", "record_id": "1", "record_type": "movie", "rating_value": 9}"#,
+            "InvalidArgument",
+            "rating_value must be between 1 and 5, got 9",
+        ),
+        (
+            &suite.rating,
+            "RatingService/PutRating",
+            r#"{"user_id": "u", "record_id": "1", "record_type": "movie"}"#,
+            "InvalidArgument",
+            "rating_value must be between 1 and 5, got 0",
+        ),
+        (
+            &suite.movie,
+            "MovieService/GetMovieDetails",
+            r#"{"movie_id": ""}"#,
+            "InvalidArgument",
+            "movie_id must not be empty",
+        ),
         (&suite.movie, "MovieService/GetMovieDetails", r#"{"movie_id": "404"}"#, "NotFound", "movie \"404\" not found"),
     ];
     for (process, method, data, code, message) in cases {
@@ -132,7 +200,12 @@ fn rating_down_answers_without_a_rating_by_default_and_unavailable_when_configur
     assert!(suite.rating.terminate(STOP).success());
 
     // Default policy: the metadata, no rating, and a header saying why.
-    let output = grpcurl::grpcurl(&suite.movie.authority(), Some("MovieService/GetMovieDetails"), Some(r#"{"movie_id": "1"}"#), &["-v"]);
+    let output = grpcurl::grpcurl(
+        &suite.movie.authority(),
+        Some("MovieService/GetMovieDetails"),
+        Some(r#"{"movie_id": "1"}"#),
+        &["-v"],
+    );
     assert!(output.success, "{}", output.stderr);
     assert!(output.stdout.contains("x-rating-status: unavailable"), "{}", output.stdout);
     assert!(!output.stdout.contains("\"rating\""), "{}", output.stdout);

@@ -33,7 +33,10 @@ impl From<MetadataError> for Status {
 #[tonic::async_trait]
 impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
     #[tracing::instrument(name = "GetMetadata", skip_all, fields(movie_id = %request.get_ref().movie_id))]
-    async fn get_metadata(&self, request: Request<GetMetadataRequest>) -> Result<Response<GetMetadataResponse>, Status> {
+    async fn get_metadata(
+        &self,
+        request: Request<GetMetadataRequest>,
+    ) -> Result<Response<GetMetadataResponse>, Status> {
         let id = MovieId::parse("movie_id", request.into_inner().movie_id)?;
         let metadata = self.controller.get(&id).await?;
         Ok(Response::new(GetMetadataResponse { metadata: Some(metadata.into()) }))
@@ -41,7 +44,10 @@ impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
 
     #[tracing::instrument(name = "PutMetadata", skip_all,
         fields(movie_id = %request.get_ref().metadata.as_ref().map(|m| m.id.as_str()).unwrap_or_default()))]
-    async fn put_metadata(&self, request: Request<PutMetadataRequest>) -> Result<Response<PutMetadataResponse>, Status> {
+    async fn put_metadata(
+        &self,
+        request: Request<PutMetadataRequest>,
+    ) -> Result<Response<PutMetadataResponse>, Status> {
         let metadata = Metadata::parse(request.into_inner().metadata)?;
         self.controller.put(metadata).await?;
         tracing::info!("metadata stored");
@@ -63,13 +69,15 @@ mod tests {
     #[tokio::test]
     async fn bad_input_is_invalid_argument_naming_the_field() {
         let handler = handler();
-        let status = handler.get_metadata(Request::new(GetMetadataRequest { movie_id: String::new() })).await.unwrap_err();
+        let status =
+            handler.get_metadata(Request::new(GetMetadataRequest { movie_id: String::new() })).await.unwrap_err();
         assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "movie_id must not be empty"));
 
         let status = handler.put_metadata(Request::new(PutMetadataRequest { metadata: None })).await.unwrap_err();
         assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "metadata is required"));
 
-        let empty_id = PutMetadataRequest { metadata: Some(api::Metadata { title: "Heat".into(), ..Default::default() }) };
+        let empty_id =
+            PutMetadataRequest { metadata: Some(api::Metadata { title: "Heat".into(), ..Default::default() }) };
         let status = handler.put_metadata(Request::new(empty_id)).await.unwrap_err();
         assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "metadata.id must not be empty"));
     }
@@ -81,7 +89,12 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::NotFound);
         assert_eq!(status.message(), "no metadata for movie id \"1\"");
 
-        let metadata = api::Metadata { id: "1".into(), title: "Heat".into(), description: "d".into(), director: "Michael Mann".into() };
+        let metadata = api::Metadata {
+            id: "1".into(),
+            title: "Heat".into(),
+            description: "d".into(),
+            director: "Michael Mann".into(),
+        };
         handler.put_metadata(Request::new(PutMetadataRequest { metadata: Some(metadata.clone()) })).await.unwrap();
         let response = handler.get_metadata(Request::new(GetMetadataRequest { movie_id: "1".into() })).await.unwrap();
         assert_eq!(response.into_inner().metadata, Some(metadata));

@@ -33,7 +33,9 @@ impl From<MovieError> for Status {
             MovieError::Dependency(GatewayError::DeadlineExceeded { .. }) => Status::deadline_exceeded(message),
             // A dependency's NOT_FOUND other than the movie's own, or an
             // unexpected answer: our fault, not the caller's.
-            MovieError::Dependency(GatewayError::NotFound { .. } | GatewayError::Failed { .. }) => Status::internal(message),
+            MovieError::Dependency(GatewayError::NotFound { .. } | GatewayError::Failed { .. }) => {
+                Status::internal(message)
+            }
         }
     }
 }

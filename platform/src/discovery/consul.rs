@@ -132,10 +132,7 @@ impl Registry for ConsulRegistry {
             .filter_map(|entry| {
                 let registered = entry.service;
                 // An empty service address means "the node's address" in Consul.
-                let host = registered
-                    .address
-                    .filter(|address| !address.is_empty())
-                    .or(entry.node.address)?;
+                let host = registered.address.filter(|address| !address.is_empty()).or(entry.node.address)?;
                 Some(Instance {
                     id: InstanceId::new(registered.id?),
                     service: service.clone(),

@@ -60,7 +60,9 @@ impl Registration {
         match tokio::time::timeout(self.settings.deregister_timeout, self.registry.deregister(instance)).await {
             Ok(Ok(())) => tracing::info!(instance = %instance.id, registry = %self.registry.describe(), "deregistered"),
             Ok(Err(error)) => tracing::warn!(instance = %instance.id, %error, "deregistration failed"),
-            Err(_) => tracing::warn!(instance = %instance.id, timeout = ?self.settings.deregister_timeout, "deregistration timed out"),
+            Err(_) => {
+                tracing::warn!(instance = %instance.id, timeout = ?self.settings.deregister_timeout, "deregistration timed out")
+            }
         }
     }
 }
@@ -71,7 +73,12 @@ impl Drop for Registration {
     }
 }
 
-async fn keep_registered(registry: Arc<dyn Registry>, instance: Instance, settings: RegistrationSettings, stop: CancellationToken) {
+async fn keep_registered(
+    registry: Arc<dyn Registry>,
+    instance: Instance,
+    settings: RegistrationSettings,
+    stop: CancellationToken,
+) {
     let new_backoff = || {
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
@@ -112,7 +119,10 @@ async fn keep_registered(registry: Arc<dyn Registry>, instance: Instance, settin
                 Duration::ZERO
             }
             Err(error) => {
-                let delay = backoff.next().unwrap_or(settings.max_retry_delay).min(settings.heartbeat_interval.max(settings.max_retry_delay));
+                let delay = backoff
+                    .next()
+                    .unwrap_or(settings.max_retry_delay)
+                    .min(settings.heartbeat_interval.max(settings.max_retry_delay));
                 let action = if registered { "heartbeat" } else { "registration" };
                 tracing::warn!(instance = %instance.id, %error, retry_in = ?delay, "{action} failed; still serving");
                 healthy_reported = false;
@@ -134,7 +144,12 @@ mod tests {
     use crate::discovery::{InstanceId, MemoryRegistry, ServiceName};
 
     fn instance() -> Instance {
-        Instance { id: InstanceId::new("rating-1"), service: ServiceName::new("rating"), host: "127.0.0.1".into(), port: 1 }
+        Instance {
+            id: InstanceId::new("rating-1"),
+            service: ServiceName::new("rating"),
+            host: "127.0.0.1".into(),
+            port: 1,
+        }
     }
 
     /// A registry that is unreachable for its first `failures` registrations.
@@ -176,7 +191,8 @@ mod tests {
 
     #[tokio::test]
     async fn retries_an_unreachable_registry_then_heartbeats_and_deregisters_on_stop() {
-        let registry = Arc::new(Flaky { inner: MemoryRegistry::new(Duration::from_millis(300)), failures: AtomicUsize::new(2) });
+        let registry =
+            Arc::new(Flaky { inner: MemoryRegistry::new(Duration::from_millis(300)), failures: AtomicUsize::new(2) });
         let settings = RegistrationSettings { heartbeat_interval: Duration::from_millis(50), ..Default::default() };
         let registration = Registration::start(registry.clone(), instance(), settings);
         wait_until_healthy(registry.as_ref(), 1).await;

@@ -25,7 +25,12 @@ impl StaticRegistry {
                         "address {address:?} of service {service} is not of the form host:port"
                     ))
                 })?;
-                Ok(Instance { id: InstanceId::new(format!("{service}@{address}")), service: service.clone(), host, port })
+                Ok(Instance {
+                    id: InstanceId::new(format!("{service}@{address}")),
+                    service: service.clone(),
+                    host,
+                    port,
+                })
             })
             .collect::<Result<Vec<_>, DiscoveryError>>()?;
         self.services.entry(service).or_default().extend(instances);

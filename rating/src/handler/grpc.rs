@@ -64,7 +64,10 @@ impl<R: RatingRepository> RatingService for RatingHandler<R> {
 
     #[tracing::instrument(name = "DeleteRating", skip_all, fields(record_type = %request.get_ref().record_type,
         record_id = %request.get_ref().record_id, user_id = %request.get_ref().user_id))]
-    async fn delete_rating(&self, request: Request<DeleteRatingRequest>) -> Result<Response<DeleteRatingResponse>, Status> {
+    async fn delete_rating(
+        &self,
+        request: Request<DeleteRatingRequest>,
+    ) -> Result<Response<DeleteRatingResponse>, Status> {
         let request = request.into_inner();
         let key = RecordKey::parse(request.record_type, request.record_id)?;
         let user = UserId::parse("user_id", request.user_id)?;
@@ -84,7 +87,12 @@ mod tests {
     }
 
     fn put(user: &str, record_id: &str, record_type: &str, value: i32) -> Request<PutRatingRequest> {
-        Request::new(PutRatingRequest { user_id: user.into(), record_id: record_id.into(), record_type: record_type.into(), rating_value: value })
+        Request::new(PutRatingRequest {
+            user_id: user.into(),
+            record_id: record_id.into(),
+            record_type: record_type.into(),
+            rating_value: value,
+        })
     }
 
     fn get(record_id: &str, record_type: &str) -> Request<GetAggregatedRatingRequest> {

@@ -191,8 +191,11 @@ impl<R: RatingRepository> Ingester<R> {
                 }
             }
         }
-        tracing::info!(applied = self.stats.applied.load(Ordering::Relaxed),
-            dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed), "ingestion stopped");
+        tracing::info!(
+            applied = self.stats.applied.load(Ordering::Relaxed),
+            dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
+            "ingestion stopped"
+        );
     }
 
     /// Creates the topics if needed, assigns every partition from the
@@ -252,7 +255,14 @@ impl<R: RatingRepository> Ingester<R> {
     async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
         let count = self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed) + 1;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        tracing::warn!(topic, partition, offset, reason, dead_lettered = count, "refused event moved to the dead-letter topic");
+        tracing::warn!(
+            topic,
+            partition,
+            offset,
+            reason,
+            dead_lettered = count,
+            "refused event moved to the dead-letter topic"
+        );
         let (partition_text, offset_text) = (partition.to_string(), offset.to_string());
         let headers = OwnedHeaders::new()
             .insert(Header { key: DLQ_REASON_HEADER, value: Some(reason) })

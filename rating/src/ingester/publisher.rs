@@ -48,7 +48,11 @@ impl EventPublisher {
             .map_err(|_| PublishError::NotAcknowledged(self.timeout))?
             .map_err(|(error, _)| PublishError::Broker(error.to_string()))?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        tracing::debug!(partition = delivery.partition, offset = delivery.offset, "event acknowledged; waiting until applied");
+        tracing::debug!(
+            partition = delivery.partition,
+            offset = delivery.offset,
+            "event acknowledged; waiting until applied"
+        );
         if self.applied.wait_for(delivery.partition, delivery.offset, remaining).await {
             Ok(())
         } else {

@@ -15,7 +15,12 @@ pub enum RepositoryError {
 
 pub trait RatingRepository: Send + Sync + 'static {
     /// Stores `user`'s rating of a record, replacing any earlier one.
-    fn put(&self, key: RecordKey, user: UserId, value: RatingValue) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+    fn put(
+        &self,
+        key: RecordKey,
+        user: UserId,
+        value: RatingValue,
+    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
 
     /// Removes `user`'s rating of a record; returns whether there was one.
     fn delete(&self, key: &RecordKey, user: &UserId) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
