@@ -46,10 +46,6 @@ impl<R: RatingRepository> RatingController<R> {
         Self { repository, writes }
     }
 
-    pub fn repository(&self) -> &R {
-        &self.repository
-    }
-
     pub async fn aggregated(&self, key: &RecordKey) -> Result<AggregatedRating, RatingError> {
         Ok(self.repository.aggregate(key).await?)
     }

@@ -27,8 +27,6 @@ fn tansu_binary() -> PathBuf {
 pub struct Broker {
     child: Child,
     port: u16,
-    storage: String,
-    directory: PathBuf,
 }
 
 impl Broker {
@@ -55,7 +53,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let broker = Self { child, port, storage: storage.to_string(), directory: directory.to_path_buf() };
+        let broker = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen on port {port}");
@@ -69,12 +67,8 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Stops the broker (SIGTERM) and waits for it to exit.
-    pub fn stop(mut self) -> (PathBuf, String) {
+    pub fn stop(mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -86,7 +80,6 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        (self.directory.clone(), self.storage.clone())
     }
 
     /// Produces raw messages (key, value) to `topic`, bypassing any validation.

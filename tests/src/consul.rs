@@ -92,10 +92,6 @@ impl FakeConsul {
         format!("http://{}", self.address)
     }
 
-    pub fn port(&self) -> u16 {
-        self.address.port()
-    }
-
     fn agent(&self) -> std::sync::MutexGuard<'_, Agent> {
         self.agent.lock().unwrap()
     }

@@ -77,10 +77,6 @@ impl ServiceProcess {
         address.parse().ok()
     }
 
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
     /// `127.0.0.1:PORT`, as grpcurl and the other services take it.
     pub fn authority(&self) -> String {
         self.address.to_string()

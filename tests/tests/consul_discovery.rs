@@ -10,12 +10,8 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn consul_env(consul: &FakeConsul) -> String {
-    consul.http_address()
-}
-
 fn start_with_consul(binary: &str, consul: &FakeConsul, instance_id: &str) -> ServiceProcess {
-    let address = consul_env(consul);
+    let address = consul.http_address();
     ServiceProcess::start(
         binary,
         &["--instance-id", instance_id, "--consul-check-ttl", "1s", "--consul-deregister-after", "1m"],
@@ -118,7 +114,7 @@ fn movie_finds_its_peers_in_consul_and_routes_around_instances_that_go() {
     let metadata = start_with_consul("metadata", &consul, "metadata-1");
     let rating_a = start_with_consul("rating", &consul, "rating-a");
     let rating_b = start_with_consul("rating", &consul, "rating-b");
-    let consul_address = consul_env(&consul);
+    let consul_address = consul.http_address();
     let movie = ServiceProcess::start(
         "movie",
         &["--consul-check-ttl", "1s", "--discovery-refresh", "200ms", "--upstream-timeout", "2s"],
@@ -187,7 +183,7 @@ fn when_consul_goes_away_movie_keeps_the_instances_it_knew() {
     let consul = FakeConsul::start();
     let metadata = start_with_consul("metadata", &consul, "metadata-1");
     let rating = start_with_consul("rating", &consul, "rating-1");
-    let consul_address = consul_env(&consul);
+    let consul_address = consul.http_address();
     let movie = ServiceProcess::start(
         "movie",
         &["--consul-check-ttl", "1s", "--discovery-refresh", "200ms"],

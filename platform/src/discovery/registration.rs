@@ -48,10 +48,6 @@ impl Registration {
         Self { registry, instance, settings, stop, task }
     }
 
-    pub fn instance(&self) -> &Instance {
-        &self.instance
-    }
-
     /// Stops the heartbeats and deregisters, within the deregister timeout.
     pub async fn stop(mut self) {
         self.stop.cancel();

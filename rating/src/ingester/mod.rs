@@ -127,10 +127,6 @@ impl<R: RatingRepository> Ingester<R> {
         Self { settings, dead_letters, controller, applied, stats: Arc::default(), range }
     }
 
-    pub fn stats(&self) -> Arc<IngestStats> {
-        self.stats.clone()
-    }
-
     /// Ingests until `stop` is cancelled. `ready` fires once the events that
     /// were in the topic at start have all been applied. Retries with backoff
     /// while the broker cannot be reached.
