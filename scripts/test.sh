@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/install-tools.sh --for-tests
 source scripts/env.sh
 
+echo "==> checking formatting (cargo fmt --check)" >&2
+cargo fmt --all --check
 echo "==> building the service binaries" >&2
 cargo build --locked --workspace --bins
 echo "==> running the tests" >&2
