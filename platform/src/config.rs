@@ -63,7 +63,7 @@ impl DiscoveryArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// Host name or IP other services should use to reach this instance [default: the listen IP, or the host name when listening on all interfaces]
+    /// Host name or IP other services should use to reach this instance [default: the listen IP; when listening on all interfaces, the IP the host name resolves to (a container's network address), else the host name]
     #[arg(long, env = "ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 

@@ -88,15 +88,13 @@ impl BoundServer {
 
     /// The registry entry of this instance: the advertised host (or one
     /// derived from the listen address) and the bound port.
-    pub fn instance(&self) -> Instance {
+    pub async fn instance(&self) -> Instance {
         let settings = &self.settings;
-        let host = settings.advertise_host.clone().unwrap_or_else(|| {
-            if self.local_address.ip().is_unspecified() {
-                host_name().unwrap_or_else(|| "127.0.0.1".into())
-            } else {
-                self.local_address.ip().to_string()
-            }
-        });
+        let host = match &settings.advertise_host {
+            Some(host) => host.clone(),
+            None if self.local_address.ip().is_unspecified() => advertise_host_for_all_interfaces().await,
+            None => self.local_address.ip().to_string(),
+        };
         Instance {
             id: settings.instance_id.clone().unwrap_or_else(|| InstanceId::generate(&settings.service)),
             service: settings.service.clone(),
@@ -114,7 +112,7 @@ impl BoundServer {
         ready: impl Future<Output = ()> + Send,
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
-        let instance = self.instance();
+        let instance = self.instance().await;
         let settings = self.settings;
         let (health, health_service) = tonic_health::server::health_reporter();
         let set_health = |status: ServingStatus| {
@@ -196,10 +194,62 @@ impl BoundServer {
     }
 }
 
+/// The address peers should use for an instance that listens on every
+/// interface: the host name's own non-loopback IP when it resolves to one (in
+/// a container, its address on the container network, which every replica
+/// has its own of), else the host name itself, else loopback.
+async fn advertise_host_for_all_interfaces() -> String {
+    let Some(name) = host_name() else {
+        return "127.0.0.1".into();
+    };
+    let resolved = tokio::net::lookup_host((name.as_str(), 0)).await.map(|addresses| addresses.collect::<Vec<_>>());
+    match resolved {
+        Ok(addresses) => match routable_ip(&addresses) {
+            Some(ip) => ip.to_string(),
+            None => name,
+        },
+        Err(error) => {
+            tracing::warn!(host = %name, %error, "cannot resolve the host name; advertising it unresolved");
+            name
+        }
+    }
+}
+
+/// The first non-loopback address, IPv4 preferred.
+fn routable_ip(addresses: &[SocketAddr]) -> Option<std::net::IpAddr> {
+    let routable = || addresses.iter().map(SocketAddr::ip).filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    routable().find(std::net::IpAddr::is_ipv4).or_else(|| routable().next())
+}
+
 fn host_name() -> Option<String> {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|address| address.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_container_advertises_its_network_address_not_loopback() {
+        let resolved = addresses(&["127.0.0.1:0", "[::1]:0", "[fd00::5]:0", "172.18.0.5:0"]);
+        assert_eq!(routable_ip(&resolved), Some("172.18.0.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv6_only_host_advertises_its_ipv6_address() {
+        assert_eq!(routable_ip(&addresses(&["[::1]:0", "[fd00::5]:0"])), Some("fd00::5".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_host_name_that_resolves_only_to_loopback_is_not_routable() {
+        assert_eq!(routable_ip(&addresses(&["127.0.1.1:0", "[::1]:0"])), None);
+    }
 }
