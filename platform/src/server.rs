@@ -16,6 +16,10 @@ use crate::{
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
 };
 
+/// The services every server offers besides its own.
+const INFRASTRUCTURE_SERVICES: [&str; 3] =
+    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
 /// Everything the bootstrap needs to know about one service instance.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -127,10 +131,16 @@ impl BoundServer {
         };
         set_health(ServingStatus::NotServing).await;
 
+        // Reflection lists only what this server serves, though the
+        // descriptor set describes every service of the suite.
+        let advertised: Vec<&str> = settings.grpc_services.iter().copied().chain(INFRASTRUCTURE_SERVICES).collect();
         let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            advertised.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(*name),
+            )
         };
         let routes = routes
             .add_service(health_service)
