@@ -19,6 +19,10 @@ ARG CARGO_CHEF_VERSION=0.1.78
 FROM rust:${RUST_VERSION}-bookworm AS chef
 ARG CARGO_CHEF_VERSION
 RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
+# The image needs no debug info (the workspace keeps line tables for local
+# profiling); set before `cook` so the dependency layer matches the build.
+ENV CARGO_PROFILE_RELEASE_DEBUG=none \
+    CARGO_PROFILE_RELEASE_STRIP=debuginfo
 WORKDIR /src
 
 FROM chef AS planner
