@@ -1,0 +1,270 @@
+//! `bench-run`: the benchmark runner behind `scripts/bench.sh`.
+//!
+//! Starts an in-memory Tansu broker and the three services (static
+//! discovery, 127.0.0.1, free ports) plus the constant server, seeds
+//! metadata and ratings, and measures: closed-loop saturation and
+//! constant-rate latency of `GetMovieDetails` (movie), `GetMetadata`
+//! (metadata) and `GetMetadata` (constant server); CPU per request from
+//! `/proc`; then, on a fresh broker per run, ingestion: bare producer,
+//! ratingingester, the rating service's apply rate, bare consumer, replay
+//! by a fresh instance, and its resident memory. Each figure is the median
+//! of `--runs`; each ratio is computed within a run, then its median taken.
+//! Writes the report to `--output` (BENCHMARKS.md) and prints it.
+mod grpc;
+mod ingest;
+mod machine;
+mod processes;
+mod report;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use processes::{Running, free_port, run_tool};
+
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Runs the benchmark suite and writes BENCHMARKS.md.")]
+pub struct Args {
+    /// Shorter runs and 100,000 events: a smoke test of the harness, not figures to quote
+    #[arg(long, env = "BENCH_QUICK")]
+    quick: bool,
+    /// Runs of each measurement; figures are medians [default: 3, quick 1]
+    #[arg(long, env = "BENCH_RUNS")]
+    runs: Option<usize>,
+    /// Rating events to ingest, before the probe block [default: 1000000, quick 100000]
+    #[arg(long, env = "BENCH_EVENTS")]
+    events: Option<u64>,
+    /// Measuring time of each gRPC load run [default: 10s, quick 3s]
+    #[arg(long, env = "BENCH_DURATION", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Warm-up of each gRPC load run [default: 2s, quick 1s]
+    #[arg(long, env = "BENCH_WARMUP", value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
+    /// Most HTTP/2 connections the load generator opens (fewer at lower concurrency)
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 2)]
+    connections: usize,
+    /// Movies seeded (metadata and one rating each); requests pick among them
+    #[arg(long, env = "BENCH_MOVIES", default_value_t = 1000)]
+    movies: u32,
+    /// Which phases to run
+    #[arg(long, env = "BENCH_PHASES", value_delimiter = ',', default_value = "grpc,ingest")]
+    phases: Vec<Phase>,
+    /// Where the report goes
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    output: PathBuf,
+    /// Scratch directory: logs, the events file, broker directories
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+    /// Directory of the release binaries [default: the runner's own]
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    Grpc,
+    Ingest,
+}
+
+/// The settings a run uses, defaults resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub quick: bool,
+    pub runs: usize,
+    pub events: u64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connections: usize,
+    pub movies: u32,
+    pub phases: Vec<Phase>,
+}
+
+impl Settings {
+    fn from_args(args: &Args) -> Self {
+        let quick = args.quick;
+        Settings {
+            quick,
+            runs: args.runs.unwrap_or(if quick { 1 } else { 3 }).max(1),
+            events: args.events.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+            duration: args.duration.unwrap_or(Duration::from_secs(if quick { 3 } else { 10 })),
+            warmup: args.warmup.unwrap_or(Duration::from_secs(if quick { 1 } else { 2 })),
+            connections: args.connections.max(1),
+            movies: args.movies.max(1),
+            phases: args.phases.clone(),
+        }
+    }
+}
+
+/// What every measurement needs.
+pub struct Context {
+    pub settings: Settings,
+    pub runtime: tokio::runtime::Runtime,
+    pub bin_dir: PathBuf,
+    pub tansu: PathBuf,
+    pub h2load_available: bool,
+}
+
+impl Context {
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// A Tansu broker keeping everything in memory, in a directory of its own.
+    pub fn start_broker(&self, work_dir: &Path) -> anyhow::Result<(Running, String)> {
+        let port = free_port()?;
+        let directory = work_dir.join(format!("tansu-{port}"));
+        std::fs::create_dir_all(&directory)?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let args: Vec<String> = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut broker =
+            Running::start("tansu", &self.tansu, &args, &directory, work_dir.join(format!("tansu-{port}.log")))?;
+        broker.wait_for_port(port, Duration::from_secs(30))?;
+        Ok((broker, format!("127.0.0.1:{port}")))
+    }
+}
+
+fn find_tansu() -> anyhow::Result<PathBuf> {
+    if let Ok(output) = std::process::Command::new("sh").args(["-c", "command -v tansu"]).output()
+        && output.status.success()
+    {
+        return Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    }
+    let path = Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
+    anyhow::ensure!(path.exists(), "tansu is not installed: `cargo install tansu --features dynostore,libsql`");
+    Ok(path)
+}
+
+/// Starts metadata, rating (with Kafka), movie and the constant server,
+/// seeds them, and runs the gRPC measurements `runs` times.
+fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::GrpcRun>> {
+    let (broker, brokers) = context.start_broker(work_dir)?;
+    let start = |name: &'static str, binary: &str, extra: &[String]| -> anyhow::Result<(Running, String, u16)> {
+        let port = free_port()?;
+        let address = format!("127.0.0.1:{port}");
+        let mut args = vec!["--listen".to_owned(), address.clone()];
+        args.extend_from_slice(extra);
+        let mut process =
+            Running::start(name, &context.binary(binary), &args, work_dir, work_dir.join(format!("{name}.log")))?;
+        process.wait_for_port(port, Duration::from_secs(30))?;
+        Ok((process, address, port))
+    };
+    let (metadata, metadata_address, _) = start("metadata", "metadata", &[])?;
+    let (rating, rating_address, _) = start("rating", "rating", &["--kafka-brokers".into(), brokers.clone()])?;
+    let (movie, movie_address, _) = start(
+        "movie",
+        "movie",
+        &["--metadata-addrs".into(), metadata_address.clone(), "--rating-addrs".into(), rating_address.clone()],
+    )?;
+    let (constant, constant_address, _) = start("constant-server", "constant-server", &[])?;
+    context.runtime.block_on(bench::rpc::await_serving(&rating_address, Instant::now() + Duration::from_secs(60)))?;
+    eprintln!("seeding {} movies (metadata and a rating each)", context.settings.movies);
+    context.runtime.block_on(seed(&metadata_address, &rating_address, context.settings.movies))?;
+
+    let all = [
+        ("metadata", metadata.pid()),
+        ("rating", rating.pid()),
+        ("movie", movie.pid()),
+        ("constant-server", constant.pid()),
+    ];
+    let targets = [
+        grpc::Target { name: "movie", rpc: bench::rpc::Rpc::GetMovieDetails, address: movie_address },
+        grpc::Target { name: "metadata", rpc: bench::rpc::Rpc::GetMetadata, address: metadata_address },
+        grpc::Target { name: "constant-server", rpc: bench::rpc::Rpc::GetMetadata, address: constant_address },
+    ];
+    let mut runs = Vec::new();
+    for run in 1..=context.settings.runs {
+        eprintln!("gRPC run {run} of {}", context.settings.runs);
+        runs.push(grpc::run(context, &targets, &all, work_dir)?);
+    }
+    for process in [constant, movie, rating, metadata, broker] {
+        process.stop(Duration::from_secs(10));
+    }
+    Ok(runs)
+}
+
+async fn seed(metadata: &str, rating: &str, movies: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metadata = bench::rpc::connect_until(metadata, deadline).await?;
+    let rating = bench::rpc::connect_until(rating, deadline).await?;
+    futures::stream::iter(0..movies)
+        .map(|id| {
+            let (metadata, rating) = (metadata.clone(), rating.clone());
+            async move {
+                let id = id.to_string();
+                bench::rpc::put_metadata(metadata, &id).await.with_context(|| format!("PutMetadata {id}"))?;
+                let value = (id.len() % 5) as i32 + 1;
+                bench::rpc::put_rating(rating, &id, "bench-seed", value)
+                    .await
+                    .with_context(|| format!("PutRating {id}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<()>()
+        .await
+}
+
+fn ingest_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<ingest::IngestRun>> {
+    let events_file = work_dir.join("events.ndjson");
+    let events = context.settings.events;
+    let generated = Instant::now();
+    run_tool(
+        &context.binary("gen-events"),
+        &["--events".into(), events.to_string(), "--output".into(), events_file.display().to_string()],
+        Duration::from_secs(300),
+    )?;
+    let lines = events + u64::from(bench::events::PROBE_USERS);
+    eprintln!("generated {lines} events in {:.1?}", generated.elapsed());
+    let mut runs = Vec::new();
+    for run in 1..=context.settings.runs {
+        eprintln!("ingestion run {run} of {}", context.settings.runs);
+        runs.push(ingest::run(context, &events_file, lines, work_dir)?);
+    }
+    Ok(runs)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::from_args(&args);
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?.parent().context("the runner's directory")?.to_path_buf(),
+    };
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work_dir = args.work_dir.canonicalize()?;
+    let context = Context {
+        settings,
+        runtime: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        bin_dir,
+        tansu: find_tansu()?,
+        h2load_available: std::process::Command::new("h2load")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+    };
+    let machine = machine::Machine::describe();
+    let started = Instant::now();
+    let grpc_runs =
+        if context.settings.phases.contains(&Phase::Grpc) { grpc_phase(&context, &work_dir)? } else { Vec::new() };
+    let ingest_runs =
+        if context.settings.phases.contains(&Phase::Ingest) { ingest_phase(&context, &work_dir)? } else { Vec::new() };
+    let report = report::render(&context.settings, &machine, &grpc_runs, &ingest_runs, started.elapsed());
+    std::fs::write(&args.output, &report).with_context(|| format!("write {}", args.output.display()))?;
+    println!("{report}");
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}

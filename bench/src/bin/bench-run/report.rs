@@ -1,0 +1,407 @@
+//! BENCHMARKS.md: how to run, the machine, the figures (medians of the
+//! runs), the ratios against the targets, and the per-run values.
+use std::{fmt::Write, time::Duration};
+
+use bench::stats::{median, ratio};
+
+use crate::{Settings, grpc::GrpcRun, ingest::IngestRun, machine::Machine};
+
+const TARGETS: [&str; 3] = ["movie", "metadata", "constant-server"];
+
+fn describe_target(target: &str) -> &'static str {
+    match target {
+        "movie" => "GetMovieDetails via movie",
+        "metadata" => "GetMetadata on metadata",
+        _ => "GetMetadata on constant-server",
+    }
+}
+
+/// The median over runs of `figure`, formatted, or "n/a".
+fn med(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let values: Vec<f64> = values.into_iter().flatten().collect();
+    median(&values)
+}
+
+fn show(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |value| format!("{value:.decimals$}"))
+}
+
+fn per_run(values: impl IntoIterator<Item = Option<f64>>, decimals: usize) -> String {
+    values.into_iter().map(|value| show(value, decimals)).collect::<Vec<_>>().join(" / ")
+}
+
+struct Goal {
+    name: &'static str,
+    measured: Option<f64>,
+    shown: String,
+    goal: &'static str,
+    met: Option<bool>,
+}
+
+pub fn render(
+    settings: &Settings,
+    machine: &Machine,
+    grpc: &[GrpcRun],
+    ingest: &[IngestRun],
+    took: Duration,
+) -> String {
+    let mut out = String::new();
+    let mode = if settings.quick { "quick (smoke test: short runs, figures not to quote)" } else { "full" };
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `scripts/bench.sh` (the `bench-run` binary of the `bench` crate); do not edit by hand, run it again.\n"
+    );
+    let _ = writeln!(out, "## How to run\n");
+    let _ = writeln!(
+        out,
+        "```sh\nscripts/bench.sh                 # full: 3 runs, 10 s per load run, 1,000,000 events (well under 30 minutes)\n\
+         BENCH_QUICK=1 scripts/bench.sh   # smoke test: 1 run, 3 s per load run, 100,000 events\n\
+         BENCH_RUNS=5 BENCH_DURATION=20s scripts/bench.sh\n```\n\n\
+         It builds the release binaries, starts an in-memory Tansu broker, the three services (static discovery) and \
+         `constant-server` on free 127.0.0.1 ports, seeds {} movies (metadata and one rating each, the rating written \
+         through Kafka), measures, stops everything, and writes this file. Needs `tansu` (`cargo install tansu --features \
+         dynostore,libsql`) and, for the cross-check, `h2load` (nghttp2-client). Other settings: `BENCH_EVENTS`, \
+         `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_MOVIES`, `BENCH_PHASES=grpc,ingest`; `target/release/bench-run --help`.\n",
+        settings.movies
+    );
+
+    let _ = writeln!(out, "## Machine and run\n");
+    let _ = writeln!(out, "| | |\n|---|---|");
+    for (name, value) in [
+        ("CPU", machine.cpu.clone()),
+        ("cores (nproc)", machine.cores.to_string()),
+        ("memory", machine.memory.clone()),
+        ("kernel", machine.kernel.clone()),
+        ("rustc", machine.rustc.clone()),
+        ("date", machine.date.clone()),
+        ("commit", machine.commit.clone()),
+        ("mode", mode.to_owned()),
+        ("runs (figures are medians)", settings.runs.to_string()),
+        (
+            "gRPC load runs",
+            format!(
+                "{} warm-up (not recorded) + {} measured; up to {} HTTP/2 connections",
+                humantime::format_duration(settings.warmup),
+                humantime::format_duration(settings.duration),
+                settings.connections
+            ),
+        ),
+        ("events ingested", format!("{} + 64 probe events", settings.events)),
+        ("took", format!("{:.0?}", took)),
+    ] {
+        let _ = writeln!(out, "| {name} | {value} |");
+    }
+    let _ = writeln!(out);
+
+    let goals = goals(grpc, ingest);
+    let _ = writeln!(out, "## Targets\n");
+    let _ = writeln!(
+        out,
+        "Each ratio is computed within one run (A and B measured back to back), then the median taken.\n"
+    );
+    let _ = writeln!(out, "| target | measured | goal | met |\n|---|---|---|---|");
+    for goal in &goals {
+        let met = match goal.met {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {} | {} | {} | {met} |", goal.name, goal.shown, goal.goal);
+        let _ = goal.measured;
+    }
+    let _ = writeln!(out);
+
+    if !grpc.is_empty() {
+        render_grpc(&mut out, grpc);
+    }
+    if !ingest.is_empty() {
+        render_ingest(&mut out, ingest);
+    }
+    let _ = writeln!(out, "## Method\n");
+    let _ = writeln!(out, "{METHOD}");
+    out
+}
+
+fn goals(grpc: &[GrpcRun], ingest: &[IngestRun]) -> Vec<Goal> {
+    let percent = |value: Option<f64>| show(value.map(|value| value * 100.0), 0) + " %";
+    let times = |value: Option<f64>| show(value, 2) + "×";
+    let saturation =
+        med(grpc.iter().map(|run| ratio(run.saturation_rps("movie"), run.saturation_rps("constant-server"))));
+    let p99 = med(grpc.iter().map(|run| run.at_constant_rate.get("movie").map(|summary| summary.p99_us as f64)));
+    let cpu = med(grpc.iter().map(cpu_ratio));
+    let apply = med(ingest.iter().map(|run| ratio(run.bare_consume_s, run.apply_s)));
+    let replay = med(ingest.iter().map(|run| ratio(run.replay_s, run.bare_consume_s)));
+    let rss =
+        med(ingest.iter().map(|run| Some(run.apply_rss_bytes.max(run.replay_rss_bytes) as f64 / (1 << 20) as f64)));
+    let producer = med(ingest.iter().map(|run| ratio(run.bare_produce_s, run.ingester_publish_s)));
+    vec![
+        Goal {
+            name: "GetMovieDetails saturation / constant-server GetMetadata saturation",
+            measured: saturation,
+            shown: percent(saturation),
+            goal: "≥ 35 %",
+            met: saturation.map(|value| value >= 0.35),
+        },
+        Goal {
+            name: "GetMovieDetails p99 at half its saturation rate (open loop)",
+            measured: p99,
+            shown: show(p99.map(|micros| micros / 1000.0), 2) + " ms",
+            goal: "≤ 2 ms",
+            met: p99.map(|micros| micros <= 2000.0),
+        },
+        Goal {
+            name: "CPU per GetMovieDetails (metadata+rating+movie) / CPU per GetMetadata (metadata)",
+            measured: cpu,
+            shown: times(cpu),
+            goal: "≤ 4×",
+            met: cpu.map(|value| value <= 4.0),
+        },
+        Goal {
+            name: "rating apply rate / bare consumer rate",
+            measured: apply,
+            shown: percent(apply),
+            goal: "≥ 90 %",
+            met: apply.map(|value| value >= 0.9),
+        },
+        Goal {
+            name: "replay time of a fresh rating instance / bare consumer read time",
+            measured: replay,
+            shown: times(replay),
+            goal: "≤ 1.2×",
+            met: replay.map(|value| value <= 1.2),
+        },
+        Goal {
+            name: "rating RSS holding all ratings (the larger of the two instances)",
+            measured: rss,
+            shown: show(rss, 0) + " MB",
+            goal: "≤ 200 MB",
+            met: rss.map(|value| value <= 200.0),
+        },
+        Goal {
+            name: "ratingingester publish rate / bare producer rate",
+            measured: producer,
+            shown: percent(producer),
+            goal: "≥ 90 %",
+            met: producer.map(|value| value >= 0.9),
+        },
+    ]
+}
+
+/// CPU per GetMovieDetails over CPU per GetMetadata, both from the
+/// concurrency-16 closed-loop runs.
+fn cpu_ratio(run: &GrpcRun) -> Option<f64> {
+    let (movie, metadata) = (run.saturation.get(&("movie", 16))?, run.saturation.get(&("metadata", 16))?);
+    ratio(movie.server_cpu_us_per_request("movie"), metadata.server_cpu_us_per_request("metadata"))
+}
+
+fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
+    let _ = writeln!(out, "## gRPC: throughput at saturation (closed loop)\n");
+    let _ = writeln!(
+        out,
+        "Requests/s with N workers each keeping one request in flight; latency of this closed loop in µs (it slows down \
+         with the server, so its tail understates; see the constant-rate table). Median of the runs; per-run values \
+         at the end.\n"
+    );
+    let _ =
+        writeln!(out, "| RPC | concurrency | requests/s | p50 µs | p99 µs | errors |\n|---|---:|---:|---:|---:|---:|");
+    for target in TARGETS {
+        for concurrency in crate::grpc::CONCURRENCIES {
+            let of =
+                |run: &GrpcRun| run.saturation.get(&(target, concurrency)).map(|measured| measured.summary.clone());
+            let rps = med(grpc.iter().map(|run| of(run).map(|summary| summary.requests_per_s)));
+            let p50 = med(grpc.iter().map(|run| of(run).map(|summary| summary.p50_us as f64)));
+            let p99 = med(grpc.iter().map(|run| of(run).map(|summary| summary.p99_us as f64)));
+            let errors: u64 = grpc.iter().filter_map(of).map(|summary| summary.requests - summary.ok).sum();
+            let _ = writeln!(
+                out,
+                "| {} | {concurrency} | {} | {} | {} | {errors} |",
+                describe_target(target),
+                show(rps, 0),
+                show(p50, 0),
+                show(p99, 0)
+            );
+        }
+    }
+    let _ = writeln!(out);
+
+    let rate = med(grpc.iter().map(|run| Some(run.constant_rate)));
+    let _ = writeln!(out, "## gRPC: latency at a constant rate (open loop)\n");
+    let _ = writeln!(
+        out,
+        "Each RPC at half of GetMovieDetails' saturation throughput of the same run (median rate {} requests/s), \
+         latency measured from each request's intended send time on a fixed schedule (coordinated omission \
+         accounted for), in µs.\n",
+        show(rate, 0)
+    );
+    let _ = writeln!(
+        out,
+        "| RPC | achieved requests/s | p50 | p90 | p99 | p99.9 | max | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for target in TARGETS {
+        let of = |run: &GrpcRun| run.at_constant_rate.get(target).cloned();
+        let figure =
+            |pick: fn(&bench::load::LoadSummary) -> f64| show(med(grpc.iter().map(|run| of(run).map(|s| pick(&s)))), 0);
+        let errors: u64 = grpc.iter().filter_map(of).map(|summary| summary.requests - summary.ok).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {errors} |",
+            describe_target(target),
+            figure(|s| s.requests_per_s),
+            figure(|s| s.p50_us as f64),
+            figure(|s| s.p90_us as f64),
+            figure(|s| s.p99_us as f64),
+            figure(|s| s.p999_us as f64),
+            figure(|s| s.max_us as f64),
+        );
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "## gRPC: CPU per request and where it goes\n");
+    let _ = writeln!(
+        out,
+        "CPU seconds (utime + stime from `/proc/<pid>/stat`) each process spent during a closed-loop run, over the \
+         requests sent in it (warm-up included, as the CPU was). Server CPU per request counts the processes that \
+         serve the RPC. Cores = CPU seconds over the run's wall time; the machine has 2, shared with the load \
+         generator.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| RPC | concurrency | server CPU µs/request | cores: movie | metadata | rating | constant-server | loadgen |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for target in TARGETS {
+        for concurrency in crate::grpc::CONCURRENCIES {
+            let of = |run: &GrpcRun| run.saturation.get(&(target, concurrency)).cloned();
+            let per_request =
+                med(grpc.iter().map(|run| of(run).map(|measured| measured.server_cpu_us_per_request(target))));
+            let cores = |process: &str| {
+                show(
+                    med(grpc.iter().map(|run| {
+                        of(run).and_then(|measured| {
+                            let wall = measured.summary.elapsed_s;
+                            measured.cpu_s.get(process).map(|cpu| cpu / wall.max(1e-9))
+                        })
+                    })),
+                    2,
+                )
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {concurrency} | {} | {} | {} | {} | {} | {} |",
+                describe_target(target),
+                show(per_request, 1),
+                cores("movie"),
+                cores("metadata"),
+                cores("rating"),
+                cores("constant-server"),
+                cores("loadgen")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nCores are CPU seconds of the whole run (warm-up included) over the measured seconds, so they read a little \
+         high; compare them with each other.\n"
+    );
+
+    if grpc.iter().any(|run| !run.h2load.is_empty()) {
+        let _ = writeln!(out, "## gRPC: h2load cross-check\n");
+        let _ = writeln!(
+            out,
+            "h2load (C, one thread) with 16 connections × 8 streams, the same gRPC-framed request for id 1, against \
+             the same servers. It counts HTTP status only: a gRPC error (HTTP 200 with a non-zero `grpc-status` \
+             trailer) counts as a success, so it checks throughput, not correctness.\n"
+        );
+        let _ = writeln!(out, "| RPC | h2load requests/s | loadgen best closed-loop requests/s |\n|---|---:|---:|");
+        for target in ["movie", "constant-server"] {
+            let h2 = med(grpc.iter().map(|run| run.h2load.get(target).map(|report| report.requests_per_s)));
+            let ours = med(grpc.iter().map(|run| Some(run.saturation_rps(target))));
+            let _ = writeln!(out, "| {} | {} | {} |", describe_target(target), show(h2, 0), show(ours, 0));
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn render_ingest(out: &mut String, ingest: &[IngestRun]) {
+    let events = ingest.first().map_or(0, |run| run.events);
+    let _ = writeln!(out, "## Ingestion ({events} events, in-memory Tansu, 3 partitions)\n");
+    let _ = writeln!(
+        out,
+        "Each run on a fresh broker. Rates are events per second; times in seconds; median of the runs.\n"
+    );
+    let _ = writeln!(out, "| measurement | seconds | events/s |\n|---|---:|---:|");
+    let rows: [(&str, fn(&IngestRun) -> f64); 6] = [
+        ("bare producer (kafka-bare produce: first send to last delivery report)", |run| run.bare_produce_s),
+        ("ratingingester publishing (its own summary: first send to last report)", |run| run.ingester_publish_s),
+        ("ratingingester in all (reading and validating the file, then publishing)", |run| run.ingester_wall_s),
+        ("rating service applying (first publish to the probe average read)", |run| run.apply_s),
+        ("bare consumer reading `ratings` from the beginning", |run| run.bare_consume_s),
+        ("fresh rating instance replaying `ratings` (spawn to the probe average read)", |run| run.replay_s),
+    ];
+    for (name, seconds) in rows {
+        let time = med(ingest.iter().map(|run| Some(seconds(run))));
+        let rate = med(ingest.iter().map(|run| Some(run.rate(seconds(run)))));
+        let _ = writeln!(out, "| {name} | {} | {} |", show(time, 2), show(rate, 0));
+    }
+    let _ = writeln!(out);
+    let mb = |bytes: u64| Some(bytes as f64 / (1 << 20) as f64);
+    let _ = writeln!(out, "| resources | median |\n|---|---:|");
+    let rows: [(&str, Box<dyn Fn(&IngestRun) -> Option<f64>>, usize); 6] = [
+        ("VmRSS of the applying rating instance, MB", Box::new(move |run| mb(run.apply_rss_bytes)), 0),
+        ("VmRSS of the replaying rating instance, MB", Box::new(move |run| mb(run.replay_rss_bytes)), 0),
+        ("rating CPU while applying, cores", Box::new(|run| ratio(run.apply_rating_cpu_s, run.apply_s)), 2),
+        ("rating CPU while replaying, cores", Box::new(|run| ratio(run.replay_rating_cpu_s, run.replay_s)), 2),
+        ("broker CPU while replaying, cores", Box::new(|run| ratio(run.replay_broker_cpu_s, run.replay_s)), 2),
+        (
+            "broker CPU while the bare consumer reads, cores",
+            Box::new(|run| ratio(run.bare_consume_broker_cpu_s, run.bare_consume_s)),
+            2,
+        ),
+    ];
+    for (name, figure, decimals) in rows {
+        let _ = writeln!(out, "| {name} | {} |", show(med(ingest.iter().map(|run| figure(run))), decimals));
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "### Per run\n");
+    let _ = writeln!(out, "| figure | run 1 / run 2 / ... |\n|---|---|");
+    let rows: [(&str, fn(&IngestRun) -> Option<f64>, usize); 5] = [
+        ("apply rate / bare consumer rate", |run| ratio(run.bare_consume_s, run.apply_s), 3),
+        ("replay time / bare read time", |run| ratio(run.replay_s, run.bare_consume_s), 3),
+        ("ratingingester rate / bare producer rate", |run| ratio(run.bare_produce_s, run.ingester_publish_s), 3),
+        ("bare consumer, s", |run| Some(run.bare_consume_s), 2),
+        ("replay, s", |run| Some(run.replay_s), 2),
+    ];
+    for (name, figure, decimals) in rows {
+        let _ = writeln!(out, "| {name} | {} |", per_run(ingest.iter().map(figure), decimals));
+    }
+    let _ = writeln!(out);
+}
+
+const METHOD: &str = "\
+- **Load generator** (`loadgen`): tonic client, requests spread over the HTTP/2 connections, ids drawn uniformly \
+from the seeded movies. Closed loop for saturation (requests/s = requests recorded after the warm-up over the time \
+from the end of the warm-up to the last answer). Open loop for latency: request k is due at `start + k/rate`, a \
+dedicated thread keeps the schedule, and each latency runs from the due time, so a stall is charged to every \
+request due during it. Latencies are recorded in an HDR histogram (3 significant digits); failed requests are \
+counted by status code and kept out of the latencies.
+- **Everything shares 2 cores**: the load generator, the services and the broker. Saturation figures are those of \
+the whole box, not of a service alone; the constant server is measured the same way, so the ratio is fair, but \
+absolute numbers on a bigger machine (or with the client elsewhere) will differ. The CPU-per-request figures do \
+not depend on that sharing. Other work on the machine during the run (builds) adds noise: the medians and the \
+per-run values show how much.
+- **Ingestion probe**: `gen-events` ends the file with 64 puts on record `bench-probe` (user 0 rates 5, the others 1); \
+the average is exactly 1.0625 only once all 64 are applied, and their keys cover the 3 partitions, each applied \
+in order, so reading 1.0625 means everything before is applied too. The harness polls GetAggregatedRating every \
+20 ms.
+- **Apply rate** runs from ratingingester's first publish (its exit time minus its own publishing time) to the \
+probe, so it cannot beat the publishing rate: it measures whether the service keeps up with a live stream. The \
+**replay** measures the service alone against a topic that is already full, from process spawn (start-up, topic \
+check, assignment included) to the probe; the bare consumer's time includes its connection and metadata fetch \
+likewise.
+- **Bare producer** uses ratingingester's producer settings (idempotent, acks=all, linger 5 ms, 10,000-message \
+batches, lz4, murmur2_random partitioner), keyed by line number; the file is read before the clock starts. \
+ratingingester's figure is its own publishing time, after it has read and validated the file (the \"in all\" row \
+includes that).
+- **RSS** is VmRSS from `/proc/<pid>/status` once the probe is read.";

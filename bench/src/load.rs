@@ -1,0 +1,505 @@
+//! Load generation in the two classic shapes, and its latency accounting.
+//!
+//! **Closed loop** ([`run_closed_loop`]): N workers, each sending its next
+//! request when the previous one answered. It finds the saturation
+//! throughput; its latencies are those of a client that slows down with the
+//! server, so they say little about tail latency.
+//!
+//! **Open loop** ([`run_open_loop`]): requests are due on a fixed schedule
+//! (request k at `start + k / rate`), sent whether or not earlier ones have
+//! answered, and each latency is measured from the request's *intended* send
+//! time. A server stall therefore shows up in every request that was due
+//! during it, not only in the one request a closed-loop client had in flight
+//! (coordinated omission). The schedule is kept by a dedicated OS thread
+//! (`std::thread::sleep` is precise to tens of microseconds, tokio's timer to
+//! a millisecond), which hands each due request to the async runtime.
+//!
+//! Requests started during the warm-up are sent but not recorded.
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latencies above a minute are recorded as a minute.
+const HIGHEST_TRACKABLE_MICROS: u64 = 60_000_000;
+
+/// When request k is due: `start + k / rate`, computed from k (not by adding
+/// intervals), so the schedule never drifts.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    start: Instant,
+    rate: f64,
+}
+
+impl Schedule {
+    /// `None` unless `rate` (requests per second) is positive and finite.
+    pub fn new(start: Instant, rate: f64) -> Option<Self> {
+        (rate.is_finite() && rate > 0.0).then_some(Self { start, rate })
+    }
+
+    pub fn intended(&self, request: u64) -> Instant {
+        self.start + Duration::from_secs_f64(request as f64 / self.rate)
+    }
+
+    /// How many requests are due strictly before `start + offset`.
+    pub fn due_before(&self, offset: Duration) -> u64 {
+        (offset.as_secs_f64() * self.rate).ceil() as u64
+    }
+}
+
+/// Latencies of successful requests and the count of failed ones by status.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    latencies_micros: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            latencies_micros: Histogram::new_with_bounds(1, HIGHEST_TRACKABLE_MICROS, 3)
+                .expect("constant histogram bounds are valid"),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl Tally {
+    /// Records one request: its latency when it succeeded, its status code
+    /// name when it failed (a fast failure must not flatter the latencies).
+    pub fn record(&mut self, latency: Duration, outcome: Result<(), tonic::Code>) {
+        match outcome {
+            Ok(()) => {
+                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+                self.latencies_micros.saturating_record(micros);
+            }
+            Err(code) => *self.errors.entry(format!("{code:?}")).or_default() += 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Tally) {
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latencies_micros.add(&other.latencies_micros);
+        for (code, count) in &other.errors {
+            *self.errors.entry(code.clone()).or_default() += count;
+        }
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.latencies_micros.len()
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.ok() + self.failed()
+    }
+
+    /// The latency at `quantile` (0..=1) in microseconds.
+    pub fn quantile_micros(&self, quantile: f64) -> u64 {
+        self.latencies_micros.value_at_quantile(quantile)
+    }
+
+    pub fn max_micros(&self) -> u64 {
+        self.latencies_micros.max()
+    }
+
+    pub fn errors(&self) -> &BTreeMap<String, u64> {
+        &self.errors
+    }
+}
+
+/// What a load run measured, printed by `loadgen` as one JSON line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub rpc: String,
+    /// `closed` or `open`.
+    pub mode: String,
+    pub connections: usize,
+    /// Workers of a closed-loop run.
+    pub concurrency: Option<usize>,
+    /// Target rate of an open-loop run, requests per second.
+    pub rate: Option<f64>,
+    /// Requests recorded (after the warm-up), successful or not.
+    pub requests: u64,
+    pub ok: u64,
+    /// Failed requests by gRPC status code.
+    pub errors: BTreeMap<String, u64>,
+    /// From the end of the warm-up to the last recorded answer.
+    pub elapsed_s: f64,
+    pub requests_per_s: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// Every request sent, warm-up included: what the servers did for the
+    /// CPU time they spent during the run.
+    pub all_requests: u64,
+    /// CPU time (user + system) the load generator itself used, seconds.
+    #[serde(default)]
+    pub client_cpu_s: f64,
+}
+
+/// The raw outcome of a run, before it is labelled.
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    pub tally: Tally,
+    pub elapsed: Duration,
+    pub all_requests: u64,
+}
+
+impl LoadResult {
+    pub fn summary(&self, rpc: &str, mode: &str, connections: usize) -> LoadSummary {
+        let elapsed_s = self.elapsed.as_secs_f64();
+        let requests = self.tally.requests();
+        LoadSummary {
+            rpc: rpc.to_owned(),
+            mode: mode.to_owned(),
+            connections,
+            concurrency: None,
+            rate: None,
+            requests,
+            ok: self.tally.ok(),
+            errors: self.tally.errors().clone(),
+            elapsed_s,
+            requests_per_s: if elapsed_s > 0.0 { requests as f64 / elapsed_s } else { 0.0 },
+            p50_us: self.tally.quantile_micros(0.5),
+            p90_us: self.tally.quantile_micros(0.9),
+            p99_us: self.tally.quantile_micros(0.99),
+            p999_us: self.tally.quantile_micros(0.999),
+            max_us: self.tally.max_micros(),
+            all_requests: self.all_requests,
+            client_cpu_s: 0.0,
+        }
+    }
+}
+
+/// When a run ends, after its warm-up.
+#[derive(Debug, Clone, Copy)]
+pub enum Extent {
+    Duration(Duration),
+    Requests(u64),
+}
+
+/// Runs `workers` closed-loop workers. `call(worker)` sends one request.
+pub async fn run_closed_loop<F, Fut>(workers: usize, warmup: Duration, extent: Extent, call: F) -> LoadResult
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Code>> + Send,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = match extent {
+        Extent::Duration(duration) => Some(measure_from + duration),
+        Extent::Requests(_) => None,
+    };
+    let limit = match extent {
+        Extent::Requests(requests) => requests,
+        Extent::Duration(_) => u64::MAX,
+    };
+    let claimed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let (call, claimed) = (call.clone(), claimed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut sent_in_all = 0_u64;
+            let mut last_answer = measure_from;
+            loop {
+                let sent = Instant::now();
+                if end.is_some_and(|end| sent >= end) {
+                    break;
+                }
+                let measured = sent >= measure_from;
+                if measured && claimed.fetch_add(1, Ordering::Relaxed) >= limit {
+                    break;
+                }
+                let outcome = call(worker).await;
+                let answered = Instant::now();
+                sent_in_all += 1;
+                if measured {
+                    tally.record(answered - sent, outcome);
+                    last_answer = last_answer.max(answered);
+                }
+            }
+            (tally, sent_in_all, last_answer)
+        }));
+    }
+    let mut result = LoadResult { tally: Tally::default(), elapsed: Duration::ZERO, all_requests: 0 };
+    for task in tasks {
+        if let Ok((tally, sent, last_answer)) = task.await {
+            result.tally.merge(&tally);
+            result.all_requests += sent;
+            result.elapsed = result.elapsed.max(last_answer - measure_from);
+        }
+    }
+    result
+}
+
+/// Sends requests at `rate` per second for the warm-up plus the extent.
+/// `call(k)` sends request k. At most `max_in_flight` requests are
+/// outstanding; a request that waits for room is still timed from its
+/// intended send time, so the wait counts against the server.
+pub async fn run_open_loop<F, Fut>(
+    rate: f64,
+    warmup: Duration,
+    extent: Extent,
+    max_in_flight: usize,
+    call: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Code>> + Send + 'static,
+{
+    let start = Instant::now();
+    let schedule =
+        Schedule::new(start, rate).ok_or_else(|| anyhow::anyhow!("the rate must be positive, got {rate}"))?;
+    let measure_from = start + warmup;
+    let first_measured = schedule.due_before(warmup);
+    let total = match extent {
+        Extent::Duration(duration) => schedule.due_before(warmup + duration),
+        Extent::Requests(requests) => first_measured + requests,
+    };
+    let max_in_flight = u32::try_from(max_in_flight.max(1)).unwrap_or(u32::MAX);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight as usize));
+    let recorded = Arc::new(Mutex::new((Tally::default(), measure_from)));
+    let runtime = tokio::runtime::Handle::current();
+    let call = Arc::new(call);
+
+    let dispatcher = {
+        let (recorded, in_flight) = (recorded.clone(), in_flight.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0_u64;
+            for request in 0..total {
+                let intended = schedule.intended(request);
+                let now = Instant::now();
+                if intended > now {
+                    std::thread::sleep(intended - now);
+                }
+                let Ok(permit) = runtime.block_on(in_flight.clone().acquire_owned()) else { break };
+                let (call, recorded) = (call.clone(), recorded.clone());
+                runtime.spawn(async move {
+                    let outcome = call(request).await;
+                    let answered = Instant::now();
+                    if intended >= measure_from {
+                        let mut recorded = recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        recorded.0.record(answered - intended, outcome);
+                        recorded.1 = recorded.1.max(answered);
+                    }
+                    // Released only once recorded: holding every permit means every request is in.
+                    drop(permit);
+                });
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let all_requests = tokio::task::spawn_blocking(move || dispatcher.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the open-loop dispatcher panicked"))?;
+    let _all_answered = in_flight.acquire_many(max_in_flight).await?;
+    let (tally, last_answer) = recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    Ok(LoadResult { tally, elapsed: last_answer - measure_from, all_requests })
+}
+
+/// The ids requests ask for: `FIRST..END` (numbers as strings, END
+/// excluded) or a comma-separated list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdSet(Vec<String>);
+
+impl IdSet {
+    pub fn ids(&self) -> &[String] {
+        &self.0
+    }
+
+    /// A uniformly chosen id.
+    pub fn pick(&self, rng: &mut impl rand::Rng) -> &str {
+        &self.0[rng.random_range(0..self.0.len())]
+    }
+}
+
+impl std::str::FromStr for IdSet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let ids: Vec<String> = if let Some((first, end)) = text.split_once("..") {
+            let parse = |bound: &str| {
+                bound.trim().parse::<u64>().map_err(|_| format!("{bound:?} in {text:?} is not a whole number"))
+            };
+            (parse(first)?..parse(end)?).map(|id| id.to_string()).collect()
+        } else {
+            text.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()
+        };
+        if ids.is_empty() {
+            Err(format!("{text:?} names no id: give FIRST..END or a list a,b,c"))
+        } else {
+            Ok(Self(ids))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_computed_from_the_request_number_and_does_not_drift() {
+        let start = Instant::now();
+        let schedule = Schedule::new(start, 3.0).unwrap();
+        assert_eq!(schedule.intended(0), start);
+        assert_eq!(schedule.intended(3), start + Duration::from_secs(1));
+        assert_eq!(schedule.intended(3_000_000), start + Duration::from_secs(1_000_000));
+        let fast = Schedule::new(start, 20_000.0).unwrap();
+        assert_eq!(fast.intended(1) - start, Duration::from_micros(50));
+        assert_eq!(fast.intended(20_000 * 600) - start, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn requests_due_before_an_offset_are_counted_up_to_it() {
+        let schedule = Schedule::new(Instant::now(), 100.0).unwrap();
+        assert_eq!(schedule.due_before(Duration::ZERO), 0);
+        // Requests 0..=99 are due before 1s; request 100 is due at 1s.
+        assert_eq!(schedule.due_before(Duration::from_secs(1)), 100);
+        assert_eq!(schedule.due_before(Duration::from_millis(1005)), 101);
+    }
+
+    #[test]
+    fn a_rate_must_be_positive() {
+        for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            assert!(Schedule::new(Instant::now(), rate).is_none(), "{rate}");
+        }
+    }
+
+    #[test]
+    fn failures_are_counted_by_code_and_kept_out_of_the_latencies() {
+        let mut tally = Tally::default();
+        tally.record(Duration::from_micros(100), Ok(()));
+        tally.record(Duration::from_micros(300), Ok(()));
+        tally.record(Duration::from_nanos(1), Err(tonic::Code::Unavailable));
+        let mut other = Tally::default();
+        other.record(Duration::from_millis(2), Ok(()));
+        other.record(Duration::from_nanos(1), Err(tonic::Code::Unavailable));
+        other.record(Duration::from_nanos(1), Err(tonic::Code::NotFound));
+        tally.merge(&other);
+        assert_eq!((tally.ok(), tally.failed(), tally.requests()), (3, 3, 6));
+        assert_eq!(tally.errors(), &BTreeMap::from([("NotFound".to_owned(), 1), ("Unavailable".to_owned(), 2)]));
+        assert_eq!(tally.quantile_micros(0.0), 100);
+        assert!((1999..=2001).contains(&tally.max_micros()), "{}", tally.max_micros());
+    }
+
+    #[test]
+    fn the_summary_rate_counts_recorded_requests_over_the_measured_time() {
+        let mut tally = Tally::default();
+        for micros in 1..=1000 {
+            tally.record(Duration::from_micros(micros), Ok(()));
+        }
+        tally.record(Duration::ZERO, Err(tonic::Code::Internal));
+        let result = LoadResult { tally, elapsed: Duration::from_millis(500), all_requests: 1201 };
+        let summary = result.summary("GetMetadata", "closed", 2);
+        assert_eq!((summary.requests, summary.ok, summary.all_requests), (1001, 1000, 1201));
+        assert_eq!(summary.requests_per_s, 2002.0);
+        assert_eq!((summary.p50_us, summary.p90_us, summary.p99_us, summary.max_us), (500, 900, 990, 1000));
+    }
+
+    /// A server that takes `service` per request, one at a time in arrival
+    /// order, and stalls for `stall` on the request it gets at `stall_at`
+    /// after it started.
+    #[derive(Clone)]
+    struct StallingServer {
+        lock: Arc<tokio::sync::Mutex<()>>,
+        started: Instant,
+        service: Duration,
+        stall_at: Duration,
+        stall: Duration,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl StallingServer {
+        fn new(service: Duration, stall_at: Duration, stall: Duration) -> Self {
+            Self { lock: Arc::default(), started: Instant::now(), service, stall_at, stall, stalled: Arc::default() }
+        }
+
+        async fn call(&self) -> Result<(), tonic::Code> {
+            let _serving = self.lock.lock().await;
+            if self.started.elapsed() >= self.stall_at && !self.stalled.swap(true, Ordering::Relaxed) {
+                tokio::time::sleep(self.stall).await;
+            }
+            tokio::time::sleep(self.service).await;
+            Ok(())
+        }
+    }
+
+    /// The point of the open loop: a one-second stall hits every request
+    /// that was due during it. A closed-loop client with one request in
+    /// flight records it once, and its p99 hides it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stall_shows_in_the_open_loop_tail_and_hides_in_the_closed_loop_one() {
+        let stall = Duration::from_secs(1);
+        let run = Extent::Duration(Duration::from_millis(2500));
+
+        let server = StallingServer::new(Duration::from_millis(1), Duration::from_millis(500), stall);
+        let open = run_open_loop(200.0, Duration::ZERO, run, 10_000, move |_| {
+            let server = server.clone();
+            async move { server.call().await }
+        })
+        .await
+        .unwrap();
+
+        let server = StallingServer::new(Duration::from_millis(1), Duration::from_millis(500), stall);
+        let closed = run_closed_loop(1, Duration::ZERO, run, move |_| {
+            let server = server.clone();
+            async move { server.call().await }
+        })
+        .await;
+
+        assert_eq!(open.all_requests, 500);
+        assert_eq!(open.tally.requests(), 500);
+        // About 200 requests were due during the stall, waiting up to 1s.
+        assert!(open.tally.quantile_micros(0.99) >= 800_000, "open p99 {}µs", open.tally.quantile_micros(0.99));
+        assert!(open.tally.quantile_micros(0.9) >= 400_000, "open p90 {}µs", open.tally.quantile_micros(0.9));
+        assert!(open.tally.max_micros() >= 1_000_000);
+        // The closed loop saw the stall once, in one request of hundreds.
+        assert!(closed.tally.max_micros() >= 1_000_000);
+        assert!(closed.tally.requests() > 200, "{}", closed.tally.requests());
+        assert!(closed.tally.quantile_micros(0.99) < 250_000, "closed p99 {}µs", closed.tally.quantile_micros(0.99));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_warm_up_is_sent_but_not_recorded() {
+        let open = run_open_loop(1000.0, Duration::from_millis(100), Extent::Requests(50), 100, |_| async {
+            Ok::<(), tonic::Code>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!((open.all_requests, open.tally.requests()), (150, 50));
+
+        let closed = run_closed_loop(4, Duration::from_millis(50), Extent::Requests(200), |_| async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<(), tonic::Code>(())
+        })
+        .await;
+        assert_eq!(closed.tally.requests(), 200);
+        assert!(closed.all_requests > 200, "{}", closed.all_requests);
+    }
+
+    #[test]
+    fn ids_are_a_range_or_a_list() {
+        assert_eq!("0..3".parse::<IdSet>().unwrap().ids(), ["0", "1", "2"]);
+        assert_eq!("7, 9,x".parse::<IdSet>().unwrap().ids(), ["7", "9", "x"]);
+        assert!("5..5".parse::<IdSet>().is_err());
+        assert!("a..9".parse::<IdSet>().is_err());
+        assert!(",".parse::<IdSet>().is_err());
+    }
+}
