@@ -1,9 +1,10 @@
 //! `constant-server`: a tonic server whose `GetMetadata` answers the same
 //! `Metadata` at once, whatever the id. With no storage, no validation and no
 //! downstream call, it is the floor of one RPC through tonic on this machine,
-//! the yardstick the services are compared with. Same transport settings as
-//! the services (`tcp_nodelay`); no reflection or health, which cost nothing
-//! per request.
+//! the yardstick the services are compared with. tonic binds the listener
+//! itself here, so its `tcp_nodelay` applies to every accepted connection
+//! (it does not to a listener passed in as a stream of connections). No
+//! reflection or health, which cost nothing per request.
 use std::net::SocketAddr;
 
 use clap::Parser;
@@ -46,12 +47,11 @@ async fn main() -> anyhow::Result<()> {
         description: "The benchmark's movie number 1, with a description of ordinary length.".to_owned(),
         director: "A. Director".to_owned(),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    eprintln!("constant-server listening on {}", listener.local_addr()?);
+    eprintln!("constant-server listening on {}", args.listen);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(MetadataServiceServer::new(ConstantMetadata { metadata }))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+        .serve_with_shutdown(args.listen, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;

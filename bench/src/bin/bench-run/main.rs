@@ -30,7 +30,7 @@ use processes::{Running, free_port, run_tool};
 #[command(about = "Runs the benchmark suite and writes BENCHMARKS.md.")]
 pub struct Args {
     /// Shorter runs and 100,000 events: a smoke test of the harness, not figures to quote
-    #[arg(long, env = "BENCH_QUICK")]
+    #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
     quick: bool,
     /// Runs of each measurement; figures are medians [default: 3, quick 1]
     #[arg(long, env = "BENCH_RUNS")]

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the release binaries and runs the benchmark suite (target/release/bench-run), which starts an
+# in-memory Tansu broker and the services on free 127.0.0.1 ports, measures, stops them, and writes
+# BENCHMARKS.md.
+#
+#   scripts/bench.sh                   full run: 3 runs of each measurement, 1,000,000 events
+#   BENCH_QUICK=1 scripts/bench.sh     smoke test: 1 run, short load runs, 100,000 events
+#   BENCH_RUNS=5 scripts/bench.sh      more runs; see `target/release/bench-run --help` for the rest
+#
+# BENCH_TIME_LIMIT (default 45m) bounds the whole run; on any exit every process it started is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+if ! command -v tansu >/dev/null 2>&1; then
+    echo "tansu (the Kafka-protocol broker) is not installed: cargo install tansu --features dynostore,libsql" >&2
+    exit 1
+fi
+if ! command -v h2load >/dev/null 2>&1; then
+    echo "h2load not found (apt-get install nghttp2-client): the h2load cross-check is skipped" >&2
+fi
+
+cargo build --release --locked -p bench -p metadata -p rating -p movie -p ratingingester
+
+# The runner and everything it starts live in a session of their own, so the trap can stop all of
+# them, and nothing else, however the run ends.
+setsid target/release/bench-run "$@" &
+runner=$!
+limit="${BENCH_TIME_LIMIT:-45m}"
+(sleep "$limit" && echo "bench: time limit $limit reached, stopping" >&2 && kill -TERM -- "-$runner") 2>/dev/null &
+watchdog=$!
+
+cleanup() {
+    kill "$watchdog" 2>/dev/null || true
+    if kill -0 -- "-$runner" 2>/dev/null; then
+        kill -TERM -- "-$runner" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 -- "-$runner" 2>/dev/null || return 0
+            sleep 0.1
+        done
+        kill -KILL -- "-$runner" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait "$runner"
