@@ -22,16 +22,13 @@ fi
 
 cargo build --release --locked -p bench -p metadata -p rating -p movie -p ratingingester
 
-# The runner and everything it starts live in a session of their own, so the trap can stop all of
-# them, and nothing else, however the run ends.
-setsid target/release/bench-run "$@" &
+# The runner and everything it starts live in a session of their own (timeout leads it and, at the
+# limit, signals the whole group), so the trap can stop all of them, and nothing else, however the run
+# ends.
+setsid timeout --kill-after=10s "${BENCH_TIME_LIMIT:-45m}" target/release/bench-run "$@" &
 runner=$!
-limit="${BENCH_TIME_LIMIT:-45m}"
-(sleep "$limit" && echo "bench: time limit $limit reached, stopping" >&2 && kill -TERM -- "-$runner") 2>/dev/null &
-watchdog=$!
 
 cleanup() {
-    kill "$watchdog" 2>/dev/null || true
     if kill -0 -- "-$runner" 2>/dev/null; then
         kill -TERM -- "-$runner" 2>/dev/null || true
         for _ in $(seq 50); do

@@ -201,7 +201,7 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
         out,
         "Requests/s with N workers each keeping one request in flight; latency of this closed loop in µs (it slows down \
          with the server, so its tail understates; see the constant-rate table). Median of the runs; per-run values \
-         at the end.\n"
+         below.\n"
     );
     let _ =
         writeln!(out, "| RPC | concurrency | requests/s | p50 µs | p99 µs | errors |\n|---|---:|---:|---:|---:|---:|");
@@ -304,6 +304,29 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
         "\nCores are CPU seconds of the whole run (warm-up included) over the measured seconds, so they read a little \
          high; compare them with each other.\n"
     );
+
+    let _ = writeln!(out, "### Per run\n");
+    let _ = writeln!(out, "| figure | run 1 / run 2 / ... |\n|---|---|");
+    let rows: [(&str, fn(&GrpcRun) -> Option<f64>, usize); 6] = [
+        ("GetMovieDetails saturation, requests/s", |run| Some(run.saturation_rps("movie")), 0),
+        ("constant-server GetMetadata saturation, requests/s", |run| Some(run.saturation_rps("constant-server")), 0),
+        (
+            "GetMovieDetails / constant-server saturation",
+            |run| ratio(run.saturation_rps("movie"), run.saturation_rps("constant-server")),
+            3,
+        ),
+        ("constant rate, requests/s", |run| Some(run.constant_rate), 0),
+        (
+            "GetMovieDetails p99 at the constant rate, µs",
+            |run| run.at_constant_rate.get("movie").map(|s| s.p99_us as f64),
+            0,
+        ),
+        ("CPU per GetMovieDetails / CPU per GetMetadata", cpu_ratio, 2),
+    ];
+    for (name, figure, decimals) in rows {
+        let _ = writeln!(out, "| {name} | {} |", per_run(grpc.iter().map(figure), decimals));
+    }
+    let _ = writeln!(out);
 
     if grpc.iter().any(|run| !run.h2load.is_empty()) {
         let _ = writeln!(out, "## gRPC: h2load cross-check\n");
