@@ -32,7 +32,7 @@ impl From<MetadataError> for Status {
 
 #[tonic::async_trait]
 impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
-    #[tracing::instrument(name = "GetMetadata", skip_all, fields(movie_id = %request.get_ref().movie_id))]
+    #[tracing::instrument(name = "GetMetadata", level = "debug", skip_all, fields(movie_id = %request.get_ref().movie_id))]
     async fn get_metadata(
         &self,
         request: Request<GetMetadataRequest>,

@@ -42,14 +42,17 @@ impl From<MovieError> for Status {
 
 #[tonic::async_trait]
 impl<M: MetadataGateway, R: RatingGateway> MovieService for MovieHandler<M, R> {
-    #[tracing::instrument(name = "GetMovieDetails", skip_all, fields(movie_id = %request.get_ref().movie_id))]
+    #[tracing::instrument(name = "GetMovieDetails", level = "debug", skip_all, fields(movie_id = %request.get_ref().movie_id))]
     async fn get_movie_details(
         &self,
         request: Request<GetMovieDetailsRequest>,
     ) -> Result<Response<GetMovieDetailsResponse>, Status> {
         let id = MovieId::parse("movie_id", request.into_inner().movie_id)?;
         tracing::debug!("fetching metadata and rating");
-        let details = self.controller.details(&id).await.inspect_err(|error| tracing::warn!(%error, "no details"))?;
+        let details = self.controller.details(&id).await.inspect_err(|error| match error {
+            MovieError::NotFound(_) => tracing::debug!(movie_id = %id, %error, "no details"),
+            MovieError::Dependency(_) => tracing::warn!(movie_id = %id, %error, "no details"),
+        })?;
         let degraded = details.rating == Rating::Unavailable;
         let mut response = Response::new(GetMovieDetailsResponse { movie_details: Some(details.into()) });
         if degraded {

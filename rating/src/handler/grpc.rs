@@ -38,7 +38,7 @@ impl From<RatingError> for Status {
 
 #[tonic::async_trait]
 impl<R: RatingRepository> RatingService for RatingHandler<R> {
-    #[tracing::instrument(name = "GetAggregatedRating", skip_all,
+    #[tracing::instrument(name = "GetAggregatedRating", level = "debug", skip_all,
         fields(record_type = %request.get_ref().record_type, record_id = %request.get_ref().record_id))]
     async fn get_aggregated_rating(
         &self,
