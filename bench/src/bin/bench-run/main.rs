@@ -263,6 +263,9 @@ fn main() -> anyhow::Result<()> {
     let ingest_runs =
         if context.settings.phases.contains(&Phase::Ingest) { ingest_phase(&context, &work_dir)? } else { Vec::new() };
     let report = report::render(&context.settings, &machine, &grpc_runs, &ingest_runs, started.elapsed());
+    // The A/B entries at the end of the file are not this run's: they are kept as they are.
+    let existing = std::fs::read_to_string(&args.output).ok();
+    let report = report::with_ab_section(&report, existing.as_deref());
     std::fs::write(&args.output, &report).with_context(|| format!("write {}", args.output.display()))?;
     println!("{report}");
     eprintln!("wrote {}", args.output.display());
