@@ -89,7 +89,7 @@ impl Side {
 
 /// The order of a round (0-based): A,B in even rounds, B,A in odd ones.
 pub fn round_order(round: usize) -> [Side; 2] {
-    if round % 2 == 0 { [Side::A, Side::B] } else { [Side::B, Side::A] }
+    if round.is_multiple_of(2) { [Side::A, Side::B] } else { [Side::B, Side::A] }
 }
 
 /// What one closed-loop run of one variant measured.
