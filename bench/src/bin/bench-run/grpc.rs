@@ -93,7 +93,7 @@ fn loadgen(context: &Context, target: &Target, shape: &[String]) -> anyhow::Resu
 
 /// A closed-loop run with the CPU of every process of the suite read
 /// around it.
-fn closed_loop(
+pub fn closed_loop(
     context: &Context,
     target: &Target,
     concurrency: usize,

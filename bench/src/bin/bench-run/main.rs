@@ -9,7 +9,11 @@
 //! ratingingester, the rating service's apply rate, bare consumer, replay
 //! by a fresh instance, and its resident memory. Each figure is the median
 //! of `--runs`; each ratio is computed within a run, then its median taken.
-//! Writes the report to `--output` (BENCHMARKS.md) and prints it.
+//! Writes the report to `--output` (BENCHMARKS.md) and prints it, keeping
+//! the section of A/B entries at its end.
+//!
+//! `bench-run ab` compares two builds of the services instead (see [`ab`]).
+mod ab;
 mod grpc;
 mod ingest;
 mod machine;
@@ -62,6 +66,15 @@ pub struct Args {
     /// Directory of the release binaries [default: the runner's own]
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Command {
+    /// Compares two builds of metadata, rating and movie (A, the base, and B, the candidate) in
+    /// alternating rounds, and appends the result to the A/B section of BENCHMARKS.md.
+    Ab(ab::AbArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,7 +117,8 @@ pub struct Context {
     pub settings: Settings,
     pub runtime: tokio::runtime::Runtime,
     pub bin_dir: PathBuf,
-    pub tansu: PathBuf,
+    /// The broker; `None` in the A/B mode, which runs none.
+    pub tansu: Option<PathBuf>,
     pub h2load_available: bool,
 }
 
@@ -130,8 +144,8 @@ impl Context {
         ]
         .map(str::to_owned)
         .to_vec();
-        let mut broker =
-            Running::start("tansu", &self.tansu, &args, &directory, work_dir.join(format!("tansu-{port}.log")))?;
+        let tansu = self.tansu.as_deref().context("no tansu binary (the A/B mode runs no broker)")?;
+        let mut broker = Running::start("tansu", tansu, &args, &directory, work_dir.join(format!("tansu-{port}.log")))?;
         broker.wait_for_port(port, Duration::from_secs(30))?;
         Ok((broker, format!("127.0.0.1:{port}")))
     }
@@ -152,24 +166,16 @@ fn find_tansu() -> anyhow::Result<PathBuf> {
 /// seeds them, and runs the gRPC measurements `runs` times.
 fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::GrpcRun>> {
     let (broker, brokers) = context.start_broker(work_dir)?;
-    let start = |name: &'static str, binary: &str, extra: &[String]| -> anyhow::Result<(Running, String, u16)> {
-        let port = free_port()?;
-        let address = format!("127.0.0.1:{port}");
-        let mut args = vec!["--listen".to_owned(), address.clone()];
-        args.extend_from_slice(extra);
-        let mut process =
-            Running::start(name, &context.binary(binary), &args, work_dir, work_dir.join(format!("{name}.log")))?;
-        process.wait_for_port(port, Duration::from_secs(30))?;
-        Ok((process, address, port))
+    let start = |name: &'static str, extra: &[String]| {
+        start_service(name, &context.binary(name), extra, work_dir, work_dir.join(format!("{name}.log")))
     };
-    let (metadata, metadata_address, _) = start("metadata", "metadata", &[])?;
-    let (rating, rating_address, _) = start("rating", "rating", &["--kafka-brokers".into(), brokers.clone()])?;
-    let (movie, movie_address, _) = start(
-        "movie",
+    let (metadata, metadata_address) = start("metadata", &[])?;
+    let (rating, rating_address) = start("rating", &["--kafka-brokers".into(), brokers.clone()])?;
+    let (movie, movie_address) = start(
         "movie",
         &["--metadata-addrs".into(), metadata_address.clone(), "--rating-addrs".into(), rating_address.clone()],
     )?;
-    let (constant, constant_address, _) = start("constant-server", "constant-server", &[])?;
+    let (constant, constant_address) = start("constant-server", &[])?;
     context.runtime.block_on(bench::rpc::await_serving(&rating_address, Instant::now() + Duration::from_secs(60)))?;
     eprintln!("seeding {} movies (metadata and a rating each)", context.settings.movies);
     context.runtime.block_on(seed(&metadata_address, &rating_address, context.settings.movies))?;
@@ -196,6 +202,25 @@ fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::Gr
     Ok(runs)
 }
 
+/// Starts a server on a free 127.0.0.1 port (`--listen`, then `extra`) and
+/// waits until it accepts connections; returns it and its address.
+fn start_service(
+    name: &str,
+    program: &Path,
+    extra: &[String],
+    work_dir: &Path,
+    log: PathBuf,
+) -> anyhow::Result<(Running, String)> {
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let mut args = vec!["--listen".to_owned(), address.clone()];
+    args.extend_from_slice(extra);
+    let mut process = Running::start(name, program, &args, work_dir, log)?;
+    process.wait_for_port(port, Duration::from_secs(30))?;
+    Ok((process, address))
+}
+
+/// Stores `movies` movies: metadata and one rating each (ids `0..movies`).
 async fn seed(metadata: &str, rating: &str, movies: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let metadata = bench::rpc::connect_until(metadata, deadline).await?;
@@ -237,12 +262,20 @@ fn ingest_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<ingest
     Ok(runs)
 }
 
+/// The directory of the runner's own binary, where the tools it runs are built too.
+fn own_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?.parent().context("the runner's directory")?.to_path_buf())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Ab(ab_args)) = &args.command {
+        return ab::main(ab_args);
+    }
     let settings = Settings::from_args(&args);
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => std::env::current_exe()?.parent().context("the runner's directory")?.to_path_buf(),
+        None => own_dir()?,
     };
     std::fs::create_dir_all(&args.work_dir)?;
     let work_dir = args.work_dir.canonicalize()?;
@@ -250,7 +283,7 @@ fn main() -> anyhow::Result<()> {
         settings,
         runtime: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         bin_dir,
-        tansu: find_tansu()?,
+        tansu: Some(find_tansu()?),
         h2load_available: std::process::Command::new("h2load")
             .arg("--version")
             .output()
@@ -263,6 +296,9 @@ fn main() -> anyhow::Result<()> {
     let ingest_runs =
         if context.settings.phases.contains(&Phase::Ingest) { ingest_phase(&context, &work_dir)? } else { Vec::new() };
     let report = report::render(&context.settings, &machine, &grpc_runs, &ingest_runs, started.elapsed());
+    // The A/B entries at the end of the file are not this run's: they are kept as they are.
+    let existing = std::fs::read_to_string(&args.output).ok();
+    let report = report::with_ab_section(&report, existing.as_deref());
     std::fs::write(&args.output, &report).with_context(|| format!("write {}", args.output.display()))?;
     println!("{report}");
     eprintln!("wrote {}", args.output.display());

@@ -428,3 +428,131 @@ batches, lz4, murmur2_random partitioner), keyed by line number; the file is rea
 ratingingester's figure is its own publishing time, after it has read and validated the file (the \"in all\" row \
 includes that).
 - **RSS** is VmRSS from `/proc/<pid>/status` once the probe is read.";
+
+/// The heading of the hand-off section: from this line to the end of the
+/// file, BENCHMARKS.md holds the A/B entries, which a regenerated report
+/// keeps.
+pub const AB_HEADING: &str = "## Changes, measured A/B";
+
+const AB_INTRO: &str = "One entry per performance change, appended by `scripts/bench-ab.sh`: the base (A) and the \
+candidate (B) measured in one run, in alternating rounds (A,B then B,A, ...) so that drift of the machine cancels; \
+`scripts/bench.sh` keeps this section as it is when it rewrites the rest of the file.";
+
+/// Where the line `## Changes, measured A/B` starts in `document`, if it
+/// has one.
+fn ab_heading_start(document: &str) -> Option<usize> {
+    let mut start = 0;
+    for line in document.split_inclusive('\n') {
+        if line.trim_end() == AB_HEADING {
+            return Some(start);
+        }
+        start += line.len();
+    }
+    None
+}
+
+/// The A/B section of `existing` (its heading to the end of the file), or
+/// a new one with its heading and introduction when there is none.
+pub fn ab_section(existing: Option<&str>) -> String {
+    match existing.and_then(|document| Some(&document[ab_heading_start(document)?..])) {
+        Some(section) => {
+            let mut section = section.trim_end().to_owned();
+            section.push('\n');
+            section
+        }
+        None => format!("{AB_HEADING}\n\n{AB_INTRO}\n"),
+    }
+}
+
+/// A freshly rendered `report` followed by the A/B section of the file it
+/// replaces (`existing`), unchanged.
+pub fn with_ab_section(report: &str, existing: Option<&str>) -> String {
+    let report = match ab_heading_start(report) {
+        Some(start) => &report[..start],
+        None => report,
+    };
+    format!("{}\n\n{}", report.trim_end(), ab_section(existing))
+}
+
+/// `existing` (the current BENCHMARKS.md, if any) with `entry` appended at
+/// the end of its A/B section, the section created at the end of the file
+/// when it is missing.
+pub fn append_ab_entry(existing: Option<&str>, entry: &str) -> String {
+    let existing = existing.unwrap_or_default();
+    let document = if ab_heading_start(existing).is_some() {
+        existing.trim_end().to_owned()
+    } else if existing.trim().is_empty() {
+        ab_section(None).trim_end().to_owned()
+    } else {
+        format!("{}\n\n{}", existing.trim_end(), ab_section(None).trim_end())
+    };
+    format!("{document}\n\n{}\n", entry.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "# Benchmarks\n\nold figures\n\n## Method\n\nold method\n\n## Changes, measured A/B\n\nintro\n\n\
+                       ### faster parsing\n\n| figure | A |\n|---|---|\n| x | 1 |\n";
+
+    #[test]
+    fn a_regenerated_report_keeps_the_ab_section_word_for_word() {
+        let new = "# Benchmarks\n\nnew figures\n\n## Method\n\nnew method\n";
+        let written = with_ab_section(new, Some(OLD));
+        assert_eq!(
+            written,
+            "# Benchmarks\n\nnew figures\n\n## Method\n\nnew method\n\n## Changes, measured A/B\n\nintro\n\n\
+             ### faster parsing\n\n| figure | A |\n|---|---|\n| x | 1 |\n"
+        );
+        assert!(!written.contains("old"));
+        // Regenerating again changes nothing more.
+        assert_eq!(with_ab_section(new, Some(&written)), written);
+    }
+
+    #[test]
+    fn without_an_ab_section_a_report_gets_the_heading_and_its_introduction() {
+        let new = "# Benchmarks\n\n## Method\n\nmethod\n";
+        for existing in [None, Some("# Benchmarks\n\nno section here\n")] {
+            let written = with_ab_section(new, existing);
+            assert_eq!(written, format!("# Benchmarks\n\n## Method\n\nmethod\n\n{AB_HEADING}\n\n{AB_INTRO}\n"));
+        }
+    }
+
+    #[test]
+    fn the_heading_counts_only_as_a_whole_line() {
+        let existing = "# Benchmarks\n\nsee ## Changes, measured A/B below\n## Changes, measured A/B  \n\nkept\n";
+        assert_eq!(ab_section(Some(existing)), "## Changes, measured A/B  \n\nkept\n");
+        assert_eq!(ab_section(Some("## Changes, measured A/B, or not\n")), format!("{AB_HEADING}\n\n{AB_INTRO}\n"));
+    }
+
+    #[test]
+    fn an_entry_goes_at_the_end_of_the_section() {
+        let written = append_ab_entry(Some(OLD), "### smaller frames\n\n| figure | A |\n");
+        assert_eq!(written, format!("{}\n### smaller frames\n\n| figure | A |\n", OLD));
+        let twice = append_ab_entry(Some(&written), "\n### third\n\ntext\n\n\n");
+        assert!(twice.starts_with(&written));
+        assert!(twice.ends_with("| figure | A |\n\n### third\n\ntext\n"));
+    }
+
+    #[test]
+    fn an_entry_creates_the_section_when_it_is_missing() {
+        let written = append_ab_entry(Some("# Benchmarks\n\n## Method\n\nmethod\n\n"), "### first\n\nrow\n");
+        assert_eq!(
+            written,
+            format!("# Benchmarks\n\n## Method\n\nmethod\n\n{AB_HEADING}\n\n{AB_INTRO}\n\n### first\n\nrow\n")
+        );
+        assert_eq!(append_ab_entry(None, "### first\n"), format!("{AB_HEADING}\n\n{AB_INTRO}\n\n### first\n"));
+    }
+
+    #[test]
+    fn entries_appended_then_a_regenerated_report_keep_every_entry_in_order() {
+        let first = append_ab_entry(Some("# Benchmarks\n\nold\n"), "### one\n\n1\n");
+        let second = append_ab_entry(Some(&first), "### two\n\n2\n");
+        let regenerated = with_ab_section("# Benchmarks\n\nnew\n", Some(&second));
+        assert_eq!(
+            regenerated,
+            format!("# Benchmarks\n\nnew\n\n{AB_HEADING}\n\n{AB_INTRO}\n\n### one\n\n1\n\n### two\n\n2\n")
+        );
+    }
+}
