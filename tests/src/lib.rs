@@ -6,6 +6,7 @@
 //! build them first (`cargo build --bins`, which the test script does).
 
 pub mod broker;
+pub mod compose;
 pub mod consul;
 pub mod grpcurl;
 pub mod process;

@@ -5,14 +5,10 @@
 //! (an unknown variable fails) and parsed into its real `Config`, so the
 //! checks compare the settings the containers would actually run with:
 //! ports, discovery and Kafka addresses, topics, healthchecks, start order.
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{net::SocketAddr, process::Command};
 
 use clap::{CommandFactory, Parser};
+use e2e::compose::{environment, load, service, workspace_root};
 use platform::config::DiscoveryMode;
 use serde_norway::Value;
 
@@ -24,49 +20,12 @@ const SUITE: [(&str, &str); 3] = [
     (movie::SERVICE_NAME, "MovieService"),
 ];
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-fn compose() -> Value {
-    let text = std::fs::read_to_string(repository().join("docker-compose.yml")).expect("read docker-compose.yml");
-    let mut value: Value = serde_norway::from_str(&text).expect("docker-compose.yml is YAML");
-    // A merged-in mapping may itself merge another (x-suite-service merges
-    // x-suite-image): resolve until nothing changes.
-    loop {
-        let before = value.clone();
-        value.apply_merge().expect("YAML merge keys resolve");
-        if value == before {
-            return value;
-        }
-    }
-}
-
-fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
-    compose["services"].get(name).unwrap_or_else(|| panic!("docker-compose.yml has no service `{name}`"))
-}
-
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_sequence()
         .unwrap_or_else(|| panic!("expected a list, got {value:?}"))
         .iter()
         .map(|item| item.as_str().unwrap_or_else(|| panic!("expected a string, got {item:?}")).to_string())
-        .collect()
-}
-
-fn environment(service: &Value) -> BTreeMap<String, String> {
-    let Some(mapping) = service["environment"].as_mapping() else { return BTreeMap::new() };
-    mapping
-        .iter()
-        .map(|(key, value)| {
-            let value = match value {
-                Value::String(text) => text.clone(),
-                Value::Number(number) => number.to_string(),
-                other => panic!("environment value {other:?} is not a string or number"),
-            };
-            (key.as_str().expect("variable name").to_string(), value)
-        })
         .collect()
 }
 
@@ -137,7 +96,7 @@ fn published_ports(service: &Value) -> Vec<(String, u16)> {
 fn docker_compose_accepts_the_file() {
     for extra in [&[][..], &["--profile", "tools"][..]] {
         let output = Command::new("docker-compose")
-            .current_dir(repository())
+            .current_dir(workspace_root())
             .args(extra)
             .args(["config", "-q"])
             .output()
@@ -149,7 +108,7 @@ fn docker_compose_accepts_the_file() {
 #[test]
 fn hadolint_accepts_the_dockerfile() {
     let output = Command::new("hadolint")
-        .current_dir(repository())
+        .current_dir(workspace_root())
         .arg("Dockerfile")
         .output()
         .expect("run hadolint (scripts/install-tools.sh --for-tests installs it)");
@@ -163,7 +122,7 @@ fn hadolint_accepts_the_dockerfile() {
 
 #[test]
 fn the_services_listen_publish_and_probe_their_default_ports() {
-    let compose = compose();
+    let compose = load();
     let listens: [(SocketAddr, SocketAddr); 3] = [
         (
             config::<metadata::Config>(&compose, "metadata").listen,
@@ -194,7 +153,7 @@ fn the_services_listen_publish_and_probe_their_default_ports() {
 
 #[test]
 fn every_service_registers_with_the_compose_consul_and_movie_finds_what_it_looks_up() {
-    let compose = compose();
+    let compose = load();
     let discovery = [
         config::<metadata::Config>(&compose, "metadata").discovery,
         config::<rating::Config>(&compose, "rating").discovery,
@@ -219,7 +178,7 @@ fn every_service_registers_with_the_compose_consul_and_movie_finds_what_it_looks
 
 #[test]
 fn nothing_starts_before_what_it_needs_is_healthy() {
-    let compose = compose();
+    let compose = load();
     let needs: [(&str, &[&str]); 4] = [
         ("metadata", &["consul"]),
         ("rating", &["consul", "kafka-topics"]),
@@ -252,7 +211,7 @@ fn nothing_starts_before_what_it_needs_is_healthy() {
 
 #[test]
 fn the_ingester_and_the_rating_service_share_broker_and_topics_and_kafka_advertises_them() {
-    let compose = compose();
+    let compose = load();
     let rating = config::<rating::Config>(&compose, "rating").kafka;
     let ingester = config::<ratingingester::Config>(&compose, "ratingingester");
     let brokers = rating.kafka_brokers.clone().expect("rating ingests from Kafka");
@@ -288,7 +247,7 @@ fn the_ingester_and_the_rating_service_share_broker_and_topics_and_kafka_adverti
 
 #[test]
 fn pulled_images_are_pinned_to_a_release() {
-    let compose = compose();
+    let compose = load();
     for (name, service) in compose["services"].as_mapping().unwrap() {
         let image = service["image"].as_str().unwrap();
         if service.get("build").is_some() {
@@ -304,8 +263,8 @@ fn pulled_images_are_pinned_to_a_release() {
 
 #[test]
 fn the_image_holds_every_binary_compose_runs_and_runs_as_a_non_root_user() {
-    let compose = compose();
-    let dockerfile = std::fs::read_to_string(repository().join("Dockerfile")).expect("read Dockerfile");
+    let compose = load();
+    let dockerfile = std::fs::read_to_string(workspace_root().join("Dockerfile")).expect("read Dockerfile");
     let mut run: Vec<String> = ["healthcheck".to_string()].into();
     for (_, service) in compose["services"].as_mapping().unwrap() {
         if service.get("build").is_some() {

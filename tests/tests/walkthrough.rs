@@ -16,7 +16,7 @@
 //! walkthrough says "a moment later" there).
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     sync::LazyLock,
     time::{Duration, Instant},
@@ -24,6 +24,7 @@ use std::{
 
 use e2e::{
     broker::Broker,
+    compose,
     consul::FakeConsul,
     process::{ServiceProcess, binary},
     rating::health,
@@ -37,10 +38,6 @@ struct Step {
     line: usize,
     script: String,
     expected: Option<String>,
-}
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 fn steps(markdown: &str) -> Vec<Step> {
@@ -122,17 +119,10 @@ struct Stack {
 
 /// RUST_LOG of a service in docker-compose.yml, so its logs read the same.
 fn compose_log_filter(service: &str) -> String {
-    let compose = std::fs::read_to_string(repository().join("docker-compose.yml")).expect("read docker-compose.yml");
-    let mut section = false;
-    for line in compose.lines() {
-        if line.starts_with("  ") && !line.starts_with("   ") {
-            section = line.trim() == format!("{service}:");
-        }
-        if let Some(value) = line.trim().strip_prefix("RUST_LOG: ").filter(|_| section) {
-            return value.trim_matches('"').to_string();
-        }
-    }
-    "info,consulrs=warn".to_string()
+    let compose = compose::load();
+    compose::environment(compose::service(&compose, service))
+        .remove("RUST_LOG")
+        .unwrap_or_else(|| "info,consulrs=warn".to_string())
 }
 
 impl Stack {
@@ -193,7 +183,7 @@ impl Stack {
             String::new()
         } else if command == "docker compose run --rm ratingingester" {
             let output = Command::new(binary("ratingingester"))
-                .arg(repository().join("ratingsdata.json"))
+                .arg(compose::workspace_root().join("ratingsdata.json"))
                 .args(["--kafka-brokers", &self.broker.address()])
                 .output()
                 .expect("run ratingingester");
@@ -297,7 +287,8 @@ fn has_side_effects(script: &str) -> bool {
 
 #[test]
 fn every_step_of_the_walkthrough_prints_what_it_says() {
-    let markdown = std::fs::read_to_string(repository().join("docs/walkthrough.md")).expect("read docs/walkthrough.md");
+    let markdown = std::fs::read_to_string(compose::workspace_root().join("docs/walkthrough.md"))
+        .expect("read docs/walkthrough.md");
     let steps = steps(&markdown);
     assert!(steps.len() >= 10, "the walkthrough has only {} steps", steps.len());
     let mut stack = Stack::up();

@@ -1,0 +1,49 @@
+//! The repository's `docker-compose.yml` as the tests read it: parsed, with
+//! YAML merge keys resolved, and its services' environments as plain maps.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde_norway::Value;
+
+/// The workspace root, where the compose file, the Dockerfile and the docs are.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// `docker-compose.yml`, merge keys resolved.
+pub fn load() -> Value {
+    let path = workspace_root().join("docker-compose.yml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let mut value: Value = serde_norway::from_str(&text).expect("docker-compose.yml is YAML");
+    // A merged-in mapping may itself merge another (x-suite-service merges
+    // x-suite-image): resolve until nothing changes.
+    loop {
+        let before = value.clone();
+        value.apply_merge().expect("YAML merge keys resolve");
+        if value == before {
+            return value;
+        }
+    }
+}
+
+pub fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
+    compose["services"].get(name).unwrap_or_else(|| panic!("docker-compose.yml has no service `{name}`"))
+}
+
+/// A service's `environment` mapping; numbers as compose passes them, text.
+pub fn environment(service: &Value) -> BTreeMap<String, String> {
+    let Some(mapping) = service["environment"].as_mapping() else { return BTreeMap::new() };
+    mapping
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(text) => text.clone(),
+                Value::Number(number) => number.to_string(),
+                other => panic!("environment value {other:?} is not a string or number"),
+            };
+            (key.as_str().expect("variable name").to_string(), value)
+        })
+        .collect()
+}
