@@ -3,11 +3,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc: fewer instructions per allocation than glibc's malloc, and the
-/// request path allocates a lot (HTTP/2 frames, headers, messages).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let config = ratingingester::Config::parse();
     platform::telemetry::init();

@@ -14,11 +14,6 @@ use platform::api::{
 };
 use tonic::{Request, Response, Status};
 
-/// mimalloc: fewer instructions per allocation than glibc's malloc, and the
-/// request path allocates a lot (HTTP/2 frames, headers, messages).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(about = "Answers MetadataService/GetMetadata with a constant Metadata: the floor of one RPC.")]
 struct Args {

@@ -14,11 +14,6 @@ use bench::{
 };
 use clap::Parser;
 
-/// mimalloc: fewer instructions per allocation than glibc's malloc, and the
-/// request path allocates a lot (HTTP/2 frames, headers, messages).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(about = "gRPC load generator: closed loop (--concurrency) or constant rate (--rate); prints a JSON summary.")]
 struct Args {
