@@ -131,7 +131,7 @@ pub fn write_events(spec: EventSpec, out: impl Write) -> io::Result<u64> {
 mod tests {
     use std::collections::{BTreeSet, HashMap, HashSet};
 
-    use rating::{event::RatingEvent, model::RatingRange};
+    use contract::{event::RatingEvent, rating::RatingRange};
 
     use super::*;
 
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn the_probe_keys_land_on_every_partition_of_the_ratings_topic() {
-        assert_eq!(rating::ingester::PARTITIONER, "murmur2_random");
+        assert_eq!(contract::kafka::PARTITIONER, "murmur2_random");
         let probe = parse(&generate(spec(0, 1)));
         for partitions in 1..=3 {
             let covered: BTreeSet<i32> =

@@ -2,7 +2,7 @@
 //! its status code, over channels opened once.
 use std::time::{Duration, Instant};
 
-use platform::api::{
+use contract::api::{
     GetAggregatedRatingRequest, GetMetadataRequest, GetMovieDetailsRequest, Metadata, PutMetadataRequest,
     PutRatingRequest, metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
     rating_service_client::RatingServiceClient,

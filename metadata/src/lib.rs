@@ -9,20 +9,17 @@ pub mod handler;
 pub mod model;
 pub mod repository;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
+use contract::api::metadata_service_server::MetadataServiceServer;
 use platform::{
-    api::metadata_service_server::MetadataServiceServer,
     config::{DiscoveryArgs, ServerArgs},
-    discovery::StaticRegistry,
+    discovery::{Registry, StaticRegistry},
     server::{BoundServer, ServiceSettings},
     shutdown::CancellationToken,
 };
 use repository::memory::MemoryRepository;
 use tonic::{server::NamedService, service::Routes};
-
-/// The name this service registers under in discovery.
-pub const SERVICE_NAME: &str = "metadata";
 
 /// Settings of the metadata service, from flags or environment variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -39,20 +36,51 @@ pub struct Config {
     pub discovery: DiscoveryArgs,
 }
 
+type Handler = handler::MetadataHandler<MemoryRepository>;
+
 /// The gRPC routes of the service over an in-memory store.
 pub fn routes() -> Routes {
     let controller = controller::MetadataController::new(MemoryRepository::default());
-    Routes::new(MetadataServiceServer::new(handler::MetadataHandler::new(Arc::new(controller))))
+    Routes::new(MetadataServiceServer::new(Handler::new(std::sync::Arc::new(controller))))
 }
 
-/// Binds the listener, then serves until `shutdown` is cancelled.
+/// A metadata service whose listener is bound: its address is known, and it
+/// serves once [`Application::run_until_stopped`] is called.
+pub struct Application {
+    server: BoundServer,
+    registry: std::sync::Arc<dyn Registry>,
+}
+
+impl Application {
+    /// Checks the settings and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let registry = config.discovery.registry(StaticRegistry::new())?;
+        let grpc_services = vec![<MetadataServiceServer<Handler> as NamedService>::NAME];
+        let settings = ServiceSettings::from_args(
+            contract::service::METADATA,
+            grpc_services,
+            config.listen,
+            &config.server,
+            &config.discovery,
+        );
+        tracing::info!(listen = %config.listen, discovery = %registry.describe(), "starting metadata service");
+        let server = BoundServer::bind(settings).await?;
+        Ok(Self { server, registry })
+    }
+
+    /// The address the listener is bound to (the real port when asked for 0).
+    pub fn local_address(&self) -> SocketAddr {
+        self.server.local_address()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.server.run(routes(), self.registry, std::future::ready(()), shutdown).await?;
+        Ok(())
+    }
+}
+
+/// Builds the service, then serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let registry = config.discovery.registry(StaticRegistry::new())?;
-    let grpc_services = vec![<MetadataServiceServer<handler::MetadataHandler<MemoryRepository>> as NamedService>::NAME];
-    let settings =
-        ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
-    tracing::info!(listen = %config.listen, discovery = %registry.describe(), "starting metadata service");
-    let server = BoundServer::bind(settings).await?;
-    server.run(routes(), registry, std::future::ready(()), shutdown).await?;
-    Ok(())
+    Application::build(config).await?.run_until_stopped(shutdown).await
 }

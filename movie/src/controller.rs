@@ -1,7 +1,7 @@
 //! The movie service's rules: details are the metadata and the rating,
 //! fetched concurrently; a movie nobody rated yet has details without a
 //! rating; what happens when the rating service fails is a policy.
-use metadata::model::MovieId;
+use contract::id::MovieId;
 use platform::discovery::ServiceName;
 
 use crate::{
@@ -62,11 +62,11 @@ impl<M: MetadataGateway, R: RatingGateway> MovieController<M, R> {
 
 /// The service names the movie service looks up in discovery.
 pub fn metadata_service() -> ServiceName {
-    ServiceName::new(metadata::SERVICE_NAME)
+    ServiceName::new(contract::service::METADATA)
 }
 
 pub fn rating_service() -> ServiceName {
-    ServiceName::new(rating::SERVICE_NAME)
+    ServiceName::new(contract::service::RATING)
 }
 
 #[cfg(test)]
@@ -79,7 +79,7 @@ mod tests {
         time::Duration,
     };
 
-    use metadata::model::Metadata;
+    use contract::metadata::Metadata;
     use tokio::sync::Barrier;
 
     use super::*;

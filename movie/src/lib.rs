@@ -12,11 +12,11 @@ pub mod model;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use contract::api::movie_service_server::MovieServiceServer;
 use controller::{MovieController, RatingFailurePolicy};
 use gateway::{GrpcMetadataGateway, GrpcRatingGateway};
 use handler::MovieHandler;
 use platform::{
-    api::movie_service_server::MovieServiceServer,
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Registry, StaticRegistry},
     server::{BoundServer, ServiceSettings},
@@ -24,9 +24,6 @@ use platform::{
     upstream::{Upstream, UpstreamSettings},
 };
 use tonic::{server::NamedService, service::Routes};
-
-/// The name this service registers under in discovery.
-pub const SERVICE_NAME: &str = "movie";
 
 /// Settings of the movie service, from flags or environment variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -80,19 +77,51 @@ pub fn routes(config: &Config, registry: Arc<dyn Registry>) -> Routes {
     Routes::new(MovieServiceServer::new(MovieHandler::new(Arc::new(controller))))
 }
 
-/// Binds the listener, then serves until `shutdown` is cancelled.
+type Handler = MovieHandler<GrpcMetadataGateway, GrpcRatingGateway>;
+
+/// A movie service whose listener is bound: its address is known, and it
+/// serves once [`Application::run_until_stopped`] is called.
+pub struct Application {
+    server: BoundServer,
+    registry: Arc<dyn Registry>,
+    config: Config,
+}
+
+impl Application {
+    /// Checks the settings and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let peers = StaticRegistry::new()
+            .with_service(controller::metadata_service(), &config.metadata_addrs)?
+            .with_service(controller::rating_service(), &config.rating_addrs)?;
+        let registry = config.discovery.registry(peers)?;
+        let grpc_services = vec![<MovieServiceServer<Handler> as NamedService>::NAME];
+        let settings = ServiceSettings::from_args(
+            contract::service::MOVIE,
+            grpc_services,
+            config.listen,
+            &config.server,
+            &config.discovery,
+        );
+        tracing::info!(listen = %config.listen, discovery = %registry.describe(), upstream_timeout = ?config.upstream_timeout,
+            on_rating_failure = ?config.on_rating_failure, "starting movie service");
+        let server = BoundServer::bind(settings).await?;
+        Ok(Self { server, registry, config })
+    }
+
+    /// The address the listener is bound to (the real port when asked for 0).
+    pub fn local_address(&self) -> SocketAddr {
+        self.server.local_address()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let routes = routes(&self.config, self.registry.clone());
+        self.server.run(routes, self.registry, std::future::ready(()), shutdown).await?;
+        Ok(())
+    }
+}
+
+/// Builds the service, then serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let peers = StaticRegistry::new()
-        .with_service(controller::metadata_service(), &config.metadata_addrs)?
-        .with_service(controller::rating_service(), &config.rating_addrs)?;
-    let registry = config.discovery.registry(peers)?;
-    let grpc_services =
-        vec![<MovieServiceServer<MovieHandler<GrpcMetadataGateway, GrpcRatingGateway>> as NamedService>::NAME];
-    let settings =
-        ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
-    tracing::info!(listen = %config.listen, discovery = %registry.describe(), upstream_timeout = ?config.upstream_timeout,
-        on_rating_failure = ?config.on_rating_failure, "starting movie service");
-    let server = BoundServer::bind(settings).await?;
-    server.run(routes(&config, registry.clone()), registry, std::future::ready(()), shutdown).await?;
-    Ok(())
+    Application::build(config).await?.run_until_stopped(shutdown).await
 }

@@ -1,6 +1,6 @@
 //! The movie domain: details made of a movie's metadata and its rating.
-use metadata::model::Metadata;
-use platform::api;
+use contract::api;
+use contract::metadata::Metadata;
 
 /// What is known of a movie's rating when details are assembled.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,6 +4,7 @@
 //! NOT_SERVING → deregister → stop accepting → drain (bounded) → return.
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use contract::api;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
@@ -11,7 +12,6 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use crate::{
-    api,
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
 };

@@ -2,35 +2,31 @@
 //! and serves each record's average over gRPC as `RatingService`.
 //!
 //! Layers: [`handler`] (gRPC mapping) → [`controller`] (rules) →
-//! [`repository`] (storage), over the domain types of [`model`].
+//! [`repository`] (storage), over the domain types of [`model`]. With Kafka
+//! configured, [`event_log`] consumes the ratings topic into the store and
+//! carries the service's own writes through it.
 
 pub mod controller;
-pub mod event;
+pub mod event_log;
 pub mod handler;
-pub mod ingester;
 pub mod model;
 pub mod repository;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs};
+use event_log::{AppliedOffsets, EventLogArgs, EventLogSettings, consumer::EventConsumer, writer::KafkaEventLog};
 use platform::{
-    api::rating_service_server::RatingServiceServer,
     config::{DiscoveryArgs, ServerArgs},
-    discovery::StaticRegistry,
+    discovery::{Registry, StaticRegistry},
     server::{BoundServer, ServiceSettings},
     shutdown::CancellationToken,
 };
 use repository::memory::MemoryRepository;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{
-    controller::{RatingController, WritePath},
-    model::RatingRange,
-};
-
-/// The name this service registers under in discovery.
-pub const SERVICE_NAME: &str = "rating";
+use crate::{controller::RatingController, model::RatingRange};
 
 /// Settings of the rating service, from flags or environment variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -44,16 +40,11 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8082")]
     pub listen: SocketAddr,
 
-    /// Lowest accepted rating value
-    #[arg(long, env = "RATING_MIN", default_value_t = 1, allow_negative_numbers = true)]
-    pub min_rating: i32,
-
-    /// Highest accepted rating value (e.g. 10 for IMDb-style providers)
-    #[arg(long, env = "RATING_MAX", default_value_t = 5, allow_negative_numbers = true)]
-    pub max_rating: i32,
+    #[command(flatten)]
+    pub ratings: RatingRangeArgs,
 
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub event_log: EventLogArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -62,98 +53,88 @@ pub struct Config {
     pub discovery: DiscoveryArgs,
 }
 
-/// Kafka ingestion; off unless brokers are given.
-#[derive(Debug, Clone, clap::Args)]
-pub struct KafkaArgs {
-    /// Kafka bootstrap servers (host:port,...). When set, ratings are ingested from the topic and PutRating/DeleteRating write through it
-    #[arg(long, env = "KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-
-    /// Topic of rating events
-    #[arg(long, env = "RATINGS_TOPIC", default_value = "ratings")]
-    pub topic: String,
-
-    /// Topic that receives events that cannot be decoded or validated, with the reason in the x-dlq-reason header
-    #[arg(long, env = "RATINGS_DLQ_TOPIC", default_value = "ratings.dlq")]
-    pub dlq_topic: String,
-
-    /// Partitions of the ratings topic when this service creates it
-    #[arg(long, env = "RATINGS_TOPIC_PARTITIONS", default_value_t = 3)]
-    pub topic_partitions: i32,
-
-    /// How long PutRating/DeleteRating wait for the broker's ack and for the event to be applied here
-    #[arg(long, env = "WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub write_timeout: Duration,
-}
-
-impl KafkaArgs {
-    pub fn settings(&self) -> Option<ingester::KafkaSettings> {
-        self.kafka_brokers.as_ref().map(|brokers| ingester::KafkaSettings {
-            brokers: brokers.clone(),
-            topic: self.topic.clone(),
-            dlq_topic: self.dlq_topic.clone(),
-            partitions: self.topic_partitions,
-            replication: 1,
-            write_timeout: self.write_timeout,
-        })
-    }
-}
-
-impl Config {
-    pub fn rating_range(&self) -> anyhow::Result<RatingRange> {
-        RatingRange::new(self.min_rating, self.max_rating).context("invalid --min-rating/--max-rating")
-    }
-}
-
 /// How long ingestion may take to stop after the server has drained.
 const INGESTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+type Handler = handler::RatingHandler<MemoryRepository>;
+
+/// A rating service whose listener is bound: its address is known, and it
+/// serves once [`Application::run_until_stopped`] is called.
+pub struct Application {
+    server: BoundServer,
+    registry: Arc<dyn Registry>,
+    range: RatingRange,
+    event_log: Option<EventLogSettings>,
+}
+
+impl Application {
+    /// Checks the settings and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let range = config.ratings.range()?;
+        let registry = config.discovery.registry(StaticRegistry::new())?;
+        let grpc_services = vec![<RatingServiceServer<Handler> as NamedService>::NAME];
+        let settings = ServiceSettings::from_args(
+            contract::service::RATING,
+            grpc_services,
+            config.listen,
+            &config.server,
+            &config.discovery,
+        );
+        let event_log = config.event_log.settings();
+        tracing::info!(listen = %config.listen, discovery = %registry.describe(), ratings = %range,
+            kafka = event_log.as_ref().map_or("off", |kafka| kafka.brokers.as_str()),
+            topic = %config.event_log.kafka.topic, "starting rating service");
+        let server = BoundServer::bind(settings).await?;
+        Ok(Self { server, registry, range, event_log })
+    }
+
+    /// The address the listener is bound to (the real port when asked for 0).
+    pub fn local_address(&self) -> SocketAddr {
+        self.server.local_address()
+    }
+
+    /// Serves until `shutdown` is cancelled. With Kafka configured, health
+    /// turns SERVING once the topic has been replayed, and ingestion stops
+    /// after the in-flight RPCs have drained.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self { server, registry, range, event_log } = self;
+        let Some(settings) = event_log else {
+            let controller = Arc::new(RatingController::new(MemoryRepository::default()));
+            server.run(routes(controller, range), registry, std::future::ready(()), shutdown).await?;
+            return Ok(());
+        };
+        let applied = Arc::new(AppliedOffsets::default());
+        let producer = settings.producer().context("cannot create the Kafka producer")?;
+        let writer = Arc::new(KafkaEventLog::new(producer.clone(), &settings, applied.clone()));
+        let controller = Arc::new(RatingController::with_event_log(MemoryRepository::default(), writer));
+        let (replayed, replay_done) = tokio::sync::oneshot::channel();
+        let stop_ingestion = CancellationToken::new();
+        let ingestion = tokio::spawn(
+            EventConsumer::new(settings, producer, controller.clone(), applied, range)
+                .run(replayed, stop_ingestion.clone()),
+        );
+        let ready = async {
+            // The sender only goes away if ingestion stopped, i.e. on shutdown.
+            if replay_done.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = server.run(routes(controller, range), registry, ready, shutdown).await;
+        stop_ingestion.cancel();
+        if tokio::time::timeout(INGESTION_STOP_TIMEOUT, ingestion).await.is_err() {
+            tracing::warn!(timeout = ?INGESTION_STOP_TIMEOUT, "ingestion did not stop in time");
+        }
+        served?;
+        Ok(())
+    }
+}
+
 /// The gRPC routes of the service.
-pub fn routes(controller: Arc<RatingController<MemoryRepository>>, range: RatingRange) -> Routes {
+fn routes(controller: Arc<RatingController<MemoryRepository>>, range: RatingRange) -> Routes {
     Routes::new(RatingServiceServer::new(handler::RatingHandler::new(controller, range)))
 }
 
-/// Binds the listener, then serves until `shutdown` is cancelled. With Kafka
-/// configured, health turns SERVING once the topic has been replayed, and
-/// ingestion stops after the in-flight RPCs have drained.
+/// Builds the service, then serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let range = config.rating_range()?;
-    let registry = config.discovery.registry(StaticRegistry::new())?;
-    let grpc_services = vec![<RatingServiceServer<handler::RatingHandler<MemoryRepository>> as NamedService>::NAME];
-    let settings =
-        ServiceSettings::from_args(SERVICE_NAME, grpc_services, config.listen, &config.server, &config.discovery);
-    let kafka = config.kafka.settings();
-    tracing::info!(listen = %config.listen, discovery = %registry.describe(), ratings = %range,
-        kafka = kafka.as_ref().map_or("off", |kafka| kafka.brokers.as_str()), topic = %config.kafka.topic, "starting rating service");
-    let server = BoundServer::bind(settings).await?;
-
-    let Some(kafka) = kafka else {
-        let controller = Arc::new(RatingController::new(MemoryRepository::default()));
-        server.run(routes(controller, range), registry, std::future::ready(()), shutdown).await?;
-        return Ok(());
-    };
-    let applied = Arc::new(ingester::AppliedOffsets::default());
-    let producer = kafka.producer().context("cannot create the Kafka producer")?;
-    let publisher = ingester::publisher::EventPublisher::new(producer.clone(), &kafka, applied.clone());
-    let controller =
-        Arc::new(RatingController::with_writes(MemoryRepository::default(), WritePath::EventLog(publisher)));
-    let (replayed, replay_done) = tokio::sync::oneshot::channel();
-    let stop_ingestion = CancellationToken::new();
-    let ingestion = tokio::spawn(
-        ingester::Ingester::new(kafka, producer, controller.clone(), applied, range)
-            .run(replayed, stop_ingestion.clone()),
-    );
-    let ready = async {
-        // The sender only goes away if ingestion stopped, i.e. on shutdown.
-        if replay_done.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let served = server.run(routes(controller, range), registry, ready, shutdown).await;
-    stop_ingestion.cancel();
-    if tokio::time::timeout(INGESTION_STOP_TIMEOUT, ingestion).await.is_err() {
-        tracing::warn!(timeout = ?INGESTION_STOP_TIMEOUT, "ingestion did not stop in time");
-    }
-    served?;
-    Ok(())
+    Application::build(config).await?.run_until_stopped(shutdown).await
 }

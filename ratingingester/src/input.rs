@@ -12,9 +12,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rating::{
+use contract::{
     event::{EventError, RatingEvent},
-    model::RatingRange,
+    rating::RatingRange,
 };
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 

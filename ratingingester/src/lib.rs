@@ -11,7 +11,10 @@ pub mod publish;
 
 use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
-use rating::model::{EmptyRange, RatingRange};
+use contract::{
+    kafka::KafkaArgs,
+    rating::{InvalidRangeSettings, RatingRange, RatingRangeArgs},
+};
 
 use crate::{
     input::{InputError, InputSource, Refusal},
@@ -34,25 +37,16 @@ pub struct Config {
     #[arg(default_value = "ratingsdata.json")]
     pub file: PathBuf,
 
-    /// Kafka bootstrap brokers, comma-separated host:port
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub kafka_brokers: String,
-
-    /// Topic to publish to (created by the rating service, never by the ingester)
-    #[arg(long, env = "RATINGS_TOPIC", default_value = "ratings")]
-    pub topic: String,
+    /// The topic is created by the rating service, never by the ingester
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
     /// Compression of produced batches (zstd needs a librdkafka built with it)
     #[arg(long, env = "KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
     pub compression: Compression,
 
-    /// Lowest accepted rating value
-    #[arg(long, env = "RATING_MIN", default_value_t = 1, allow_negative_numbers = true)]
-    pub min_rating: i32,
-
-    /// Highest accepted rating value (e.g. 10 for IMDb-style providers)
-    #[arg(long, env = "RATING_MAX", default_value_t = 5, allow_negative_numbers = true)]
-    pub max_rating: i32,
+    #[command(flatten)]
+    pub ratings: RatingRangeArgs,
 
     /// Bound on reaching the broker, on each event's delivery, and on the final wait for delivery reports
     #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -69,13 +63,13 @@ impl Config {
     }
 
     pub fn rating_range(&self) -> Result<RatingRange, IngestError> {
-        Ok(RatingRange::new(self.min_rating, self.max_rating)?)
+        Ok(self.ratings.range()?)
     }
 
     pub fn publish_settings(&self) -> PublishSettings {
         PublishSettings {
-            brokers: self.kafka_brokers.clone(),
-            topic: self.topic.clone(),
+            brokers: self.kafka.brokers_or_local().to_string(),
+            topic: self.kafka.topic.clone(),
             compression: self.compression,
             timeout: self.timeout,
         }
@@ -85,8 +79,8 @@ impl Config {
 /// Why nothing, or not everything, was published.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("invalid --min-rating/--max-rating: {0}")]
-    Range(#[from] EmptyRange),
+    #[error(transparent)]
+    Range(#[from] InvalidRangeSettings),
     #[error("{input}: {error}")]
     Input { input: InputSource, error: InputError },
     #[error("{input}: {refusal}")]
@@ -134,7 +128,7 @@ pub fn run(config: &Config) -> Result<Summary, IngestError> {
     tracing::info!(%input, events = events.len(), skipped, "input validated");
 
     let partitions = publisher.check_topic()?;
-    tracing::info!(brokers = %config.kafka_brokers, topic = %config.topic, partitions, "publishing");
+    tracing::info!(brokers = %config.kafka.brokers_or_local(), topic = %config.kafka.topic, partitions, "publishing");
     let progress = publish::progress_bar(events.len(), std::io::stderr().is_terminal());
     let delivery = publisher.publish(&events, &progress)?;
     Ok(Summary { delivery, skipped })
@@ -150,8 +144,8 @@ mod tests {
     fn defaults_work_on_one_laptop() {
         let config = Config::try_parse_from(["ratingingester"]).unwrap();
         assert_eq!(config.input_source(), InputSource::File(PathBuf::from("ratingsdata.json")));
-        assert_eq!(config.kafka_brokers, "127.0.0.1:9092");
-        assert_eq!(config.topic, "ratings");
+        assert_eq!(config.publish_settings().brokers, "127.0.0.1:9092");
+        assert_eq!(config.kafka.topic, "ratings");
         assert_eq!(config.compression, Compression::Lz4);
         assert_eq!(config.rating_range().unwrap(), RatingRange::default());
         assert_eq!(config.timeout, Duration::from_secs(30));
@@ -180,7 +174,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.input_source(), InputSource::Stdin);
         assert_eq!(config.publish_settings().brokers, "a:1,b:2");
-        assert_eq!(config.topic, "imdb-ratings");
+        assert_eq!(config.kafka.topic, "imdb-ratings");
         assert_eq!(config.compression, Compression::Gzip);
         assert_eq!(config.rating_range().unwrap(), RatingRange::new(-2, 10).unwrap());
         assert_eq!(config.timeout, Duration::from_secs(90));
@@ -193,7 +187,7 @@ mod tests {
         assert!(Config::try_parse_from(["ratingingester", "--timeout", "soon"]).is_err());
         let config = Config::try_parse_from(["ratingingester", "--min-rating", "5", "--max-rating", "1"]).unwrap();
         assert_eq!(
-            config.rating_range().unwrap_err().to_string(),
+            platform::errors::Chain(&config.rating_range().unwrap_err()).to_string(),
             "invalid --min-rating/--max-rating: the lowest rating 5 is above the highest 1"
         );
     }

@@ -3,6 +3,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = ratingingester::Config::parse();
     platform::telemetry::init();
@@ -12,7 +15,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", platform::errors::Chain(&error));
             ExitCode::FAILURE
         }
     }

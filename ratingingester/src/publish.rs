@@ -15,8 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use contract::{event::RatingEvent, kafka};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rating::event::RatingEvent;
 use rdkafka::{
     ClientConfig, ClientContext,
     config::RDKafkaLogLevel,
@@ -384,21 +384,13 @@ fn producer_config(settings: &PublishSettings) -> Result<ClientConfig, PublishEr
         .ok()
         .filter(|millis| (MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(millis))
         .ok_or(PublishError::TimeoutOutOfRange(humantime::format_duration(settings.timeout)))?;
-    let mut config = ClientConfig::new();
+    let mut config =
+        kafka::producer_config(&settings.brokers, "ratingingester", Duration::from_millis(timeout_ms.into()));
     config
-        .set("bootstrap.servers", &settings.brokers)
-        .set("client.id", "ratingingester")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
         .set("linger.ms", LINGER.as_millis().to_string())
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000")
-        .set("compression.type", settings.compression.librdkafka_name())
-        .set("message.timeout.ms", timeout_ms.to_string())
-        // The same key lands on the same partition as the rating service's own writes.
-        .set("partitioner", rating::ingester::PARTITIONER)
-        // Topics are created by the rating service, never by publishing.
-        .set("allow.auto.create.topics", "false");
+        .set("compression.type", settings.compression.librdkafka_name());
     Ok(config)
 }
 

@@ -15,9 +15,9 @@ use serde_norway::Value;
 /// The suite's services: compose service name = binary = registered name,
 /// and the gRPC service its healthcheck should ask about.
 const SUITE: [(&str, &str); 3] = [
-    (metadata::SERVICE_NAME, "MetadataService"),
-    (rating::SERVICE_NAME, "RatingService"),
-    (movie::SERVICE_NAME, "MovieService"),
+    (contract::service::METADATA, "MetadataService"),
+    (contract::service::RATING, "RatingService"),
+    (contract::service::MOVIE, "MovieService"),
 ];
 
 fn strings(value: &Value) -> Vec<String> {
@@ -171,7 +171,7 @@ fn every_service_registers_with_the_compose_consul_and_movie_finds_what_it_looks
 
     // The names the movie service looks up are the names metadata and rating
     // register under: each is a compose service running that binary.
-    for looked_up in [metadata::SERVICE_NAME, rating::SERVICE_NAME] {
+    for looked_up in [contract::service::METADATA, contract::service::RATING] {
         assert_eq!(strings(&service(&compose, looked_up)["command"])[0], looked_up);
     }
 }
@@ -212,11 +212,11 @@ fn nothing_starts_before_what_it_needs_is_healthy() {
 #[test]
 fn the_ingester_and_the_rating_service_share_broker_and_topics_and_kafka_advertises_them() {
     let compose = load();
-    let rating = config::<rating::Config>(&compose, "rating").kafka;
+    let rating = config::<rating::Config>(&compose, "rating").event_log;
     let ingester = config::<ratingingester::Config>(&compose, "ratingingester");
-    let brokers = rating.kafka_brokers.clone().expect("rating ingests from Kafka");
-    assert_eq!(ingester.kafka_brokers, brokers, "ratingingester publishes where rating consumes");
-    assert_eq!(ingester.topic, rating.topic, "ratingingester publishes to the topic rating consumes");
+    let brokers = rating.kafka.brokers.clone().expect("rating ingests from Kafka");
+    assert_eq!(ingester.kafka.brokers_or_local(), brokers, "ratingingester publishes where rating consumes");
+    assert_eq!(ingester.kafka.topic, rating.kafka.topic, "ratingingester publishes to the topic rating consumes");
 
     let kafka = environment(service(&compose, host_of(&brokers)));
     let advertised = &kafka["KAFKA_ADVERTISED_LISTENERS"];
@@ -231,10 +231,16 @@ fn the_ingester_and_the_rating_service_share_broker_and_topics_and_kafka_adverti
     assert!(compose["volumes"].get("kafka-data").is_some(), "the named volume is declared");
 
     let create = strings(&service(&compose, "kafka-topics")["command"]).join("\n");
-    assert!(create.contains(&format!("for topic in {} {};", rating.topic, rating.dlq_topic)), "{create}");
+    assert!(create.contains(&format!("for topic in {} {};", rating.kafka.topic, rating.dlq_topic)), "{create}");
     assert!(create.contains(&format!("--partitions {}", rating.topic_partitions)), "{create}");
     assert!(create.contains("--bootstrap-server kafka:19092"), "{create}");
     assert!(create.contains("retention.ms=-1"), "rating replays the whole topic, so it is kept: {create}");
+    // Created exactly as the rating service creates them when they are missing.
+    let configs: Vec<&str> =
+        create.split("--config ").skip(1).filter_map(|rest| rest.split_whitespace().next()).collect();
+    let expected: Vec<String> =
+        rating::event_log::topics::TOPIC_CONFIG.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    assert_eq!(configs, expected, "the job creates the topics with the rating service's settings: {create}");
 
     let ingester_service = service(&compose, "ratingingester");
     assert_eq!(strings(&ingester_service["profiles"]), ["tools"], "ratingingester is not started by `up`");

@@ -8,11 +8,15 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use platform::api::{
+use contract::api::{
     GetMetadataRequest, GetMetadataResponse, Metadata, PutMetadataRequest, PutMetadataResponse,
     metadata_service_server::{MetadataService, MetadataServiceServer},
 };
 use tonic::{Request, Response, Status};
+
+/// The services' allocator, so the yardstick pays what they pay per allocation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(about = "Answers MetadataService/GetMetadata with a constant Metadata: the floor of one RPC.")]

@@ -32,6 +32,10 @@ use rdkafka::{
 };
 use serde_json::json;
 
+/// The services' allocator, so the yardstick pays what they pay per allocation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "Bare rdkafka producer and consumer: the yardstick of rating ingestion.")]
 struct Args {
@@ -105,18 +109,13 @@ fn produce(brokers: &str, file: &PathBuf, topic: &str, partitions: i32, timeout:
     create_topic(brokers, topic, partitions)?;
     let contents = fs::read(file)?;
     let lines: Vec<&[u8]> = contents.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()).collect();
-    let producer: BaseProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "kafka-bare")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "200000")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", timeout.as_millis().to_string())
-        .set("partitioner", rating::ingester::PARTITIONER)
-        .create()?;
+    let producer: BaseProducer<DefaultProducerContext> =
+        contract::kafka::producer_config(brokers, "kafka-bare", timeout)
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set("compression.type", "lz4")
+            .create()?;
     // Connected and the topic known before the clock starts, as ratingingester checks it first.
     producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
 

@@ -14,6 +14,10 @@ use bench::{
 };
 use clap::Parser;
 
+/// The services' allocator: the load generator shares the cores with them and should spend no more per allocation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "gRPC load generator: closed loop (--concurrency) or constant rate (--rate); prints a JSON summary.")]
 struct Args {

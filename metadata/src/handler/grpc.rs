@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use platform::api::{
+use contract::api::{
     GetMetadataRequest, GetMetadataResponse, PutMetadataRequest, PutMetadataResponse,
     metadata_service_server::MetadataService,
 };
@@ -57,7 +57,7 @@ impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
 
 #[cfg(test)]
 mod tests {
-    use platform::api;
+    use contract::api;
 
     use super::*;
     use crate::repository::memory::MemoryRepository;

@@ -1,18 +1,16 @@
 //! Gateways over gRPC: each call goes to a healthy instance of the service
 //! through the shared upstream pool (reused channels, one deadline).
-use metadata::model::{Metadata, MovieId};
-use platform::{
+use contract::{
     api::{
         GetAggregatedRatingRequest, GetMetadataRequest, metadata_service_client::MetadataServiceClient,
         rating_service_client::RatingServiceClient,
     },
-    upstream::Upstream,
+    id::MOVIE_RECORD_TYPE,
 };
+use contract::{id::MovieId, metadata::Metadata};
+use platform::upstream::Upstream;
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
-
-/// The record type under which the rating service keeps movie ratings.
-pub const MOVIE_RECORD_TYPE: &str = "movie";
 
 pub struct GrpcMetadataGateway {
     upstream: Upstream,

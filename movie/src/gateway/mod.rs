@@ -4,8 +4,8 @@ mod grpc;
 
 use std::{future::Future, time::Duration};
 
+use contract::{id::MovieId, metadata::Metadata};
 pub use grpc::{GrpcMetadataGateway, GrpcRatingGateway};
-use metadata::model::{Metadata, MovieId};
 use platform::{discovery::ServiceName, upstream::UpstreamError};
 
 /// Why a dependency did not give an answer.

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use metadata::model::MovieId;
-use platform::api::{GetMovieDetailsRequest, GetMovieDetailsResponse, movie_service_server::MovieService};
+use contract::api::{GetMovieDetailsRequest, GetMovieDetailsResponse, movie_service_server::MovieService};
+use contract::id::MovieId;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{

@@ -21,33 +21,29 @@ pub use memory::MemoryRegistry;
 pub use registration::{Registration, RegistrationSettings};
 pub use static_list::StaticRegistry;
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
-/// The name a service registers under and is looked up by, e.g. `rating`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceName(Arc<str>);
+contract::string_id!(
+    /// The name a service registers under and is looked up by, e.g. `rating`.
+    ServiceName
+);
+
+contract::string_id!(
+    /// The unique id of one running instance of a service, e.g. `rating-3f9c1a`.
+    InstanceId
+);
 
 impl ServiceName {
+    /// A name the suite itself chose (`contract::service`) or a registry
+    /// reported; configuration goes through `parse`.
     pub fn new(name: impl AsRef<str>) -> Self {
         Self(Arc::from(name.as_ref()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The unique id of one running instance of a service, e.g. `rating-3f9c1a`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId(Arc<str>);
 
 impl InstanceId {
+    /// An id the suite itself made or a registry reported; configuration
+    /// goes through `parse`.
     pub fn new(id: impl AsRef<str>) -> Self {
         Self(Arc::from(id.as_ref()))
     }
@@ -56,16 +52,6 @@ impl InstanceId {
     /// instances on one host never collide.
     pub fn generate(service: &ServiceName) -> Self {
         Self::new(format!("{service}-{:08x}", rand::random::<u32>()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

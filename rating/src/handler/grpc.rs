@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
-use platform::api::{
+use contract::api::{
     DeleteRatingRequest, DeleteRatingResponse, GetAggregatedRatingRequest, GetAggregatedRatingResponse,
     PutRatingRequest, PutRatingResponse, rating_service_server::RatingService,
 };
+use platform::errors::Chain;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    controller::{RatingController, RatingError},
-    ingester::publisher::PublishError,
+    controller::{RatingController, RatingError, WriteError},
     model::{RatingRange, RatingValue, RecordKey, UserId},
     repository::RatingRepository,
 };
@@ -26,11 +26,12 @@ impl<R> RatingHandler<R> {
 
 impl From<RatingError> for Status {
     fn from(error: RatingError) -> Self {
+        let message = Chain(&error).to_string();
         match error {
-            RatingError::NotFound(_) => Status::not_found(error.to_string()),
-            RatingError::Publish(PublishError::Broker(_)) => Status::unavailable(error.to_string()),
-            RatingError::Publish(PublishError::NotAcknowledged(_) | PublishError::NotApplied(_)) => {
-                Status::deadline_exceeded(error.to_string())
+            RatingError::NotFound(_) => Status::not_found(message),
+            RatingError::Write(WriteError::Unavailable(_)) => Status::unavailable(message),
+            RatingError::Write(WriteError::NotAcknowledged(_) | WriteError::NotApplied(_)) => {
+                Status::deadline_exceeded(message)
             }
         }
     }

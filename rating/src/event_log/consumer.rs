@@ -1,6 +1,7 @@
-//! Ingestion of rating events from Kafka into this instance's store.
+//! The consumer of the ratings topic: applies its events to this instance's
+//! store.
 //!
-//! Every rating instance holds every rating: the ingester assigns itself
+//! Every rating instance holds every rating: the consumer assigns itself
 //! *all* partitions of the ratings topic and replays them from the
 //! beginning at each start, reporting ready once it has applied everything
 //! that was in the topic when it started. It commits no consumer-group
@@ -13,10 +14,6 @@
 //! A message that cannot be decoded or validated (a poison pill) is logged
 //! with its topic, partition and offset, copied to the dead-letter topic
 //! with the reason in the `x-dlq-reason` header, counted, and skipped.
-mod applied;
-pub mod publisher;
-mod topics;
-
 use std::{
     collections::HashMap,
     sync::{
@@ -26,11 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use applied::AppliedOffsets;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use platform::shutdown::CancellationToken;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
     error::KafkaError,
     message::{BorrowedMessage, Header, OwnedHeaders},
@@ -38,87 +34,34 @@ use rdkafka::{
     util::Timeout,
 };
 use tokio::sync::oneshot;
-pub use topics::ensure_topics;
 
-use crate::{controller::RatingController, event::RatingEvent, model::RatingRange, repository::RatingRepository};
+use super::{AppliedOffsets, DLQ_REASON_HEADER, EventLogSettings, topics::ensure_topics};
+use crate::{
+    controller::RatingController,
+    model::{RatingEvent, RatingRange},
+    repository::RatingRepository,
+};
 
-/// The partitioner of every producer of the ratings topic (this service's
-/// write path and ratingingester). They must agree: a key maps to one
-/// partition only if every producer hashes it the same way, and per-key
-/// order is what keeps one user's events for a record in sequence.
-/// murmur2 is also what Java clients use.
-pub const PARTITIONER: &str = "murmur2_random";
-
-/// The header of a dead-lettered message that says why it was refused.
-pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
-
-/// Where the ratings live in Kafka.
-#[derive(Debug, Clone)]
-pub struct KafkaSettings {
-    /// `host:port[,host:port...]`
-    pub brokers: String,
-    pub topic: String,
-    pub dlq_topic: String,
-    /// Partitions of the ratings topic when this service creates it.
-    pub partitions: i32,
-    pub replication: i32,
-    /// How long PutRating/DeleteRating wait for the broker and for the
-    /// event to be applied here.
-    pub write_timeout: Duration,
-}
-
-impl KafkaSettings {
-    pub fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers).set("client.id", "rating");
-        config
-    }
-
-    /// A producer that never duplicates or reorders what it sends.
-    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
-        self.client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", PARTITIONER)
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", self.write_timeout.as_millis().max(1).to_string())
-            .create()
-    }
-
-    fn consumer(&self) -> Result<StreamConsumer, KafkaError> {
-        self.client_config()
-            // Partitions are assigned, not subscribed: the group id is only a
-            // label, and nothing is ever committed under it.
-            .set("group.id", "rating-replay")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "50")
-            .create()
-    }
-}
-
-/// What the ingester has done so far.
+/// What the consumer has done so far.
 #[derive(Debug, Default)]
-pub struct IngestStats {
+pub struct ConsumerStats {
     pub applied: AtomicU64,
     pub dead_lettered: AtomicU64,
 }
 
-pub struct Ingester<R> {
-    settings: KafkaSettings,
+pub struct EventConsumer<R> {
+    settings: EventLogSettings,
     /// Shared with the write path: one producer per process.
     dead_letters: FutureProducer,
     controller: Arc<RatingController<R>>,
     applied: Arc<AppliedOffsets>,
-    stats: Arc<IngestStats>,
+    stats: Arc<ConsumerStats>,
     range: RatingRange,
 }
 
-impl<R: RatingRepository> Ingester<R> {
+impl<R: RatingRepository> EventConsumer<R> {
     pub fn new(
-        settings: KafkaSettings,
+        settings: EventLogSettings,
         dead_letters: FutureProducer,
         controller: Arc<RatingController<R>>,
         applied: Arc<AppliedOffsets>,

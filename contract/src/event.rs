@@ -14,11 +14,14 @@
 //! `ratingsdata.json` has that bug).
 use std::fmt;
 
-use platform::validation::FieldError;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{RatingRange, RatingValue, RecordId, RecordKey, RecordType, UserId};
+use crate::{
+    id::{RecordId, RecordKey, RecordType, UserId},
+    rating::{RatingRange, RatingValue},
+    validation::FieldError,
+};
 
 /// The wire names of the event's fields.
 mod field {
@@ -225,13 +228,7 @@ fn rating_value(fields: &mut Map<String, Value>, range: RatingRange) -> Result<R
         (Some(rating_value), _) => (field::RATING_VALUE, rating_value),
         (None, Some(value)) => (field::VALUE, value),
     };
-    match i32::try_from(raw) {
-        Ok(raw) => Ok(RatingValue::parse(name, raw, range)?),
-        // Same wording as `RatingValue::parse` for numbers beyond an i32.
-        Err(_) => {
-            Err(FieldError::new(name, format!("must be between {} and {}, got {raw}", range.min(), range.max())).into())
-        }
-    }
+    Ok(RatingValue::parse_wide(name, raw, range)?)
 }
 
 /// Takes a field that may be absent or `null`, and otherwise must be an

@@ -1,0 +1,100 @@
+//! What every Kafka client of the ratings topic agrees on: the connection
+//! settings (`--kafka-brokers`, `--topic`), the partitioner, and the base
+//! producer configuration. The rating service's write path and
+//! ratingingester both produce to the topic: a key maps to one partition
+//! only if both hash it the same way, and per-key order is what keeps one
+//! user's events for a record in sequence.
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+/// The ratings topic, unless configured otherwise.
+pub const DEFAULT_TOPIC: &str = "ratings";
+
+/// Where a broker listens on one laptop (the demo's and the README's).
+pub const LOCAL_BROKERS: &str = "127.0.0.1:9092";
+
+/// The partitioner of every producer of the ratings topic; murmur2 is also
+/// what Java clients use.
+pub const PARTITIONER: &str = "murmur2_random";
+
+/// The Kafka connection, flattened into the clap configuration of every
+/// binary that talks to the ratings topic.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port,...) [rating: ingestion from Kafka is off when unset; ratingingester: 127.0.0.1:9092 when unset]
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+
+    /// Topic of rating events
+    #[arg(long, env = "RATINGS_TOPIC", default_value = DEFAULT_TOPIC)]
+    pub topic: String,
+}
+
+impl KafkaArgs {
+    /// The configured brokers, or the local default.
+    pub fn brokers_or_local(&self) -> &str {
+        self.brokers.as_deref().unwrap_or(LOCAL_BROKERS)
+    }
+}
+
+/// A client of `brokers` named `client_id` in the broker's logs.
+pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers).set("client.id", client_id);
+    config
+}
+
+/// A producer of the ratings topic that never duplicates or reorders what it
+/// sends (idempotent, acks from all in-sync replicas), hashes keys with
+/// [`PARTITIONER`], never creates topics by publishing, and gives up on a
+/// message after `message_timeout` (at least a millisecond).
+pub fn producer_config(brokers: &str, client_id: &str, message_timeout: Duration) -> ClientConfig {
+    let mut config = client_config(brokers, client_id);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", PARTITIONER)
+        .set("allow.auto.create.topics", "false")
+        .set("message.timeout.ms", message_timeout.as_millis().max(1).to_string());
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn brokers_are_optional_and_the_topic_defaults_to_ratings() {
+        let probe = Probe::try_parse_from(["probe"]).unwrap();
+        assert_eq!((probe.kafka.brokers.as_deref(), probe.kafka.topic.as_str()), (None, "ratings"));
+        assert_eq!(probe.kafka.brokers_or_local(), "127.0.0.1:9092");
+        let probe = Probe::try_parse_from(["probe", "--kafka-brokers", "a:1,b:2", "--topic", "imdb"]).unwrap();
+        assert_eq!((probe.kafka.brokers_or_local(), probe.kafka.topic.as_str()), ("a:1,b:2", "imdb"));
+    }
+
+    #[test]
+    fn producers_share_the_partitioner_and_the_delivery_guarantees() {
+        let config = producer_config("k:9092", "test", Duration::from_secs(5));
+        for (key, value) in [
+            ("bootstrap.servers", "k:9092"),
+            ("client.id", "test"),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("partitioner", "murmur2_random"),
+            ("allow.auto.create.topics", "false"),
+            ("message.timeout.ms", "5000"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        assert_eq!(producer_config("k", "t", Duration::ZERO).get("message.timeout.ms"), Some("1"));
+    }
+}

@@ -1,0 +1,18 @@
+//! What the suite's services and tools agree on, and nothing else: the gRPC
+//! API generated from `proto/movie.proto`, the ids and rating values parsed
+//! once at the edge, the `RatingEvent` JSON with its Kafka key, the service
+//! names, and (feature `kafka`) the Kafka connection settings and producer
+//! configuration shared by the rating service and ratingingester.
+//!
+//! Services and tools depend on this crate and on `platform`, never on one
+//! another.
+
+pub mod api;
+pub mod event;
+pub mod id;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod metadata;
+pub mod rating;
+pub mod service;
+pub mod validation;

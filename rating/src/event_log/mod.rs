@@ -1,0 +1,99 @@
+//! The ratings topic as this service's event log.
+//!
+//! * [`consumer`]: consumes the topic into this instance's store, replaying
+//!   it from the beginning at start, and dead-letters what it refuses;
+//! * [`writer`]: PutRating/DeleteRating appended to the topic, returning once
+//!   the consumer has applied them here (read your writes);
+//! * [`topics`]: creates the topic and its dead-letter topic when missing;
+//! * [`applied`]: which offsets have been applied, what the writer waits on.
+mod applied;
+pub mod consumer;
+pub mod topics;
+pub mod writer;
+
+use std::time::Duration;
+
+pub use applied::AppliedOffsets;
+use contract::kafka::{KafkaArgs, client_config, producer_config};
+use rdkafka::{ClientConfig, consumer::StreamConsumer, error::KafkaError, producer::FutureProducer};
+
+/// The header of a dead-lettered message that says why it was refused.
+pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
+
+/// The name of this service's Kafka clients in the broker's logs.
+const CLIENT_ID: &str = "rating";
+
+/// The rating service's Kafka settings: the shared connection plus what only
+/// this service decides (the dead-letter topic, how topics are created, how
+/// long a write may take).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventLogArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topic that receives events that cannot be decoded or validated, with the reason in the x-dlq-reason header
+    #[arg(long, env = "RATINGS_DLQ_TOPIC", default_value = "ratings.dlq")]
+    pub dlq_topic: String,
+
+    /// Partitions of the ratings topic and of its dead-letter topic when this service creates them
+    #[arg(long, env = "RATINGS_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub topic_partitions: i32,
+
+    /// How long PutRating/DeleteRating wait for the broker's ack and for the event to be applied here
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+}
+
+impl EventLogArgs {
+    /// The settings of the event log, or `None` when no brokers are
+    /// configured (writes then go straight to the store).
+    pub fn settings(&self) -> Option<EventLogSettings> {
+        self.kafka.brokers.as_ref().map(|brokers| EventLogSettings {
+            brokers: brokers.clone(),
+            topic: self.kafka.topic.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            partitions: self.topic_partitions,
+            replication: 1,
+            write_timeout: self.write_timeout,
+        })
+    }
+}
+
+/// Where the ratings live in Kafka.
+#[derive(Debug, Clone)]
+pub struct EventLogSettings {
+    /// `host:port[,host:port...]`
+    pub brokers: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    /// Partitions of each topic when this service creates it.
+    pub partitions: i32,
+    pub replication: i32,
+    /// How long PutRating/DeleteRating wait for the broker and for the
+    /// event to be applied here.
+    pub write_timeout: Duration,
+}
+
+impl EventLogSettings {
+    fn client_config(&self) -> ClientConfig {
+        client_config(&self.brokers, CLIENT_ID)
+    }
+
+    /// The process's one producer, for writes and dead letters.
+    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+        producer_config(&self.brokers, CLIENT_ID, self.write_timeout).set("linger.ms", "1").create()
+    }
+
+    fn consumer(&self) -> Result<StreamConsumer, KafkaError> {
+        self.client_config()
+            // Partitions are assigned, not subscribed: the group id is only a
+            // label, and nothing is ever committed under it.
+            .set("group.id", "rating-replay")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50")
+            .create()
+    }
+}
