@@ -1,10 +1,13 @@
-//! Helpers for the end-to-end tests in `tests/`: start the suite's real
-//! binaries as processes on free ports, call them with the real `grpcurl`,
-//! and a small stand-in of Consul's HTTP API.
+//! Helpers for the end-to-end tests in `tests/` and the benchmark runner:
+//! the services in the test process with typed clients ([`app`]), the
+//! suite's real binaries as processes on free ports ([`process`]), the real
+//! `grpcurl`, a real Kafka-protocol broker, and a small stand-in of Consul's
+//! HTTP API.
 //!
 //! The binaries come from the same target directory as the test executable;
 //! build them first (`cargo build --bins`, which the test script does).
 
+pub mod app;
 pub mod broker;
 pub mod compose;
 pub mod consul;
@@ -12,7 +15,10 @@ pub mod grpcurl;
 pub mod process;
 pub mod rating;
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 /// Polls `condition` until it holds, panicking with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -20,6 +26,16 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     while !condition() {
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Polls the async `condition` until it holds, panicking with `what` after
+/// `timeout`.
+pub async fn wait_for<F: Future<Output = bool>>(what: &str, timeout: Duration, mut condition: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -1,10 +1,11 @@
 //! A service binary running as a child process, its log captured.
 use std::{
     io::{BufRead, BufReader},
-    net::SocketAddr,
+    net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -26,16 +27,32 @@ pub struct ServiceProcess {
     name: String,
     child: Child,
     log: Arc<Mutex<String>>,
+    /// Reads the child's stderr into `log`; ends when the child exits.
+    log_reader: Option<JoinHandle<()>>,
     address: SocketAddr,
 }
 
 impl ServiceProcess {
-    /// Starts `binary` on 127.0.0.1 with a free port, with the given extra
-    /// arguments and environment, and waits until it listens.
+    /// Starts `binary` on 127.0.0.1 at a free port, with the given extra
+    /// arguments and environment, and waits until it accepts connections.
     pub fn start(binary_name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        // Another process may take the free port before the service binds
+        // it; the service then exits saying so, and is started again.
+        for _ in 0..3 {
+            let address = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+            match Self::start_at(binary_name, address, args, envs) {
+                Ok(process) => return process,
+                Err(process) if process.log().contains("cannot listen on") => continue,
+                Err(process) => panic!("{binary_name} exited before listening:\n{}", process.log()),
+            }
+        }
+        panic!("{binary_name} found no free port in three tries");
+    }
+
+    fn start_at(binary_name: &str, address: SocketAddr, args: &[&str], envs: &[(&str, &str)]) -> Result<Self, Self> {
         let mut command = Command::new(binary(binary_name));
         command
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &address.to_string()])
             .args(args)
             .env("RUST_LOG", "info,consulrs=warn")
             .env_remove("CONSUL_HTTP_ADDR")
@@ -48,33 +65,31 @@ impl ServiceProcess {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let mut process = Self { name: binary_name.to_string(), child, log, address: "0.0.0.0:0".parse().unwrap() };
+        let mut process = Self { name: binary_name.to_string(), child, log, log_reader: Some(log_reader), address };
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(address) = process.listening_address() {
-                process.address = address;
-                return process;
-            }
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("{binary_name} exited with {status} before listening:\n{}", process.log());
+        while TcpStream::connect(address).is_err() {
+            if let Ok(Some(_)) = process.child.try_wait() {
+                process.join_log_reader();
+                return Err(process);
             }
             assert!(Instant::now() < deadline, "{binary_name} did not start listening:\n{}", process.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(process)
     }
 
-    fn listening_address(&self) -> Option<SocketAddr> {
-        let log = self.log();
-        let line = log.lines().find(|line| line.contains(" listening "))?;
-        let address = line.split_whitespace().find_map(|field| field.strip_prefix("address="))?;
-        address.parse().ok()
+    /// Waits until the whole log of an exited child has been read.
+    fn join_log_reader(&mut self) {
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// `127.0.0.1:PORT`, as grpcurl and the other services take it.
@@ -124,8 +139,7 @@ impl ServiceProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for child") {
-                // Give the log reader a moment to drain the pipe.
-                std::thread::sleep(Duration::from_millis(50));
+                self.join_log_reader();
                 return status;
             }
             assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}:\n{}", self.name, self.log());

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use e2e::{
     broker::Broker,
-    free_port, grpcurl,
+    free_port,
     process::ServiceProcess,
-    rating::{average, health, start_with_kafka as start_rating},
+    rating::{self, average, health, start_with_kafka as start_rating},
     wait_until,
 };
 use serde_json::{Value, json};
@@ -79,12 +79,10 @@ fn replicas_agree_writes_go_through_the_topic_and_restarts_lose_nothing() {
 
     // PutRating on A is read back on A at once (read your writes) and
     // reaches B within the bound.
-    let put = json!({"user_id": "zoe", "record_id": "6", "record_type": "movie", "rating_value": 4}).to_string();
-    grpcurl::call(&a.authority(), "RatingService/PutRating", &put);
+    rating::put(&a, "6", "zoe", 4);
     assert_eq!(average(&a, "6"), Some(4.0));
     wait_until("B sees A's write", Duration::from_secs(5), || average(&b, "6") == Some(4.0));
-    let delete = json!({"user_id": "u3", "record_id": "3", "record_type": "movie"}).to_string();
-    grpcurl::call(&b.authority(), "RatingService/DeleteRating", &delete);
+    rating::delete(&b, "3", "u3");
 
     let records: Vec<String> = (1..=6).map(|record| record.to_string()).collect();
     let answers = |rating: &ServiceProcess| records.iter().map(|record| average(rating, record)).collect::<Vec<_>>();

@@ -1,6 +1,7 @@
-//! The three real binaries with static discovery, driven with grpcurl:
-//! reflection, health, the happy path, bad input, dependencies going down,
-//! and graceful shutdown.
+//! The three real binaries with static discovery, driven with grpcurl as
+//! users drive them: reflection, health, the happy path, and graceful
+//! shutdown on signals. (Status codes and dependencies going down are
+//! tested in process, in `services.rs`.)
 use std::time::Duration;
 
 use e2e::{
@@ -98,138 +99,6 @@ fn reflection_health_and_the_happy_path() {
         let status = process.terminate(STOP);
         assert!(status.success(), "exit status {status}");
     }
-}
-
-#[test]
-fn bad_input_gets_precise_status_codes() {
-    let suite = start_suite(&[]);
-    let cases: &[(&ServiceProcess, &str, &str, &str, &str)] = &[
-        (
-            &suite.metadata,
-            "MetadataService/GetMetadata",
-            r#"{"movie_id": ""}"#,
-            "InvalidArgument",
-            "movie_id must not be empty",
-        ),
-        (
-            &suite.metadata,
-            "MetadataService/GetMetadata",
-            r#"{"movie_id": "404"}"#,
-            "NotFound",
-            "no metadata for movie id \"404\"",
-        ),
-        (&suite.metadata, "MetadataService/PutMetadata", r#"{}"#, "InvalidArgument", "metadata is required"),
-        (
-            &suite.metadata,
-            "MetadataService/PutMetadata",
-            r#"{"metadata": {"title": "x"}}"#,
-            "InvalidArgument",
-            "metadata.id must not be empty",
-        ),
-        (
-            &suite.rating,
-            "RatingService/GetAggregatedRating",
-            r#"{"record_id": "1", "record_type": "movie"}"#,
-            "NotFound",
-            "no ratings for record movie/1",
-        ),
-        (
-            &suite.rating,
-            "RatingService/GetAggregatedRating",
-            r#"{"record_id": "", "record_type": "movie"}"#,
-            "InvalidArgument",
-            "record_id must not be empty",
-        ),
-        (
-            &suite.rating,
-            "RatingService/PutRating",
-            r#"{"user_id": "", "record_id": "1", "record_type": "movie", "rating_value": 3}"#,
-            "InvalidArgument",
-            "user_id must not be empty",
-        ),
-        (
-            &suite.rating,
-            "RatingService/PutRating",
-            r#"{"user_id": "u", "record_id": "1", "record_type": "", "rating_value": 3}"#,
-            "InvalidArgument",
-            "record_type must not be empty",
-        ),
-        (
-            &suite.rating,
-            "RatingService/PutRating",
-            r#"{"user_id": "u", "record_id": "1", "record_type": "movie", "rating_value": 9}"#,
-            "InvalidArgument",
-            "rating_value must be between 1 and 5, got 9",
-        ),
-        (
-            &suite.rating,
-            "RatingService/PutRating",
-            r#"{"user_id": "u", "record_id": "1", "record_type": "movie"}"#,
-            "InvalidArgument",
-            "rating_value must be between 1 and 5, got 0",
-        ),
-        (
-            &suite.movie,
-            "MovieService/GetMovieDetails",
-            r#"{"movie_id": ""}"#,
-            "InvalidArgument",
-            "movie_id must not be empty",
-        ),
-        (&suite.movie, "MovieService/GetMovieDetails", r#"{"movie_id": "404"}"#, "NotFound", "movie \"404\" not found"),
-    ];
-    for (process, method, data, code, message) in cases {
-        let output = call_failing(&process.authority(), method, data);
-        assert_eq!((output.code().as_str(), output.message().as_str()), (*code, *message), "{method} {data}");
-    }
-}
-
-#[test]
-fn a_configured_rating_range_is_enforced() {
-    let rating = ServiceProcess::start("rating", &["--max-rating", "10"], &[]);
-    put_rating(&rating, "alice", 10);
-    let output = call_failing(
-        &rating.authority(),
-        "RatingService/PutRating",
-        r#"{"user_id": "u", "record_id": "1", "record_type": "movie", "rating_value": 11}"#,
-    );
-    assert_eq!(output.message(), "rating_value must be between 1 and 10, got 11");
-}
-
-#[test]
-fn rating_down_answers_without_a_rating_by_default_and_unavailable_when_configured() {
-    let suite = start_suite(&[]);
-    let strict = start_movie(&suite.metadata.authority(), &suite.rating.authority(), &["--on-rating-failure", "fail"]);
-    put_heat(&suite.metadata);
-    put_rating(&suite.rating, "alice", 5);
-    assert_eq!(details(&suite.movie, "1").json()["movieDetails"]["rating"], 5.0);
-
-    assert!(suite.rating.terminate(STOP).success());
-
-    // Default policy: the metadata, no rating, and a header saying why.
-    let output = grpcurl::grpcurl(
-        &suite.movie.authority(),
-        Some("MovieService/GetMovieDetails"),
-        Some(r#"{"movie_id": "1"}"#),
-        &["-v"],
-    );
-    assert!(output.success, "{}", output.stderr);
-    assert!(output.stdout.contains("x-rating-status: unavailable"), "{}", output.stdout);
-    assert!(!output.stdout.contains("\"rating\""), "{}", output.stdout);
-    assert!(output.stdout.contains("\"title\": \"Heat\""), "{}", output.stdout);
-
-    // --on-rating-failure fail: UNAVAILABLE naming the rating service.
-    let output = details(&strict, "1");
-    assert_eq!(output.code(), "Unavailable");
-    assert!(output.message().starts_with("rating service is unavailable"), "{}", output.message());
-}
-
-#[test]
-fn metadata_down_is_unavailable_naming_the_service() {
-    let suite = start_suite(&[]);
-    assert!(suite.metadata.terminate(STOP).success());
-    let output = details(&suite.movie, "1");
-    assert_eq!(output.code(), "Unavailable");
-    assert!(output.message().starts_with("metadata service is unavailable"), "{}", output.message());
 }
 
 #[test]
