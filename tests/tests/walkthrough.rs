@@ -201,7 +201,8 @@ impl Stack {
             let file = self.scratch.join("service.log");
             std::fs::write(&file, log).expect("write the log");
             run(&format!("cat {} | {}", file.display(), self.localize(pipeline))).0
-        } else if command == "RATING_HOST_PORTS=18082-18089 docker compose up -d --scale rating=2" {
+        } else if command == "RATING_HOST_PORTS=18082-18089 docker compose up -d --no-recreate --scale rating=2" {
+            // The first instance is left as it is, still behind `localhost:8082`.
             let second = self.start_rating();
             wait_until("the second rating instance is ready", Duration::from_secs(30), || health(&second) == "SERVING");
             self.ratings.push(second);
