@@ -1,5 +1,6 @@
 //! A service binary running as a child process, its log captured.
 use std::{
+    future::Future,
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
@@ -13,6 +14,8 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
+use tonic::transport::Endpoint;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// The path of one of the workspace's binaries, next to the test executable.
 pub fn binary(name: &str) -> PathBuf {
@@ -105,6 +108,12 @@ impl ServiceProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until the service's health reports SERVING.
+    pub fn wait_until_serving(&self, timeout: Duration) {
+        let what = format!("{} reports SERVING", self.name);
+        crate::wait_until(&what, timeout, || health(self) == "SERVING");
+    }
+
     /// Waits until the log contains `text`.
     pub fn wait_for_log(&self, text: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -155,4 +164,26 @@ impl Drop for ServiceProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs one client call to completion from synchronous test code.
+pub fn block_on<F: Future>(call: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a test runtime").block_on(call)
+}
+
+/// A gRPC endpoint of the service.
+pub fn endpoint(service: &ServiceProcess) -> Endpoint {
+    Endpoint::from_shared(format!("http://{}", service.authority())).expect("a valid endpoint")
+}
+
+/// The overall health status (`SERVING`, `NOT_SERVING`, ...), or "" when
+/// the call fails.
+pub fn health(service: &ServiceProcess) -> String {
+    block_on(async {
+        let channel = endpoint(service).connect().await.ok()?;
+        let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+        ServingStatus::try_from(answer.into_inner().status).ok()
+    })
+    .map(|status| status.as_str_name().to_string())
+    .unwrap_or_default()
 }

@@ -4,7 +4,8 @@
 //! environment is turned into flags through the binary's own clap definition
 //! (an unknown variable fails) and parsed into its real `Config`, so the
 //! checks compare the settings the containers would actually run with:
-//! ports, discovery and Kafka addresses, topics, healthchecks, start order.
+//! ports, discovery and Kafka addresses, topics, healthchecks, start order,
+//! and the one build of the image they all run.
 use std::{net::SocketAddr, process::Command};
 
 use clap::{CommandFactory, Parser};
@@ -19,6 +20,10 @@ const SUITE: [(&str, &str); 3] = [
     (contract::service::RATING, "RatingService"),
     (contract::service::MOVIE, "MovieService"),
 ];
+
+/// Every service that runs the suite's image: the three services and the tool.
+const IMAGE_USERS: [&str; 4] =
+    [contract::service::METADATA, contract::service::RATING, contract::service::MOVIE, "ratingingester"];
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -77,6 +82,23 @@ fn default_config<C: Parser>(binary: &str) -> C {
 fn host_of(address: &str) -> &str {
     let without_scheme = address.split_once("://").map_or(address, |(_, rest)| rest);
     without_scheme.rsplit_once(':').map_or(without_scheme, |(host, _)| host)
+}
+
+/// The one service that builds an image, and the image's tag.
+fn image_builder(compose: &Value) -> (&str, &str) {
+    let builders: Vec<_> = compose["services"]
+        .as_mapping()
+        .expect("services")
+        .iter()
+        .filter(|(_, service)| service.get("build").is_some())
+        .map(|(name, service)| (name.as_str().expect("service name"), service))
+        .collect();
+    let [(name, service)] = builders[..] else {
+        let names: Vec<_> = builders.iter().map(|(name, _)| *name).collect();
+        panic!("exactly one service builds the suite's image, not {names:?}: the same tag built twice collides")
+    };
+    let image = service["image"].as_str().unwrap_or_else(|| panic!("{name} builds an image without naming it"));
+    (name, image)
 }
 
 /// (host, container) port pairs of a service's `ports`.
@@ -146,8 +168,25 @@ fn the_services_listen_publish_and_probe_their_default_ports() {
             ["CMD", "healthcheck", &format!("127.0.0.1:{}", default.port()), "--service", grpc_service],
             "{name}'s healthcheck asks the gRPC health service on its own port"
         );
-        assert_eq!(service["image"], compose["services"]["metadata"]["image"], "one image serves every binary");
-        assert_eq!(service["build"].as_str(), Some("."), "{name} is built from the repository's Dockerfile");
+    }
+}
+
+#[test]
+fn one_service_builds_the_image_that_every_suite_service_runs() {
+    let compose = load();
+    let (builder, image) = image_builder(&compose);
+    assert_eq!(service(&compose, builder)["build"].as_str(), Some("."), "{builder} builds the repository's Dockerfile");
+    for name in IMAGE_USERS {
+        let service = service(&compose, name);
+        assert_eq!(service["image"].as_str(), Some(image), "{name} runs the image {builder} builds");
+        if name == builder {
+            continue;
+        }
+        // The tag is on no registry: pulling it can only fail.
+        assert_eq!(service["pull_policy"].as_str(), Some("never"), "{name} never pulls {image}");
+        // `up <name>` or `run <name>` selects its dependencies only, and builds
+        // the image only if the builder is among them.
+        assert!(service["depends_on"].get(builder).is_some(), "{name} depends on {builder}, which builds {image}");
     }
 }
 
@@ -256,7 +295,7 @@ fn pulled_images_are_pinned_to_a_release() {
     let compose = load();
     for (name, service) in compose["services"].as_mapping().unwrap() {
         let image = service["image"].as_str().unwrap();
-        if service.get("build").is_some() {
+        if service.get("build").is_some() || service["pull_policy"].as_str() == Some("never") {
             continue;
         }
         let (_, tag) = image.rsplit_once(':').unwrap_or_else(|| panic!("{name:?}: {image} has no tag"));
@@ -271,9 +310,10 @@ fn pulled_images_are_pinned_to_a_release() {
 fn the_image_holds_every_binary_compose_runs_and_runs_as_a_non_root_user() {
     let compose = load();
     let dockerfile = std::fs::read_to_string(workspace_root().join("Dockerfile")).expect("read Dockerfile");
+    let (_, image) = image_builder(&compose);
     let mut run: Vec<String> = ["healthcheck".to_string()].into();
     for (_, service) in compose["services"].as_mapping().unwrap() {
-        if service.get("build").is_some() {
+        if service["image"].as_str() == Some(image) {
             run.push(strings(&service["command"])[0].clone());
         }
     }

@@ -22,6 +22,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn a_serving_server_and_service_pass() {
     let metadata = ServiceProcess::start("metadata", &[], &[]);
+    metadata.wait_until_serving(std::time::Duration::from_secs(10));
     let address = metadata.authority();
 
     let whole = healthcheck(&[&address]);

@@ -22,6 +22,9 @@ fn start_suite(movie_args: &[&str]) -> Suite {
     let metadata = ServiceProcess::start("metadata", &[], &[]);
     let rating = ServiceProcess::start("rating", &[], &[]);
     let movie = start_movie(&metadata.authority(), &rating.authority(), movie_args);
+    for service in [&metadata, &rating, &movie] {
+        service.wait_until_serving(STOP);
+    }
     Suite { metadata, rating, movie }
 }
 

@@ -137,6 +137,10 @@ impl Stack {
         let rating = stack.start_rating();
         wait_until("rating has replayed the topic", Duration::from_secs(30), || health(&rating) == "SERVING");
         let movie = stack.service("movie", &["--discovery-refresh", "1s"]);
+        // Compose starts each service once what it needs is healthy.
+        for service in [&metadata, &movie] {
+            wait_until("the service reports SERVING", Duration::from_secs(30), || health(service) == "SERVING");
+        }
         stack.ports.insert(8081, metadata.authority());
         stack.ports.insert(8082, rating.authority());
         stack.ports.insert(8083, movie.authority());
@@ -174,8 +178,9 @@ impl Stack {
         if command == "docker compose up -d --build" {
             // Started by `Stack::up`, as compose waits for health.
             String::new()
-        } else if command == "docker compose ps" {
+        } else if command == "docker compose ps -a" {
             // Compose shows each service healthy: here, each answers SERVING.
+            // (The stack here has no topic-creating job: rating creates them.)
             let running = self.metadata.iter().chain(&self.ratings).chain(&self.movie);
             for process in running {
                 assert_eq!(health(process), "SERVING");
@@ -200,12 +205,19 @@ impl Stack {
             let file = self.scratch.join("service.log");
             std::fs::write(&file, log).expect("write the log");
             run(&format!("cat {} | {}", file.display(), self.localize(pipeline))).0
-        } else if command == "RATING_HOST_PORTS=18082-18089 docker compose up -d --scale rating=2" {
+        } else if command == "RATING_HOST_PORTS=18082-18089 docker compose up -d --no-recreate --scale rating=2" {
+            // The first instance is left as it is, still behind `localhost:8082`.
             let second = self.start_rating();
             wait_until("the second rating instance is ready", Duration::from_secs(30), || health(&second) == "SERVING");
             self.ratings.push(second);
-            // Consul lists it once its first heartbeat passed.
-            std::thread::sleep(Duration::from_millis(500));
+            // Consul lists an instance as passing once its first heartbeat came.
+            wait_until("Consul has both rating instances passing", Duration::from_secs(10), || {
+                let registered = self.consul.registered("rating");
+                registered.len() == 2
+                    && registered.iter().all(|instance| {
+                        instance.check_id.as_deref().is_some_and(|check| self.consul.heartbeats(check) > 0)
+                    })
+            });
             String::new()
         } else if command == "docker compose ps -q rating | head -n 1 | xargs docker kill" {
             self.ratings.remove(0).crash();
