@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod discovery;
+pub mod entry;
 pub mod errors;
 pub mod server;
 pub mod shutdown;

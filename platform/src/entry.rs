@@ -1,0 +1,21 @@
+//! The `main` of every service binary: parse the configuration (flags and
+//! environment), set up telemetry, and run until SIGINT or SIGTERM, on
+//! tokio's multi-threaded runtime.
+use std::future::Future;
+
+use crate::{shutdown, shutdown::CancellationToken, telemetry};
+
+/// Runs a service: `run` gets the parsed configuration and the token that
+/// the first SIGINT/SIGTERM cancels.
+pub fn run_service<C, F, E>(run: impl FnOnce(C, CancellationToken) -> F) -> Result<(), E>
+where
+    C: clap::Parser,
+    F: Future<Output = Result<(), E>>,
+    E: From<std::io::Error>,
+{
+    let config = C::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+        telemetry::init();
+        run(config, shutdown::on_signal()).await
+    })
+}
