@@ -61,13 +61,17 @@ impl ServiceSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
-    #[error("cannot build the reflection service: {0}")]
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the gRPC server failed: {0}")]
+    #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
-    #[error("the gRPC server task ended abnormally: {0}")]
+    #[error("the gRPC server task ended abnormally")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -433,6 +437,18 @@ mod tests {
         let _client = TcpStream::connect(address).await.unwrap();
         let accepted = incoming.next().await.expect("a connection").expect("accepted");
         assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is set on the accepted connection");
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_an_error_naming_the_address_with_the_io_error_as_source() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = taken.local_addr().unwrap();
+        let Err(error) = BoundServer::bind(ServiceSettings { listen, ..settings() }).await else {
+            panic!("{listen} is taken");
+        };
+        assert_eq!(error.to_string(), format!("cannot listen on {listen}"));
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
+        assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::AddrInUse));
     }
 
     fn addresses(list: &[&str]) -> Vec<SocketAddr> {

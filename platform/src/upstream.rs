@@ -42,13 +42,22 @@ impl Default for UpstreamSettings {
 pub enum UpstreamError {
     #[error("no healthy instance of the {service} service is registered")]
     NoHealthyInstance { service: ServiceName },
-    #[error("the {service} service is unavailable: {status}")]
-    Unavailable { service: ServiceName, status: tonic::Status },
+    /// No instance answered; the status is the last refusal.
+    #[error("the {service} service is unavailable")]
+    Unavailable {
+        service: ServiceName,
+        #[source]
+        status: tonic::Status,
+    },
     #[error("the {service} service did not answer within {timeout:?}")]
     DeadlineExceeded { service: ServiceName, timeout: Duration },
     /// The service answered with an error of its own (NOT_FOUND, ...).
-    #[error("the {service} service answered {}: {}", status.code(), status.message())]
-    Status { service: ServiceName, status: tonic::Status },
+    #[error("the {service} service answered with an error")]
+    Status {
+        service: ServiceName,
+        #[source]
+        status: tonic::Status,
+    },
 }
 
 #[derive(Clone)]
@@ -168,7 +177,8 @@ impl Inner {
         let listed = match self.registry.healthy_instances(&self.service).await {
             Ok(listed) => listed,
             Err(error) => {
-                tracing::warn!(service = %self.service, %error, "cannot refresh instances; keeping the last known ones");
+                tracing::warn!(service = %self.service, error = &error as &dyn std::error::Error,
+                    "cannot refresh instances; keeping the last known ones");
                 return;
             }
         };
@@ -185,7 +195,8 @@ impl Inner {
                     members.push(Member { instance, channel });
                 }
                 Err(error) => {
-                    tracing::warn!(service = %self.service, instance = %instance.id, %error, "instance address is unusable")
+                    tracing::warn!(service = %self.service, instance = %instance.id,
+                        error = &error as &dyn std::error::Error, "instance address is unusable")
                 }
             }
         }
@@ -293,6 +304,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, UpstreamError::Status { ref status, .. } if status.code() == tonic::Code::NotFound));
+        assert_eq!(error.to_string(), "the rating service answered with an error");
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<tonic::Status>());
+        assert_eq!(source.map(tonic::Status::message), Some("no ratings"));
         assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 

@@ -55,7 +55,9 @@ impl Registration {
         let instance = &self.instance;
         match tokio::time::timeout(self.settings.deregister_timeout, self.registry.deregister(instance)).await {
             Ok(Ok(())) => tracing::info!(instance = %instance.id, registry = %self.registry.describe(), "deregistered"),
-            Ok(Err(error)) => tracing::warn!(instance = %instance.id, %error, "deregistration failed"),
+            Ok(Err(error)) => {
+                tracing::warn!(instance = %instance.id, error = &error as &dyn std::error::Error, "deregistration failed")
+            }
             Err(_) => {
                 tracing::warn!(instance = %instance.id, timeout = ?self.settings.deregister_timeout, "deregistration timed out")
             }
@@ -120,7 +122,8 @@ async fn keep_registered(
                     .unwrap_or(settings.max_retry_delay)
                     .min(settings.heartbeat_interval.max(settings.max_retry_delay));
                 let action = if registered { "heartbeat" } else { "registration" };
-                tracing::warn!(instance = %instance.id, %error, retry_in = ?delay, "{action} failed; still serving");
+                tracing::warn!(instance = %instance.id, error = &error as &dyn std::error::Error, retry_in = ?delay,
+                    "{action} failed; still serving");
                 healthy_reported = false;
                 delay
             }
@@ -159,7 +162,7 @@ mod tests {
         async fn register(&self, instance: &Instance) -> Result<(), DiscoveryError> {
             if self.failures.load(Ordering::SeqCst) > 0 {
                 self.failures.fetch_sub(1, Ordering::SeqCst);
-                return Err(DiscoveryError::Unreachable { address: "test".into(), reason: "down".into() });
+                return Err(DiscoveryError::Unreachable { address: "test".into(), source: "down".into() });
             }
             self.inner.register(instance).await
         }
