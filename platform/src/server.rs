@@ -5,11 +5,14 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use contract::api;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     config::{DiscoveryArgs, ServerArgs},
@@ -58,13 +61,17 @@ impl ServiceSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
-    #[error("cannot build the reflection service: {0}")]
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the gRPC server failed: {0}")]
+    #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
-    #[error("the gRPC server task ended abnormally: {0}")]
+    #[error("the gRPC server task ended abnormally")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -107,8 +114,13 @@ impl BoundServer {
         }
     }
 
-    /// Serves `routes` until `shutdown` is cancelled. Health turns SERVING and
-    /// the instance registers once `ready` completes.
+    /// Serves `routes` until `shutdown` is cancelled.
+    ///
+    /// Health reports NOT_SERVING until `ready` completes, then SERVING, and
+    /// the instance registers. On shutdown: NOT_SERVING → deregister → stop
+    /// accepting → drain in-flight RPCs (within the shutdown timeout) →
+    /// return. If the server ends on its own, the registration is stopped
+    /// and the server's error returned.
     pub async fn run(
         self,
         routes: Routes,
@@ -117,84 +129,143 @@ impl BoundServer {
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
         let instance = self.instance().await;
-        let settings = self.settings;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        let set_health = |status: ServingStatus| {
-            let health = health.clone();
-            let names = settings.grpc_services.clone();
-            async move {
-                health.set_service_status("", status).await;
-                for name in names {
-                    health.set_service_status(name, status).await;
-                }
-            }
-        };
-        set_health(ServingStatus::NotServing).await;
+        let Self { settings, listener, local_address } = self;
+        let (health, routes) = Health::not_serving(routes, &settings.grpc_services).await;
+        let routes = with_reflection(routes, &settings.grpc_services)?;
+        let mut server = ServerTask::spawn(routes, listener);
+        tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address, "listening");
 
-        // Reflection lists only what this server serves, though the
-        // descriptor set describes every service of the suite.
-        let advertised: Vec<&str> = settings.grpc_services.iter().copied().chain(INFRASTRUCTURE_SERVICES).collect();
-        let reflection = || {
-            advertised.iter().fold(
-                tonic_reflection::server::Builder::configure()
-                    .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
-                |builder, name| builder.with_service_name(*name),
-            )
-        };
-        let routes = routes
-            .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?);
-
-        let stop_accepting = CancellationToken::new();
-        let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
-            accepted_without_delay(self.listener),
-            stop_accepting.clone().cancelled_owned(),
-        );
-        let mut server = tokio::spawn(server);
-        tracing::info!(service = %settings.service, instance = %instance.id, address = %self.local_address, "listening");
-
-        let mut registration = tokio::select! {
-            _ = ready => {
-                set_health(ServingStatus::Serving).await;
+        let mut registration = None;
+        let stopped = tokio::select! {
+            () = ready => {
+                health.set(ServingStatus::Serving).await;
                 tracing::info!(service = %settings.service, "ready: health reports SERVING");
-                if registry.accepts_registrations() {
-                    Some(Registration::start(registry, instance, settings.registration.clone()))
-                } else {
-                    tracing::info!(service = %settings.service, "static discovery: peers are configured with this instance's address");
-                    None
-                }
+                registration = start_registration(registry, instance, &settings);
+                server.until_shutdown(&shutdown).await
             }
-            _ = shutdown.cancelled() => None,
-            result = &mut server => return result?.map_err(ServeError::from),
+            () = shutdown.cancelled() => Stopped::ShutdownRequested,
+            result = server.finished() => Stopped::ServerEnded(result),
         };
 
-        if !shutdown.is_cancelled() {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = &mut server => {
-                    if let Some(registration) = registration.take() {
-                        registration.stop().await;
-                    }
-                    return result?.map_err(ServeError::from);
-                }
-            }
+        if let Stopped::ShutdownRequested = stopped {
+            tracing::info!(service = %settings.service, "shutting down: NOT_SERVING, deregistering, draining in-flight RPCs");
+            health.set(ServingStatus::NotServing).await;
         }
-
-        tracing::info!(service = %settings.service, "shutting down: NOT_SERVING, deregistering, draining in-flight RPCs");
-        set_health(ServingStatus::NotServing).await;
         if let Some(registration) = registration {
             registration.stop().await;
         }
-        stop_accepting.cancel();
-        match tokio::time::timeout(settings.shutdown_timeout, &mut server).await {
+        match stopped {
+            Stopped::ServerEnded(result) => result,
+            Stopped::ShutdownRequested => server.drain(&settings).await,
+        }
+    }
+}
+
+/// What ended the serving phase of [`BoundServer::run`].
+enum Stopped {
+    /// The shutdown token was cancelled: leave in order and drain.
+    ShutdownRequested,
+    /// The server task ended on its own, with this outcome.
+    ServerEnded(Result<(), ServeError>),
+}
+
+/// The `grpc.health.v1` status of the server as a whole (the empty service
+/// name) and of each of its gRPC services.
+struct Health {
+    reporter: HealthReporter,
+    grpc_services: Vec<&'static str>,
+}
+
+impl Health {
+    /// Adds the health service to `routes`, reporting NOT_SERVING.
+    async fn not_serving(routes: Routes, grpc_services: &[&'static str]) -> (Self, Routes) {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let health = Self { reporter, grpc_services: grpc_services.to_vec() };
+        health.set(ServingStatus::NotServing).await;
+        (health, routes.add_service(service))
+    }
+
+    async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in &self.grpc_services {
+            self.reporter.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// Adds server reflection, v1 and v1alpha, to `routes`. It lists only what
+/// this server serves, though the descriptor set describes every service of
+/// the suite.
+fn with_reflection(routes: Routes, grpc_services: &[&'static str]) -> Result<Routes, ServeError> {
+    let advertised: Vec<&str> = grpc_services.iter().copied().chain(INFRASTRUCTURE_SERVICES).collect();
+    let reflection = || {
+        advertised.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(*name),
+        )
+    };
+    Ok(routes.add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?))
+}
+
+/// Keeps the instance registered, unless the registry takes no registrations
+/// (static discovery, where peers are configured with this address).
+fn start_registration(
+    registry: Arc<dyn Registry>,
+    instance: Instance,
+    settings: &ServiceSettings,
+) -> Option<Registration> {
+    if registry.accepts_registrations() {
+        Some(Registration::start(registry, instance, settings.registration.clone()))
+    } else {
+        tracing::info!(service = %settings.service, "static discovery: peers are configured with this instance's address");
+        None
+    }
+}
+
+/// The tonic server, serving in a task of its own until told to stop accepting.
+struct ServerTask {
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_accepting: CancellationToken,
+}
+
+impl ServerTask {
+    fn spawn(routes: Routes, listener: TcpListener) -> Self {
+        let stop_accepting = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
+        Self { task: tokio::spawn(server), stop_accepting }
+    }
+
+    /// Completes when the server task ends on its own. Cancel-safe.
+    async fn finished(&mut self) -> Result<(), ServeError> {
+        (&mut self.task).await??;
+        Ok(())
+    }
+
+    /// Serves until `shutdown` is cancelled or the server ends on its own,
+    /// whichever comes first; a cancelled `shutdown` wins a tie.
+    async fn until_shutdown(&mut self, shutdown: &CancellationToken) -> Stopped {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Stopped::ShutdownRequested,
+            result = self.finished() => Stopped::ServerEnded(result),
+        }
+    }
+
+    /// Stops accepting connections and waits for in-flight RPCs, within the
+    /// shutdown timeout; past it, the server is aborted.
+    async fn drain(mut self, settings: &ServiceSettings) -> Result<(), ServeError> {
+        self.stop_accepting.cancel();
+        match tokio::time::timeout(settings.shutdown_timeout, self.finished()).await {
             Ok(result) => {
-                result??;
+                result?;
                 tracing::info!(service = %settings.service, "stopped cleanly");
             }
             Err(_) => {
-                server.abort();
+                self.task.abort();
                 tracing::warn!(service = %settings.service, timeout = ?settings.shutdown_timeout,
                     "in-flight RPCs still running after the shutdown timeout; stopping anyway");
             }
@@ -255,7 +326,107 @@ fn host_name() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::{mpsc, oneshot};
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus as Status, health_client::HealthClient,
+    };
+
     use super::*;
+    use crate::discovery::{DiscoveryError, MemoryRegistry};
+
+    /// A registry that reports each call that reached it, in order.
+    struct Reporting {
+        inner: MemoryRegistry,
+        calls: mpsc::UnboundedSender<&'static str>,
+    }
+
+    #[async_trait::async_trait]
+    impl Registry for Reporting {
+        async fn register(&self, instance: &Instance) -> Result<(), DiscoveryError> {
+            let _ = self.calls.send("register");
+            self.inner.register(instance).await
+        }
+        async fn deregister(&self, instance: &Instance) -> Result<(), DiscoveryError> {
+            let _ = self.calls.send("deregister");
+            self.inner.deregister(instance).await
+        }
+        async fn report_healthy(&self, instance: &Instance) -> Result<(), DiscoveryError> {
+            let _ = self.calls.send("report_healthy");
+            self.inner.report_healthy(instance).await
+        }
+        async fn healthy_instances(&self, service: &ServiceName) -> Result<Vec<Instance>, DiscoveryError> {
+            self.inner.healthy_instances(service).await
+        }
+        fn describe(&self) -> String {
+            "reporting".into()
+        }
+    }
+
+    fn settings() -> ServiceSettings {
+        ServiceSettings {
+            service: ServiceName::new("rating"),
+            grpc_services: vec!["RatingService"],
+            listen: "127.0.0.1:0".parse().unwrap(),
+            advertise_host: None,
+            instance_id: Some(InstanceId::new("rating-1")),
+            shutdown_timeout: Duration::from_secs(5),
+            registration: RegistrationSettings::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_health_once_ready_and_leaves_the_registry_before_it_stops() {
+        let deadline = Duration::from_secs(10);
+        let (calls, mut reached) = mpsc::unbounded_channel();
+        let registry = Arc::new(Reporting { inner: MemoryRegistry::default(), calls });
+        let server = BoundServer::bind(settings()).await.unwrap();
+        let address = server.local_address();
+        let (make_ready, ready) = oneshot::channel::<()>();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(server.run(
+            Routes::default(),
+            registry.clone(),
+            async {
+                let _ = ready.await;
+            },
+            shutdown.clone(),
+        ));
+
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+        let mut statuses = HealthClient::new(channel)
+            .watch(HealthCheckRequest { service: "RatingService".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut next_status = async || {
+            let message = tokio::time::timeout(deadline, statuses.message()).await.expect("a status in time");
+            message.unwrap().expect("the watch goes on").status()
+        };
+        assert_eq!(next_status().await, Status::NotServing);
+        assert!(reached.try_recv().is_err(), "nothing registers before ready");
+
+        make_ready.send(()).unwrap();
+        assert_eq!(next_status().await, Status::Serving);
+        for expected in ["register", "report_healthy"] {
+            let call = tokio::time::timeout(deadline, reached.recv()).await.expect("a registry call in time");
+            assert_eq!(call, Some(expected));
+        }
+        assert_eq!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().len(), 1);
+
+        shutdown.cancel();
+        assert_eq!(next_status().await, Status::NotServing);
+        // The watch is an RPC in flight: the drain waits for it to end.
+        drop(statuses);
+        tokio::time::timeout(deadline, running).await.expect("run returns in time").unwrap().unwrap();
+        let mut after_shutdown = Vec::new();
+        while let Ok(call) = reached.try_recv() {
+            after_shutdown.push(call);
+        }
+        after_shutdown.retain(|call| *call != "report_healthy");
+        assert_eq!(after_shutdown, ["deregister"]);
+        assert!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn accepted_connections_have_nagle_off() {
@@ -266,6 +437,18 @@ mod tests {
         let _client = TcpStream::connect(address).await.unwrap();
         let accepted = incoming.next().await.expect("a connection").expect("accepted");
         assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is set on the accepted connection");
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_an_error_naming_the_address_with_the_io_error_as_source() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = taken.local_addr().unwrap();
+        let Err(error) = BoundServer::bind(ServiceSettings { listen, ..settings() }).await else {
+            panic!("{listen} is taken");
+        };
+        assert_eq!(error.to_string(), format!("cannot listen on {listen}"));
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
+        assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::AddrInUse));
     }
 
     fn addresses(list: &[&str]) -> Vec<SocketAddr> {

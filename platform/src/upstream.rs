@@ -5,11 +5,14 @@
 //! again, and the call moves on to another one, all within one deadline.
 use std::{
     future::Future,
-    sync::{Arc, RwLock, Weak},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
-use tokio::{sync::Mutex, time::Instant};
+use tokio::{
+    sync::{Mutex, watch},
+    time::Instant,
+};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::discovery::{Instance, Registry, ServiceName};
@@ -42,13 +45,22 @@ impl Default for UpstreamSettings {
 pub enum UpstreamError {
     #[error("no healthy instance of the {service} service is registered")]
     NoHealthyInstance { service: ServiceName },
-    #[error("the {service} service is unavailable: {status}")]
-    Unavailable { service: ServiceName, status: tonic::Status },
+    /// No instance answered; the status is the last refusal.
+    #[error("the {service} service is unavailable")]
+    Unavailable {
+        service: ServiceName,
+        #[source]
+        status: tonic::Status,
+    },
     #[error("the {service} service did not answer within {timeout:?}")]
     DeadlineExceeded { service: ServiceName, timeout: Duration },
     /// The service answered with an error of its own (NOT_FOUND, ...).
-    #[error("the {service} service answered {}: {}", status.code(), status.message())]
-    Status { service: ServiceName, status: tonic::Status },
+    #[error("the {service} service answered with an error")]
+    Status {
+        service: ServiceName,
+        #[source]
+        status: tonic::Status,
+    },
 }
 
 #[derive(Clone)]
@@ -61,7 +73,8 @@ struct Inner {
     service: ServiceName,
     registry: Arc<dyn Registry>,
     settings: UpstreamSettings,
-    members: RwLock<Arc<Vec<Member>>>,
+    /// The instances calls go to; a watch, so a change can be waited for.
+    members: watch::Sender<Arc<Vec<Member>>>,
     refresh_lock: Mutex<()>,
 }
 
@@ -78,7 +91,7 @@ impl Upstream {
             service,
             registry,
             settings,
-            members: RwLock::new(Arc::new(Vec::new())),
+            members: watch::Sender::new(Arc::new(Vec::new())),
             refresh_lock: Mutex::new(()),
         });
         tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
@@ -147,11 +160,11 @@ impl Upstream {
 
 impl Inner {
     fn snapshot(&self) -> Arc<Vec<Member>> {
-        self.members.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.members.borrow().clone()
     }
 
     fn replace(&self, members: Vec<Member>) {
-        *self.members.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(members);
+        self.members.send_replace(Arc::new(members));
     }
 
     fn evict(&self, instance: &Instance) {
@@ -168,7 +181,8 @@ impl Inner {
         let listed = match self.registry.healthy_instances(&self.service).await {
             Ok(listed) => listed,
             Err(error) => {
-                tracing::warn!(service = %self.service, %error, "cannot refresh instances; keeping the last known ones");
+                tracing::warn!(service = %self.service, error = &error as &dyn std::error::Error,
+                    "cannot refresh instances; keeping the last known ones");
                 return;
             }
         };
@@ -185,7 +199,8 @@ impl Inner {
                     members.push(Member { instance, channel });
                 }
                 Err(error) => {
-                    tracing::warn!(service = %self.service, instance = %instance.id, %error, "instance address is unusable")
+                    tracing::warn!(service = %self.service, instance = %instance.id,
+                        error = &error as &dyn std::error::Error, "instance address is unusable")
                 }
             }
         }
@@ -224,6 +239,19 @@ mod tests {
         Instance { id: InstanceId::new(id), service: ServiceName::new("rating"), host: "127.0.0.1".into(), port }
     }
 
+    /// Waits until the pool holds exactly the instances `expected`, for at
+    /// most a minute of (paused) time.
+    async fn until_pool_is(upstream: &Upstream, expected: &[&str]) {
+        let mut members = upstream.inner.members.subscribe();
+        let is_expected = |members: &Arc<Vec<Member>>| {
+            members.iter().map(|member| member.instance.id.as_str()).eq(expected.iter().copied())
+        };
+        let reached = tokio::time::timeout(Duration::from_secs(60), members.wait_for(is_expected)).await;
+        if reached.is_err() {
+            panic!("the pool never became {expected:?}: {:?}", upstream.instances());
+        }
+    }
+
     fn settings() -> UpstreamSettings {
         UpstreamSettings {
             refresh_interval: Duration::from_millis(20),
@@ -240,7 +268,7 @@ mod tests {
         assert_eq!(error.to_string(), "no healthy instance of the rating service is registered");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn unavailable_instances_are_routed_around_and_evicted() {
         let registry = Arc::new(MemoryRegistry::default());
         for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
@@ -254,11 +282,7 @@ mod tests {
         );
         // Let the background task's first refresh complete (its next one is an
         // hour away), so nothing re-adds rating-a behind the test's back.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while upstream.instances().len() != 2 {
-            assert!(Instant::now() < deadline, "the first refresh never completed");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_pool_is(&upstream, &["rating-a", "rating-b"]).await;
         // rating-a (port 1) refuses: every call ends on rating-b, and rating-a is dropped.
         for _ in 0..5 {
             let answer =
@@ -293,30 +317,35 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, UpstreamError::Status { ref status, .. } if status.code() == tonic::Code::NotFound));
+        assert_eq!(error.to_string(), "the rating service answered with an error");
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<tonic::Status>());
+        assert_eq!(source.map(tonic::Status::message), Some("no ratings"));
         assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn slow_calls_fail_with_deadline_exceeded() {
         let registry = Arc::new(MemoryRegistry::default());
         registry.register(&instance("rating-a", 1)).await.unwrap();
         registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
-        let upstream = Upstream::new(
-            ServiceName::new("rating"),
-            registry,
-            UpstreamSettings { request_timeout: Duration::from_millis(50), ..settings() },
-        );
-        let error = upstream
-            .call(|_, _| async {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok::<_, tonic::Status>(())
-            })
+        let request_timeout = Duration::from_millis(50);
+        let upstream =
+            Upstream::new(ServiceName::new("rating"), registry, UpstreamSettings { request_timeout, ..settings() });
+        let started = Instant::now();
+        let never_answered = upstream.call(|_, _| std::future::pending::<Result<(), tonic::Status>>());
+        let error = tokio::time::timeout(Duration::from_secs(60), never_answered)
             .await
+            .expect("the call gave up by itself")
             .unwrap_err();
-        assert!(matches!(error, UpstreamError::DeadlineExceeded { .. }), "{error}");
+        assert!(
+            matches!(error, UpstreamError::DeadlineExceeded { timeout, .. } if timeout == request_timeout),
+            "{error}"
+        );
+        let waited = started.elapsed();
+        assert!(waited >= request_timeout && waited < request_timeout * 2, "gave up after {waited:?}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn deregistered_instances_leave_the_pool_and_new_ones_join() {
         let registry = Arc::new(MemoryRegistry::default());
         registry.register(&instance("rating-a", 1)).await.unwrap();
@@ -326,14 +355,6 @@ mod tests {
         registry.deregister(&instance("rating-a", 1)).await.unwrap();
         registry.register(&instance("rating-b", 2)).await.unwrap();
         registry.report_healthy(&instance("rating-b", 2)).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let ids: Vec<InstanceId> = upstream.instances().into_iter().map(|i| i.id).collect();
-            if ids == [InstanceId::new("rating-b")] {
-                break;
-            }
-            assert!(Instant::now() < deadline, "pool never caught up: {ids:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_pool_is(&upstream, &["rating-b"]).await;
     }
 }

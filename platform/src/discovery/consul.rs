@@ -36,11 +36,15 @@ impl ConsulRegistry {
             // Consul's own tools accept CONSUL_HTTP_ADDR without a scheme.
             settings.address = format!("http://{}", settings.address);
         }
+        let invalid_settings = |source: Box<dyn std::error::Error + Send + Sync>| DiscoveryError::InvalidSettings {
+            address: settings.address.clone(),
+            source,
+        };
         let client_settings = ConsulClientSettingsBuilder::default()
             .address(settings.address.clone())
             .build()
-            .map_err(|error| DiscoveryError::Rejected(format!("invalid Consul settings: {error}")))?;
-        let client = ConsulClient::new(client_settings).map_err(|error| self::unreachable(&settings.address, error))?;
+            .map_err(|error| invalid_settings(error.into()))?;
+        let client = ConsulClient::new(client_settings).map_err(|error| invalid_settings(error.into()))?;
         Ok(Self { client, settings })
     }
 
@@ -49,25 +53,21 @@ impl ConsulRegistry {
         format!("service:{instance}")
     }
 
+    /// An error answer (which carries Consul's explanation) is a refusal;
+    /// anything else means Consul could not be reached.
     fn error(&self, error: ClientError) -> DiscoveryError {
-        match error {
-            ClientError::APIError { code, message } => {
-                DiscoveryError::Rejected(format!("HTTP {code}: {}", message.unwrap_or_default().trim()))
+        let address = self.settings.address.clone();
+        match &error {
+            ClientError::APIError { message, .. } => {
+                let message = match message.as_deref().map(str::trim) {
+                    Some(message) if !message.is_empty() => message.to_string(),
+                    _ => "no explanation given".to_string(),
+                };
+                DiscoveryError::Rejected { address, message, source: error.into() }
             }
-            other => unreachable(&self.settings.address, other),
+            _ => DiscoveryError::Unreachable { address, source: error.into() },
         }
     }
-}
-
-fn unreachable(address: &str, error: ClientError) -> DiscoveryError {
-    let mut reason = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    DiscoveryError::Unreachable { address: address.to_string(), reason }
 }
 
 /// Consul's duration syntax, e.g. `10s`, `1500ms`.
@@ -88,7 +88,10 @@ impl Registry for ConsulRegistry {
             .ttl(consul_duration(self.settings.check_ttl))
             .deregister_critical_service_after(consul_duration(self.settings.deregister_critical_after))
             .build()
-            .map_err(|error| DiscoveryError::Rejected(error.to_string()))?;
+            .map_err(|error| DiscoveryError::InvalidSettings {
+                address: self.settings.address.clone(),
+                source: error.into(),
+            })?;
         let mut request = RegisterServiceRequest::builder();
         request.id(instance.id.as_str()).address(instance.host.clone()).port(u64::from(instance.port)).check(check);
         consulrs::service::register(&self.client, instance.service.as_str(), Some(&mut request))
@@ -150,7 +153,64 @@ impl Registry for ConsulRegistry {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error;
+
     use super::*;
+
+    fn registry(address: String) -> ConsulRegistry {
+        ConsulRegistry::new(ConsulSettings {
+            address,
+            check_ttl: Duration::from_secs(10),
+            deregister_critical_after: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    /// An error and its sources, outermost first.
+    fn chain(error: &DiscoveryError) -> Vec<&(dyn Error + 'static)> {
+        let mut chain: Vec<&(dyn Error + 'static)> = vec![error];
+        let mut next = error.source();
+        while let Some(source) = next {
+            chain.push(source);
+            next = source.source();
+        }
+        chain
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_agent_keeps_the_client_error_as_the_source() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let error = registry(closed.to_string()).healthy_instances(&ServiceName::new("rating")).await.unwrap_err();
+        assert!(matches!(error, DiscoveryError::Unreachable { .. }), "{error:?}");
+        assert_eq!(error.to_string(), format!("service registry at http://{closed} is unreachable"));
+        assert!(error.source().is_some_and(|source| source.is::<ClientError>()), "{error:?}");
+        let chain = chain(&error);
+        let messages: Vec<String> = chain.iter().map(ToString::to_string).collect();
+        let root = chain.last().and_then(|root| root.downcast_ref::<std::io::Error>());
+        assert!(
+            root.is_some_and(|root| root.kind() == std::io::ErrorKind::ConnectionRefused),
+            "the refused connection is the root cause: {messages:?}"
+        );
+        assert!(!messages[0].contains(&messages[1]), "the message repeats its source: {messages:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_keeps_consuls_explanation_and_the_client_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let consul = axum::Router::new().route(
+            "/v1/health/service/{service}",
+            axum::routing::get(|| async { (axum::http::StatusCode::FORBIDDEN, "Permission denied\n") }),
+        );
+        tokio::spawn(async move { axum::serve(listener, consul).await });
+        let error = registry(address.to_string()).healthy_instances(&ServiceName::new("rating")).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("service registry at http://{address} refused the request: Permission denied")
+        );
+        let source = error.source().and_then(|source| source.downcast_ref::<ClientError>());
+        assert!(matches!(source, Some(ClientError::APIError { code: 403, .. })), "{error:?}");
+    }
 
     #[test]
     fn durations_use_consul_syntax() {

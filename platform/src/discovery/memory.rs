@@ -1,10 +1,15 @@
 //! An in-process registry with TTL semantics like Consul's: an instance is
 //! healthy only while its last heartbeat is younger than the TTL.
+//!
+//! Ages are measured on tokio's clock, so tests can let a TTL lapse with
+//! paused time.
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use super::{DiscoveryError, Instance, InstanceId, Registry, ServiceName};
 
@@ -86,7 +91,7 @@ mod tests {
         Instance { id: InstanceId::new(id), service: ServiceName::new(service), host: "127.0.0.1".into(), port: 1 }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn only_instances_with_a_fresh_heartbeat_are_healthy() {
         let registry = MemoryRegistry::new(Duration::from_millis(200));
         let (a, b) = (instance("rating-a", "rating"), instance("rating-b", "rating"));
@@ -98,7 +103,9 @@ mod tests {
         registry.report_healthy(&a).await.unwrap();
         assert_eq!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap(), vec![a.clone()]);
 
-        tokio::time::sleep(Duration::from_millis(250)).await; // let the TTL lapse
+        tokio::time::advance(Duration::from_millis(199)).await;
+        assert_eq!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap(), vec![a.clone()]);
+        tokio::time::advance(Duration::from_millis(1)).await; // the TTL lapses
         assert!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty());
     }
 

@@ -76,13 +76,41 @@ impl Instance {
     }
 }
 
-/// Why the registry could not do what was asked.
+/// Why the registry could not do what was asked. The causes are kept as
+/// sources, boxed because each registry has a client of its own.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("service registry at {address} is unreachable: {reason}")]
-    Unreachable { address: String, reason: String },
-    #[error("service registry refused the request: {0}")]
-    Rejected(String),
+    /// No answer: the connection failed, timed out, or the answer was unreadable.
+    #[error("service registry at {address} is unreachable")]
+    Unreachable {
+        address: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The registry answered, refusing the request.
+    #[error("service registry at {address} refused the request: {message}")]
+    Rejected {
+        address: String,
+        /// The registry's own explanation.
+        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The settings cannot make a client or a request of the registry.
+    #[error("the settings for the service registry at {address} are unusable")]
+    InvalidSettings {
+        address: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A configured address has no host or no port; the port's parse error, if any, is the source.
+    #[error("address {address:?} of service {service} is not of the form host:port")]
+    InvalidAddress {
+        service: ServiceName,
+        address: String,
+        #[source]
+        port: Option<std::num::ParseIntError>,
+    },
     #[error("instance {0} is not registered")]
     UnknownInstance(InstanceId),
 }

@@ -55,7 +55,9 @@ impl Registration {
         let instance = &self.instance;
         match tokio::time::timeout(self.settings.deregister_timeout, self.registry.deregister(instance)).await {
             Ok(Ok(())) => tracing::info!(instance = %instance.id, registry = %self.registry.describe(), "deregistered"),
-            Ok(Err(error)) => tracing::warn!(instance = %instance.id, %error, "deregistration failed"),
+            Ok(Err(error)) => {
+                tracing::warn!(instance = %instance.id, error = &error as &dyn std::error::Error, "deregistration failed")
+            }
             Err(_) => {
                 tracing::warn!(instance = %instance.id, timeout = ?self.settings.deregister_timeout, "deregistration timed out")
             }
@@ -120,7 +122,8 @@ async fn keep_registered(
                     .unwrap_or(settings.max_retry_delay)
                     .min(settings.heartbeat_interval.max(settings.max_retry_delay));
                 let action = if registered { "heartbeat" } else { "registration" };
-                tracing::warn!(instance = %instance.id, %error, retry_in = ?delay, "{action} failed; still serving");
+                tracing::warn!(instance = %instance.id, error = &error as &dyn std::error::Error, retry_in = ?delay,
+                    "{action} failed; still serving");
                 healthy_reported = false;
                 delay
             }
@@ -136,6 +139,8 @@ async fn keep_registered(
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use tokio::{sync::watch, time::Instant};
+
     use super::*;
     use crate::discovery::{InstanceId, MemoryRegistry, ServiceName};
 
@@ -148,68 +153,125 @@ mod tests {
         }
     }
 
-    /// A registry that is unreachable for its first `failures` registrations.
-    struct Flaky {
+    /// The calls that reached the registry: all of them, and those that succeeded.
+    #[derive(Debug, Default, Clone, Copy)]
+    struct Calls {
+        attempts: usize,
+        registrations: usize,
+        heartbeats: usize,
+        deregistrations: usize,
+    }
+
+    /// An in-memory registry that is unreachable for its first `failures`
+    /// registrations, and that publishes the calls it receives so a test
+    /// can wait for them.
+    struct Observed {
         inner: MemoryRegistry,
         failures: AtomicUsize,
+        calls: watch::Sender<Calls>,
+    }
+
+    impl Observed {
+        fn new(ttl: Duration, failures: usize) -> Arc<Self> {
+            Arc::new(Self {
+                inner: MemoryRegistry::new(ttl),
+                failures: AtomicUsize::new(failures),
+                calls: watch::Sender::default(),
+            })
+        }
+
+        /// Waits until the calls so far satisfy `condition`, for at most a
+        /// minute of paused time. Paused time stands still while a task is
+        /// always busy, so a registration loop that spins without waiting
+        /// fails on its number of calls instead.
+        async fn until(&self, mut condition: impl FnMut(&Calls) -> bool) -> Calls {
+            let mut calls = self.calls.subscribe();
+            let budget = calls.borrow().attempts + 1_000;
+            let within_budget = |calls: &Calls| {
+                assert!(calls.attempts < budget, "the registration loop spins: {calls:?}");
+                condition(calls)
+            };
+            let reached = tokio::time::timeout(Duration::from_secs(60), calls.wait_for(within_budget)).await;
+            *reached.expect("the registry calls never satisfied the condition").expect("the registry is alive")
+        }
+
+        async fn healthy(&self) -> usize {
+            self.inner.healthy_instances(&ServiceName::new("rating")).await.unwrap().len()
+        }
     }
 
     #[async_trait::async_trait]
-    impl Registry for Flaky {
+    impl Registry for Observed {
         async fn register(&self, instance: &Instance) -> Result<(), DiscoveryError> {
+            self.calls.send_modify(|calls| calls.attempts += 1);
             if self.failures.load(Ordering::SeqCst) > 0 {
                 self.failures.fetch_sub(1, Ordering::SeqCst);
-                return Err(DiscoveryError::Unreachable { address: "test".into(), reason: "down".into() });
+                return Err(DiscoveryError::Unreachable { address: "test".into(), source: "down".into() });
             }
-            self.inner.register(instance).await
+            self.inner.register(instance).await?;
+            self.calls.send_modify(|calls| calls.registrations += 1);
+            Ok(())
         }
         async fn deregister(&self, instance: &Instance) -> Result<(), DiscoveryError> {
-            self.inner.deregister(instance).await
+            self.calls.send_modify(|calls| calls.attempts += 1);
+            self.inner.deregister(instance).await?;
+            self.calls.send_modify(|calls| calls.deregistrations += 1);
+            Ok(())
         }
         async fn report_healthy(&self, instance: &Instance) -> Result<(), DiscoveryError> {
-            self.inner.report_healthy(instance).await
+            self.calls.send_modify(|calls| calls.attempts += 1);
+            self.inner.report_healthy(instance).await?;
+            self.calls.send_modify(|calls| calls.heartbeats += 1);
+            Ok(())
         }
         async fn healthy_instances(&self, service: &ServiceName) -> Result<Vec<Instance>, DiscoveryError> {
             self.inner.healthy_instances(service).await
         }
         fn describe(&self) -> String {
-            "flaky".into()
+            "observed".into()
         }
     }
 
-    async fn wait_until_healthy(registry: &dyn Registry, expected: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().len() != expected {
-            assert!(tokio::time::Instant::now() < deadline, "instance count never reached {expected}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn retries_an_unreachable_registry_then_heartbeats_and_deregisters_on_stop() {
-        let registry =
-            Arc::new(Flaky { inner: MemoryRegistry::new(Duration::from_millis(300)), failures: AtomicUsize::new(2) });
-        let settings = RegistrationSettings { heartbeat_interval: Duration::from_millis(50), ..Default::default() };
+        let ttl = Duration::from_secs(9);
+        let registry = Observed::new(ttl, 2);
+        let settings = RegistrationSettings { heartbeat_interval: ttl / 3, ..Default::default() };
         let registration = Registration::start(registry.clone(), instance(), settings);
-        wait_until_healthy(registry.as_ref(), 1).await;
+        registry.until(|calls| calls.heartbeats == 1).await;
         assert_eq!(registry.failures.load(Ordering::SeqCst), 0, "both failed attempts were retried");
+        assert_eq!(registry.healthy().await, 1);
 
-        // Heartbeats keep it healthy well past one TTL.
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        wait_until_healthy(registry.as_ref(), 1).await;
+        // Heartbeats keep it healthy for ten TTLs, looked at every second of
+        // paused time (which jumps from one timer to the next, so the
+        // heartbeats go out at their own times), one heartbeat per interval.
+        let mut every_second =
+            tokio::time::interval_at(Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+        for second in 1..=90 {
+            every_second.tick().await;
+            assert_eq!(registry.healthy().await, 1, "unhealthy {second}s after the first heartbeat");
+        }
+        let heartbeats = registry.calls.borrow().heartbeats;
+        assert!((30..=31).contains(&heartbeats), "{heartbeats} heartbeats in 90s, one every 3s expected");
 
         registration.stop().await;
-        wait_until_healthy(registry.as_ref(), 0).await;
+        assert_eq!(registry.calls.borrow().deregistrations, 1);
+        assert_eq!(registry.healthy().await, 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn registers_again_when_the_registry_forgets_the_instance() {
-        let registry = Arc::new(MemoryRegistry::new(Duration::from_secs(5)));
-        let settings = RegistrationSettings { heartbeat_interval: Duration::from_millis(20), ..Default::default() };
+        let heartbeat_interval = Duration::from_secs(3);
+        let registry = Observed::new(heartbeat_interval * 3, 0);
+        let settings = RegistrationSettings { heartbeat_interval, ..Default::default() };
         let registration = Registration::start(registry.clone(), instance(), settings);
-        wait_until_healthy(registry.as_ref(), 1).await;
-        registry.deregister(&instance()).await.unwrap(); // as if the agent restarted
-        wait_until_healthy(registry.as_ref(), 1).await;
+        let before = registry.until(|calls| calls.heartbeats == 1).await;
+
+        registry.inner.deregister(&instance()).await.unwrap(); // as if the agent restarted
+        let forgotten_at = Instant::now();
+        registry.until(|calls| calls.registrations == 2 && calls.heartbeats > before.heartbeats).await;
+        assert!(forgotten_at.elapsed() <= heartbeat_interval, "registered again at the next heartbeat");
+        assert_eq!(registry.healthy().await, 1);
         registration.stop().await;
     }
 }

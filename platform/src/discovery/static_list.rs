@@ -1,7 +1,7 @@
 //! A registry whose instances are fixed by configuration (flags or
 //! environment), as in the book's first chapters: three `cargo run`s in three
 //! terminals find each other with no Consul.
-use std::collections::HashMap;
+use std::{collections::HashMap, num::ParseIntError};
 
 use super::{DiscoveryError, Instance, InstanceId, Registry, ServiceName};
 
@@ -20,10 +20,10 @@ impl StaticRegistry {
         let instances = addresses
             .iter()
             .map(|address| {
-                let (host, port) = split_host_port(address).ok_or_else(|| {
-                    DiscoveryError::Rejected(format!(
-                        "address {address:?} of service {service} is not of the form host:port"
-                    ))
+                let (host, port) = split_host_port(address).map_err(|port| DiscoveryError::InvalidAddress {
+                    service: service.clone(),
+                    address: address.clone(),
+                    port,
                 })?;
                 Ok(Instance {
                     id: InstanceId::new(format!("{service}@{address}")),
@@ -38,13 +38,16 @@ impl StaticRegistry {
     }
 }
 
-fn split_host_port(address: &str) -> Option<(String, u16)> {
-    let (host, port) = address.trim().rsplit_once(':')?;
+/// The host and port of `host:port`; the error is the port's parse error,
+/// or none when the host or the colon is missing.
+fn split_host_port(address: &str) -> Result<(String, u16), Option<ParseIntError>> {
+    let (host, port) = address.trim().rsplit_once(':').ok_or(None)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return None;
+        return Err(None);
     }
-    Some((host.to_string(), port.parse().ok()?))
+    let port = port.parse().map_err(Some)?;
+    Ok((host.to_string(), port))
 }
 
 #[async_trait::async_trait]
@@ -103,6 +106,13 @@ mod tests {
     fn refuses_addresses_without_a_port() {
         let error = StaticRegistry::new().with_service(ServiceName::new("rating"), &["localhost".into()]).unwrap_err();
         assert!(error.to_string().contains("\"localhost\""), "{error}");
+        assert!(std::error::Error::source(&error).is_none(), "no port, nothing to parse");
         assert!(StaticRegistry::new().with_service(ServiceName::new("rating"), &[":80".into()]).is_err());
+
+        let error =
+            StaticRegistry::new().with_service(ServiceName::new("rating"), &["localhost:http".into()]).unwrap_err();
+        assert!(error.to_string().contains("\"localhost:http\""), "{error}");
+        let port_error = std::error::Error::source(&error).expect("the port's parse error");
+        assert!(port_error.is::<ParseIntError>(), "{port_error}");
     }
 }
