@@ -1,30 +1,33 @@
-//! Figures read from other tools' output: ratingingester's summary line and
-//! h2load's report.
+//! Figures read from other tools' output: ratingingester's JSON summary
+//! and h2load's report.
 use std::time::Duration;
 
-/// The publishing time in ratingingester's summary, `sent 1000 of 1000
-/// rating events to topic "ratings" in 1.50s, 0 failed` (a `{:.2?}`
-/// duration: `ns`, `µs`, `ms` or `s`).
-pub fn publish_elapsed(summary: &str) -> Option<Duration> {
-    let line = summary.lines().rev().find(|line| line.starts_with("sent "))?;
-    let after = &line[line.rfind(" in ")? + 4..];
-    let duration = after.split(',').next()?.trim();
-    let number_end = duration.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let value: f64 = duration[..number_end].parse().ok()?;
-    let seconds = match &duration[number_end..] {
-        "s" => value,
-        "ms" => value / 1e3,
-        "µs" | "us" => value / 1e6,
-        "ns" => value / 1e9,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(seconds))
+use serde::Deserialize;
+
+/// What ratingingester's `--summary json` object says, as far as the runner
+/// needs it; the object holds more.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IngesterSummary {
+    /// `ok`, `invalid_input`, `undelivered` or `error`.
+    pub outcome: String,
+    /// Events to publish; null when the input was not validated.
+    pub events: Option<u64>,
+    /// Events the broker acknowledged.
+    pub sent: u64,
+    pub failed: u64,
+    /// Publishing time; null when publishing never started.
+    pub duration_ms: Option<f64>,
 }
 
-/// How many events ratingingester's summary says were sent.
-pub fn published_events(summary: &str) -> Option<u64> {
-    let line = summary.lines().rev().find(|line| line.starts_with("sent "))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+impl IngesterSummary {
+    /// Reads the object ratingingester printed on stdout.
+    pub fn from_stdout(stdout: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(stdout)
+    }
+
+    pub fn publish_elapsed(&self) -> Option<Duration> {
+        self.duration_ms.and_then(|millis| Duration::try_from_secs_f64(millis / 1e3).ok())
+    }
 }
 
 /// What h2load measured: requests per second and the count of requests
@@ -52,14 +55,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_publish_time_is_read_in_any_unit() {
-        let summary =
-            |elapsed: &str| format!("sent 1000 of 1000 rating events to topic \"ratings\" in {elapsed}, 0 failed");
-        assert_eq!(publish_elapsed(&summary("1.50s")), Some(Duration::from_millis(1500)));
-        assert_eq!(publish_elapsed(&summary("812.25ms")), Some(Duration::from_micros(812_250)));
-        assert_eq!(publish_elapsed(&summary("12.00µs")), Some(Duration::from_micros(12)));
-        assert_eq!(publish_elapsed(&summary("1.5 fortnights")), None);
-        assert_eq!(published_events(&format!("some log line\n{}", summary("1.00s"))), Some(1000));
+    fn the_ingester_summary_is_read_from_its_json() {
+        let stdout = r#"{"outcome":"ok","topic":"ratings","records":1000,"invalid":0,"skipped":0,"events":1000,"sent":1000,"failed":0,"failures":{},"duration_ms":812.25,"error":null}
+"#;
+        let summary = IngesterSummary::from_stdout(stdout).unwrap();
+        assert_eq!(
+            summary,
+            IngesterSummary {
+                outcome: "ok".into(),
+                events: Some(1000),
+                sent: 1000,
+                failed: 0,
+                duration_ms: Some(812.25)
+            }
+        );
+        assert_eq!(summary.publish_elapsed(), Some(Duration::from_micros(812_250)));
+
+        let stopped = r#"{"outcome":"error","topic":"ratings","records":null,"invalid":null,"skipped":null,"events":null,"sent":0,"failed":0,"failures":{},"duration_ms":null,"error":"no broker"}"#;
+        let summary = IngesterSummary::from_stdout(stopped).unwrap();
+        assert_eq!((summary.events, summary.publish_elapsed()), (None, None));
+        assert!(IngesterSummary::from_stdout("sent 1000 of 1000 rating events").is_err());
     }
 
     #[test]

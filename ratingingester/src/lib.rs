@@ -3,11 +3,14 @@
 //! rating service consumes.
 //!
 //! [`input`] reads and validates (pure), [`publish`] talks to Kafka, and
-//! [`run`] ties them together. What a user must read (each refused record as
-//! `FILE:record N: reason`, the final summary) goes to stderr as plain lines
-//! like a compiler's diagnostics; operational detail goes through `tracing`.
+//! [`run`] ties them together; [`summary`] reports the run. What a user must
+//! read (each refused record as `FILE:record N: reason`, the final summary)
+//! goes to stderr as plain lines like a compiler's diagnostics, or, with
+//! `--summary json`, the summary goes to stdout as one JSON object for
+//! machines; operational detail goes through `tracing`.
 pub mod input;
 pub mod publish;
+pub mod summary;
 
 use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
@@ -19,6 +22,7 @@ use contract::{
 use crate::{
     input::{InputError, InputSource, Refusal},
     publish::{Compression, Delivery, PublishError, PublishSettings, Publisher},
+    summary::SummaryFormat,
 };
 
 /// Settings of the ingester, from flags or environment variables.
@@ -55,6 +59,10 @@ pub struct Config {
     /// Publish the valid events and report the invalid ones, instead of publishing nothing
     #[arg(long, env = "SKIP_INVALID")]
     pub skip_invalid: bool,
+
+    /// The summary at the end of every run, success or failure: for people, or for machines
+    #[arg(long, env = "SUMMARY_FORMAT", value_enum, default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
 }
 
 impl Config {
@@ -107,9 +115,50 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// What the input held, once it was read and validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputCounts {
+    /// Records read, valid or not.
+    pub records: usize,
+    /// Invalid records found.
+    pub invalid: usize,
+    /// Invalid records left out with `--skip-invalid`; 0 when the input was refused.
+    pub skipped: usize,
+    /// Events to publish; 0 when the input was refused.
+    pub events: usize,
+}
+
+/// How a run ended, with what it had counted by then.
+#[derive(Debug)]
+pub struct Report {
+    pub topic: String,
+    /// `None` when the run stopped before the input was validated.
+    pub input: Option<InputCounts>,
+    pub result: Result<Summary, IngestError>,
+}
+
+impl Report {
+    /// What became of the events, once publishing started (whether or not
+    /// all of them were acknowledged).
+    pub fn delivery(&self) -> Option<&Delivery> {
+        match &self.result {
+            Ok(summary) => Some(&summary.delivery),
+            Err(IngestError::Publish(PublishError::Undelivered(delivery))) => Some(delivery),
+            Err(_) => None,
+        }
+    }
+}
+
 /// Validates the whole input, then publishes it. Refused records are
 /// written to stderr as they are found; the caller reports the result.
-pub fn run(config: &Config) -> Result<Summary, IngestError> {
+pub fn run(config: &Config) -> Report {
+    let mut input = None;
+    let result = ingest(config, &mut input);
+    Report { topic: config.kafka.topic.clone(), input, result }
+}
+
+/// [`run`], noting the input's counts in `counts` as soon as they are known.
+fn ingest(config: &Config, counts: &mut Option<InputCounts>) -> Result<Summary, IngestError> {
     let range = config.rating_range()?;
     let input = config.input_source();
     // Settings are checked before a possibly large input is read.
@@ -122,9 +171,13 @@ pub fn run(config: &Config) -> Result<Summary, IngestError> {
     for rejection in &validated.rejected {
         eprintln!("{input}:{rejection}");
     }
-    let skipped = validated.rejected.len();
+    // What a refusal reports: nothing skipped, nothing to publish.
+    let found = InputCounts { records: validated.records(), invalid: validated.rejected.len(), skipped: 0, events: 0 };
+    *counts = Some(found);
     let events = input::events_to_publish(validated, config.skip_invalid)
         .map_err(|refusal| IngestError::Refused { input: input.clone(), refusal })?;
+    let skipped = found.invalid;
+    *counts = Some(InputCounts { skipped, events: events.len(), ..found });
     tracing::info!(%input, events = events.len(), skipped, "input validated");
 
     let partitions = publisher.check_topic()?;
@@ -150,6 +203,7 @@ mod tests {
         assert_eq!(config.rating_range().unwrap(), RatingRange::default());
         assert_eq!(config.timeout, Duration::from_secs(30));
         assert!(!config.skip_invalid);
+        assert_eq!(config.summary, SummaryFormat::Text);
     }
 
     #[test]
@@ -170,6 +224,8 @@ mod tests {
             "--timeout",
             "1m 30s",
             "--skip-invalid",
+            "--summary",
+            "json",
         ])
         .unwrap();
         assert_eq!(config.input_source(), InputSource::Stdin);
@@ -179,12 +235,14 @@ mod tests {
         assert_eq!(config.rating_range().unwrap(), RatingRange::new(-2, 10).unwrap());
         assert_eq!(config.timeout, Duration::from_secs(90));
         assert!(config.skip_invalid);
+        assert_eq!(config.summary, SummaryFormat::Json);
     }
 
     #[test]
     fn bad_flag_values_are_refused() {
         assert!(Config::try_parse_from(["ratingingester", "--compression", "brotli"]).is_err());
         assert!(Config::try_parse_from(["ratingingester", "--timeout", "soon"]).is_err());
+        assert!(Config::try_parse_from(["ratingingester", "--summary", "yaml"]).is_err());
         let config = Config::try_parse_from(["ratingingester", "--min-rating", "5", "--max-rating", "1"]).unwrap();
         assert_eq!(
             platform::errors::Chain(&config.rating_range().unwrap_err()).to_string(),
@@ -195,9 +253,44 @@ mod tests {
     #[test]
     fn input_errors_name_the_source() {
         let config = Config::try_parse_from(["ratingingester", "/nonexistent/ratings.json"]).unwrap();
+        let report = run(&config);
+        assert_eq!(report.input, None, "nothing was read");
+        assert_eq!(report.delivery(), None, "nothing was published");
         assert_eq!(
-            run(&config).unwrap_err().to_string(),
+            report.result.unwrap_err().to_string(),
             "/nonexistent/ratings.json: no such file (name the events file as the first argument, or `-` for stdin)"
         );
+    }
+
+    #[test]
+    fn a_failed_run_reports_the_input_counts_it_knew() {
+        let file = std::env::temp_dir().join(format!("ratingingester-counts-{}.json", std::process::id()));
+        std::fs::write(
+            &file,
+            concat!(
+                r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4}"#,
+                "\n",
+                r#"{"recordId": "1", "recordType": 1, "userId": "2", "ratingValue": 3}"#,
+            ),
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let nowhere = ["--kafka-brokers", "127.0.0.1:1", "--timeout", "200ms"];
+
+        let refused = run(&Config::try_parse_from([&["ratingingester", path][..], &nowhere].concat()).unwrap());
+        assert_eq!(refused.input, Some(InputCounts { records: 2, invalid: 1, skipped: 0, events: 0 }));
+        assert!(matches!(refused.result, Err(IngestError::Refused { .. })), "{:?}", refused.result);
+        assert_eq!(refused.delivery(), None);
+
+        let skipping = ["ratingingester", path, "--skip-invalid"];
+        let unreachable = run(&Config::try_parse_from([&skipping[..], &nowhere].concat()).unwrap());
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(unreachable.input, Some(InputCounts { records: 2, invalid: 1, skipped: 1, events: 1 }));
+        assert!(
+            matches!(unreachable.result, Err(IngestError::Publish(PublishError::Unreachable { .. }))),
+            "{:?}",
+            unreachable.result
+        );
+        assert_eq!(unreachable.delivery(), None, "publishing never started");
     }
 }

@@ -9,14 +9,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let config = ratingingester::Config::parse();
     platform::telemetry::init();
-    match ratingingester::run(&config) {
-        Ok(summary) => {
-            eprintln!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {}", platform::errors::Chain(&error));
-            ExitCode::FAILURE
-        }
+    let report = ratingingester::run(&config);
+    let written =
+        ratingingester::summary::write(&report, config.summary, &mut std::io::stdout(), &mut std::io::stderr());
+    if let Err(error) = written {
+        eprintln!("error: cannot write the summary: {error}");
+        return ExitCode::FAILURE;
     }
+    if report.result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -1,6 +1,7 @@
 //! The ratingingester binary against a real broker: the repo's
 //! ratingsdata.json reaches the rating service (a changed rating and a
-//! delete included), and bad input publishes nothing.
+//! delete included), bad input publishes nothing, and `--summary json`
+//! counts both for machines.
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -31,6 +32,14 @@ fn ingest(broker: &str, file: &Path, extra: &[&str]) -> Output {
 
 fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+}
+
+/// The one JSON object a `--summary json` run prints on stdout.
+fn json_summary(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stdout.lines().count(), 1, "one line on stdout: {stdout}\nstderr: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}\nstderr: {stderr}"))
 }
 
 #[test]
@@ -145,4 +154,65 @@ fn an_unreachable_broker_fails_within_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("cannot reach a Kafka broker at {nowhere}")), "{stderr}");
+}
+
+#[test]
+fn the_json_summary_counts_what_was_sent_and_what_was_refused() {
+    let broker = Broker::start_in_memory();
+    let _rating = start_rating(&broker); // creates the topic
+    let output = ingest(&broker.address(), &repo_file("ratingsdata.json"), &["--summary", "json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let mut summary = json_summary(&output);
+    let duration_ms = summary["duration_ms"].take();
+    assert!(duration_ms.as_f64().is_some_and(|millis| millis > 0.0), "duration_ms: {duration_ms}");
+    assert_eq!(
+        summary,
+        json!({
+            "outcome": "ok", "topic": "ratings",
+            "records": 20, "invalid": 0, "skipped": 0, "events": 20,
+            "sent": 20, "failed": 0, "failures": {},
+            "duration_ms": null, "error": null,
+        })
+    );
+    assert!(!stderr.contains("sent 20 of 20"), "the JSON replaces the summary line: {stderr}");
+    assert_eq!(broker.message_count("ratings"), 20);
+
+    // Invalid input: still one object, and the record's diagnostic on stderr.
+    let file = std::env::temp_dir().join(format!("ratingingester-summary-e2e-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        r#"[{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4},
+            {"recordId": "1", "recordType": 1, "userId": "2", "ratingValue": 3}]"#,
+    )
+    .unwrap();
+    let output = ingest(&broker.address(), &file, &["--summary", "json"]);
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "invalid input was accepted: {stderr}");
+    assert!(stderr.contains(&format!("{}:record 2: recordType must be a string, got 1", file.display())), "{stderr}");
+    assert_eq!(
+        json_summary(&output),
+        json!({
+            "outcome": "invalid_input", "topic": "ratings",
+            "records": 2, "invalid": 1, "skipped": 0, "events": 0,
+            "sent": 0, "failed": 0, "failures": {}, "duration_ms": null,
+            "error": format!(
+                "{}: 1 of 2 records are invalid; nothing was published (--skip-invalid publishes the valid ones)",
+                file.display()
+            ),
+        })
+    );
+    assert_eq!(broker.message_count("ratings"), 20, "nothing more was published");
+
+    // No broker: the input's counts are known, nothing was sent.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let output = ingest(&nowhere, &repo_file("ratingsdata.json"), &["--summary", "json", "--timeout", "2s"]);
+    assert!(!output.status.success());
+    let summary = json_summary(&output);
+    assert_eq!(summary["outcome"], "error", "{summary}");
+    assert_eq!((&summary["events"], &summary["sent"], &summary["failed"]), (&json!(20), &json!(0), &json!(0)));
+    assert!(summary["duration_ms"].is_null(), "publishing never started: {summary}");
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with(&format!("cannot reach a Kafka broker at {nowhere}")), "{summary}");
 }

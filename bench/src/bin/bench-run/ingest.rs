@@ -8,7 +8,7 @@ use std::{
 
 use bench::{
     events::{PROBE_AVERAGE, PROBE_RECORD},
-    parse::{publish_elapsed, published_events},
+    parse::IngesterSummary,
     procfs,
     rpc::await_average,
 };
@@ -94,6 +94,8 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
         "ratings".into(),
         "--timeout".into(),
         "300s".into(),
+        "--summary".into(),
+        "json".into(),
         file,
     ];
     let publishing = std::thread::spawn(move || run_tool(&ingester, &ingester_args, slow));
@@ -108,13 +110,18 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
     let probed = probed?;
     run.apply_rating_cpu_s = ticks_to_s(procfs::cpu_ticks(applying.pid())?.saturating_sub(cpu_before));
     run.apply_rss_bytes = procfs::resident_bytes(applying.pid())?;
-    let publish = publish_elapsed(&published.stderr)
-        .ok_or_else(|| anyhow::anyhow!("no summary from ratingingester:\n{}", published.stderr))?;
+    let summary = IngesterSummary::from_stdout(&published.stdout).map_err(|error| {
+        anyhow::anyhow!("no JSON summary from ratingingester ({error}):\n{}\n{}", published.stdout, published.stderr)
+    })?;
     anyhow::ensure!(
-        published_events(&published.stderr) == Some(events),
-        "ratingingester did not send all {events} events:\n{}",
+        summary.outcome == "ok" && summary.sent == events,
+        "ratingingester did not send all {events} events:\n{}\n{}",
+        published.stdout,
         published.stderr
     );
+    let publish = summary
+        .publish_elapsed()
+        .ok_or_else(|| anyhow::anyhow!("no publishing time from ratingingester:\n{}", published.stdout))?;
     run.ingester_publish_s = publish.as_secs_f64();
     run.ingester_wall_s = (published.finished - published.started).as_secs_f64();
     let first_publish = published.finished - publish;
