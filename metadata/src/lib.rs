@@ -12,6 +12,7 @@ pub mod repository;
 use std::net::SocketAddr;
 
 use contract::api::metadata_service_server::MetadataServiceServer;
+use contract::service::METADATA;
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Registry, StaticRegistry},
@@ -55,14 +56,8 @@ impl Application {
     /// Checks the settings and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let registry = config.discovery.registry(StaticRegistry::new())?;
-        let grpc_services = vec![<MetadataServiceServer<Handler> as NamedService>::NAME];
-        let settings = ServiceSettings::from_args(
-            contract::service::METADATA,
-            grpc_services,
-            config.listen,
-            &config.server,
-            &config.discovery,
-        );
+        let served = vec![<MetadataServiceServer<Handler> as NamedService>::NAME];
+        let settings = ServiceSettings::from_args(METADATA, served, config.listen, &config.server, &config.discovery);
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), "starting metadata service");
         let server = BoundServer::bind(settings).await?;
         Ok(Self { server, registry })

@@ -13,8 +13,9 @@ pub mod model;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contract::api::movie_service_server::MovieServiceServer;
+use contract::service::MOVIE;
 use controller::{MovieController, RatingFailurePolicy};
-use gateway::{GrpcMetadataGateway, GrpcRatingGateway};
+use gateway::GrpcGateway;
 use handler::MovieHandler;
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
@@ -69,15 +70,12 @@ pub fn routes(config: &Config, registry: Arc<dyn Registry>) -> Routes {
     };
     let metadata = Upstream::new(controller::metadata_service(), registry.clone(), settings.clone());
     let rating = Upstream::new(controller::rating_service(), registry, settings);
-    let controller = MovieController::new(
-        GrpcMetadataGateway::new(metadata),
-        GrpcRatingGateway::new(rating),
-        config.on_rating_failure,
-    );
+    let controller =
+        MovieController::new(GrpcGateway::new(metadata), GrpcGateway::new(rating), config.on_rating_failure);
     Routes::new(MovieServiceServer::new(MovieHandler::new(Arc::new(controller))))
 }
 
-type Handler = MovieHandler<GrpcMetadataGateway, GrpcRatingGateway>;
+type Handler = MovieHandler<GrpcGateway, GrpcGateway>;
 
 /// A movie service whose listener is bound: its address is known, and it
 /// serves once [`Application::run_until_stopped`] is called.
@@ -94,14 +92,8 @@ impl Application {
             .with_service(controller::metadata_service(), &config.metadata_addrs)?
             .with_service(controller::rating_service(), &config.rating_addrs)?;
         let registry = config.discovery.registry(peers)?;
-        let grpc_services = vec![<MovieServiceServer<Handler> as NamedService>::NAME];
-        let settings = ServiceSettings::from_args(
-            contract::service::MOVIE,
-            grpc_services,
-            config.listen,
-            &config.server,
-            &config.discovery,
-        );
+        let served = vec![<MovieServiceServer<Handler> as NamedService>::NAME];
+        let settings = ServiceSettings::from_args(MOVIE, served, config.listen, &config.server, &config.discovery);
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), upstream_timeout = ?config.upstream_timeout,
             on_rating_failure = ?config.on_rating_failure, "starting movie service");
         let server = BoundServer::bind(settings).await?;

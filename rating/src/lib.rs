@@ -15,7 +15,7 @@ pub mod repository;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs};
+use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs, service::RATING};
 use event_log::{AppliedOffsets, EventLogArgs, EventLogSettings, consumer::EventConsumer, writer::KafkaEventLog};
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
@@ -72,14 +72,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let range = config.ratings.range()?;
         let registry = config.discovery.registry(StaticRegistry::new())?;
-        let grpc_services = vec![<RatingServiceServer<Handler> as NamedService>::NAME];
-        let settings = ServiceSettings::from_args(
-            contract::service::RATING,
-            grpc_services,
-            config.listen,
-            &config.server,
-            &config.discovery,
-        );
+        let served = vec![<RatingServiceServer<Handler> as NamedService>::NAME];
+        let settings = ServiceSettings::from_args(RATING, served, config.listen, &config.server, &config.discovery);
         let event_log = config.event_log.settings();
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), ratings = %range,
             kafka = event_log.as_ref().map_or("off", |kafka| kafka.brokers.as_str()),

@@ -12,17 +12,19 @@ use platform::upstream::Upstream;
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
 
-pub struct GrpcMetadataGateway {
+/// A dependency reached over gRPC through its upstream pool: the metadata
+/// service as a [`MetadataGateway`], the rating service as a [`RatingGateway`].
+pub struct GrpcGateway {
     upstream: Upstream,
 }
 
-impl GrpcMetadataGateway {
+impl GrpcGateway {
     pub fn new(upstream: Upstream) -> Self {
         Self { upstream }
     }
 }
 
-impl MetadataGateway for GrpcMetadataGateway {
+impl MetadataGateway for GrpcGateway {
     async fn get(&self, id: &MovieId) -> Result<Metadata, GatewayError> {
         let response = self
             .upstream
@@ -38,17 +40,7 @@ impl MetadataGateway for GrpcMetadataGateway {
     }
 }
 
-pub struct GrpcRatingGateway {
-    upstream: Upstream,
-}
-
-impl GrpcRatingGateway {
-    pub fn new(upstream: Upstream) -> Self {
-        Self { upstream }
-    }
-}
-
-impl RatingGateway for GrpcRatingGateway {
+impl RatingGateway for GrpcGateway {
     async fn aggregated(&self, id: &MovieId) -> Result<f64, GatewayError> {
         let response = self
             .upstream

@@ -5,7 +5,7 @@ mod grpc;
 use std::{future::Future, time::Duration};
 
 use contract::{id::MovieId, metadata::Metadata};
-pub use grpc::{GrpcMetadataGateway, GrpcRatingGateway};
+pub use grpc::GrpcGateway;
 use platform::{discovery::ServiceName, upstream::UpstreamError};
 
 /// Why a dependency did not give an answer.
