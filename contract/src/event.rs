@@ -70,6 +70,33 @@ pub enum EventError {
     ConflictingValues { rating_value: i128, value: i128 },
 }
 
+impl EventError {
+    /// The rule broken, as a short fixed name: a metric label that does not
+    /// grow with the values refused.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventError::MalformedJson(_) => "malformed_json",
+            EventError::NotAnObject { .. } => "not_an_object",
+            EventError::MissingField { .. } => "missing_field",
+            EventError::WrongType { .. } => "wrong_type",
+            EventError::Invalid(_) => "invalid_value",
+            EventError::MissingValue => "missing_value",
+            EventError::UnknownEventType { .. } => "unknown_event_type",
+            EventError::ConflictingValues { .. } => "conflicting_values",
+        }
+    }
+}
+
+impl RatingEvent {
+    /// `put` or `delete`, as `eventType` spells it.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            RatingEvent::Put { .. } => PUT,
+            RatingEvent::Delete { .. } => DELETE,
+        }
+    }
+}
+
 /// Whether an event sets or withdraws a rating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EventKind {
@@ -289,6 +316,30 @@ mod tests {
             key: RecordKey::parse(record_type.into(), record_id.into()).unwrap(),
             user: UserId::parse("userId", user.into()).unwrap(),
         }
+    }
+
+    #[test]
+    fn each_refusal_has_a_fixed_kind_for_metrics() {
+        let kind = |text: &str| parse(text).unwrap_err().kind();
+        assert_eq!(kind("{not json"), "malformed_json");
+        assert_eq!(kind("[1]"), "not_an_object");
+        assert_eq!(kind(r#"{"recordType": "movie", "userId": "1", "ratingValue": 5}"#), "missing_field");
+        assert_eq!(kind(r#"{"recordId": 1, "recordType": "movie", "userId": "1", "ratingValue": 5}"#), "wrong_type");
+        assert_eq!(
+            kind(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 9}"#),
+            "invalid_value"
+        );
+        assert_eq!(kind(r#"{"recordId": "1", "recordType": "movie", "userId": "1"}"#), "missing_value");
+        assert_eq!(
+            kind(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "eventType": "undo"}"#),
+            "unknown_event_type"
+        );
+        assert_eq!(
+            kind(r#"{"recordId": "1", "recordType": "movie", "userId": "1", "value": 2, "ratingValue": 3}"#),
+            "conflicting_values"
+        );
+        assert_eq!(put("movie", "1", "u", 1).event_type(), "put");
+        assert_eq!(delete("movie", "1", "u").event_type(), "delete");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct ServerArgs {
     /// On SIGINT/SIGTERM, how long in-flight RPCs may take to finish before the process exits anyway
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 impl ServerArgs {

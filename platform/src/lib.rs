@@ -11,6 +11,7 @@ pub mod config;
 pub mod discovery;
 pub mod entry;
 pub mod errors;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
+    metrics::ServerCallMetricsLayer,
 };
 
 /// The services every server offers besides its own.
@@ -35,6 +36,8 @@ pub struct ServiceSettings {
     pub advertise_host: Option<String>,
     pub instance_id: Option<InstanceId>,
     pub shutdown_timeout: Duration,
+    /// Where Prometheus metrics are served; `None`: no metrics.
+    pub metrics_address: Option<SocketAddr>,
     pub registration: RegistrationSettings,
 }
 
@@ -54,6 +57,7 @@ impl ServiceSettings {
             advertise_host: server.advertise_host.clone(),
             instance_id: server.instance_id(),
             shutdown_timeout: server.shutdown_timeout,
+            metrics_address: server.metrics.metrics_addr,
             registration: discovery.registration(),
         }
     }
@@ -73,6 +77,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("the gRPC server task ended abnormally")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// A service whose listener is bound, so its real address (after asking for
@@ -90,6 +96,9 @@ impl BoundServer {
             .map_err(|source| ServeError::Bind { address: settings.listen, source })?;
         let local_address =
             listener.local_addr().map_err(|source| ServeError::Bind { address: settings.listen, source })?;
+        if let Some(address) = settings.metrics_address {
+            crate::metrics::serve(address, settings.service.as_str())?;
+        }
         Ok(Self { settings, listener, local_address })
     }
 
@@ -111,6 +120,7 @@ impl BoundServer {
             service: settings.service.clone(),
             host,
             port: self.local_address.port(),
+            metrics_port: settings.metrics_address.map(|address| address.port()),
         }
     }
 
@@ -132,7 +142,8 @@ impl BoundServer {
         let Self { settings, listener, local_address } = self;
         let (health, routes) = Health::not_serving(routes, &settings.grpc_services).await;
         let routes = with_reflection(routes, &settings.grpc_services)?;
-        let mut server = ServerTask::spawn(routes, listener);
+        let metrics = settings.metrics_address.map(|_| ServerCallMetricsLayer);
+        let mut server = ServerTask::spawn(routes, listener, metrics);
         tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address, "listening");
 
         let mut registration = None;
@@ -231,9 +242,10 @@ struct ServerTask {
 }
 
 impl ServerTask {
-    fn spawn(routes: Routes, listener: TcpListener) -> Self {
+    fn spawn(routes: Routes, listener: TcpListener, metrics: Option<ServerCallMetricsLayer>) -> Self {
         let stop_accepting = CancellationToken::new();
         let server = tonic::transport::Server::builder()
+            .layer(tower::util::option_layer(metrics))
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
         Self { task: tokio::spawn(server), stop_accepting }
@@ -370,6 +382,7 @@ mod tests {
             advertise_host: None,
             instance_id: Some(InstanceId::new("rating-1")),
             shutdown_timeout: Duration::from_secs(5),
+            metrics_address: None,
             registration: RegistrationSettings::default(),
         }
     }

@@ -63,6 +63,17 @@ pub enum UpstreamError {
     },
 }
 
+impl UpstreamError {
+    /// The status code a caller would see for this error.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            UpstreamError::NoHealthyInstance { .. } => tonic::Code::Unavailable,
+            UpstreamError::Unavailable { status, .. } | UpstreamError::Status { status, .. } => status.code(),
+            UpstreamError::DeadlineExceeded { .. } => tonic::Code::DeadlineExceeded,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Member {
     instance: Instance,
@@ -164,6 +175,7 @@ impl Inner {
     }
 
     fn replace(&self, members: Vec<Member>) {
+        metrics::gauge!("discovery_instances", "service" => self.service.to_string()).set(members.len() as f64);
         self.members.send_replace(Arc::new(members));
     }
 
@@ -236,7 +248,13 @@ mod tests {
     use crate::discovery::{InstanceId, MemoryRegistry};
 
     fn instance(id: &str, port: u16) -> Instance {
-        Instance { id: InstanceId::new(id), service: ServiceName::new("rating"), host: "127.0.0.1".into(), port }
+        Instance {
+            id: InstanceId::new(id),
+            service: ServiceName::new("rating"),
+            host: "127.0.0.1".into(),
+            port,
+            metrics_port: None,
+        }
     }
 
     /// Waits until the pool holds exactly the instances `expected`, for at

@@ -81,6 +81,7 @@ async fn lookups_return_passing_instances_only() {
         service: ServiceName::new("rating"),
         host: "127.0.0.1".into(),
         port,
+        metrics_port: None,
     };
     let (alive, silent) = (instance("rating-alive", 9001), instance("rating-silent", 9002));
     registry.register(&alive).await.unwrap();

@@ -8,7 +8,7 @@ use contract::{
     id::MOVIE_RECORD_TYPE,
 };
 use contract::{id::MovieId, metadata::Metadata};
-use platform::upstream::Upstream;
+use platform::{metrics::timed_client_call, upstream::Upstream};
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
 
@@ -26,13 +26,11 @@ impl GrpcGateway {
 
 impl MetadataGateway for GrpcGateway {
     async fn get(&self, id: &MovieId) -> Result<Metadata, GatewayError> {
-        let response = self
-            .upstream
-            .call(|channel, _| {
-                let request = GetMetadataRequest { movie_id: id.as_str().to_string() };
-                async move { MetadataServiceClient::new(channel).get_metadata(request).await }
-            })
-            .await?;
+        let call = self.upstream.call(|channel, _| {
+            let request = GetMetadataRequest { movie_id: id.as_str().to_string() };
+            async move { MetadataServiceClient::new(channel).get_metadata(request).await }
+        });
+        let response = timed_client_call("MetadataService", "GetMetadata", call).await?;
         Metadata::parse(response.into_inner().metadata).map_err(|error| GatewayError::Failed {
             service: self.upstream.service().clone(),
             reason: format!("malformed answer: {error}"),
@@ -42,16 +40,14 @@ impl MetadataGateway for GrpcGateway {
 
 impl RatingGateway for GrpcGateway {
     async fn aggregated(&self, id: &MovieId) -> Result<f64, GatewayError> {
-        let response = self
-            .upstream
-            .call(|channel, _| {
-                let request = GetAggregatedRatingRequest {
-                    record_id: id.as_str().to_string(),
-                    record_type: MOVIE_RECORD_TYPE.to_string(),
-                };
-                async move { RatingServiceClient::new(channel).get_aggregated_rating(request).await }
-            })
-            .await?;
+        let call = self.upstream.call(|channel, _| {
+            let request = GetAggregatedRatingRequest {
+                record_id: id.as_str().to_string(),
+                record_type: MOVIE_RECORD_TYPE.to_string(),
+            };
+            async move { RatingServiceClient::new(channel).get_aggregated_rating(request).await }
+        });
+        let response = timed_client_call("RatingService", "GetAggregatedRating", call).await?;
         Ok(response.into_inner().rating_value)
     }
 }

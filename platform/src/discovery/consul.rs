@@ -4,7 +4,7 @@
 //! not handed out before its first heartbeat; `DeregisterCriticalServiceAfter`
 //! lets Consul reap an instance that died without deregistering. Lookups ask
 //! the health endpoint for passing instances only.
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use consulrs::{
     api::{check::common::AgentServiceCheckBuilder, service::requests::RegisterServiceRequest},
@@ -13,6 +13,9 @@ use consulrs::{
 };
 
 use super::{DiscoveryError, Instance, InstanceId, Registry, ServiceName, consul_health};
+
+/// The service meta key under which an instance registers its metrics port.
+pub const METRICS_PORT_META: &str = "metrics_port";
 
 /// How this process talks to Consul and how its registrations behave.
 #[derive(Debug, Clone)]
@@ -94,6 +97,10 @@ impl Registry for ConsulRegistry {
             })?;
         let mut request = RegisterServiceRequest::builder();
         request.id(instance.id.as_str()).address(instance.host.clone()).port(u64::from(instance.port)).check(check);
+        if let Some(port) = instance.metrics_port {
+            // Prometheus finds each instance's metrics through this meta.
+            request.meta(HashMap::from([(METRICS_PORT_META.to_string(), port.to_string())]));
+        }
         consulrs::service::register(&self.client, instance.service.as_str(), Some(&mut request))
             .await
             .map_err(|error| self.error(error))?;
@@ -141,6 +148,11 @@ impl Registry for ConsulRegistry {
                     service: service.clone(),
                     host,
                     port: u16::try_from(registered.port?).ok()?,
+                    metrics_port: registered
+                        .meta
+                        .as_ref()
+                        .and_then(|meta| meta.get(METRICS_PORT_META))
+                        .and_then(|port| port.parse().ok()),
                 })
             })
             .collect())

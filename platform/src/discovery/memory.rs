@@ -88,7 +88,13 @@ mod tests {
     use super::*;
 
     fn instance(id: &str, service: &str) -> Instance {
-        Instance { id: InstanceId::new(id), service: ServiceName::new(service), host: "127.0.0.1".into(), port: 1 }
+        Instance {
+            id: InstanceId::new(id),
+            service: ServiceName::new(service),
+            host: "127.0.0.1".into(),
+            port: 1,
+            metrics_port: None,
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -63,6 +63,9 @@ pub struct Instance {
     /// Host name or IP address that other processes can connect to.
     pub host: String,
     pub port: u16,
+    /// Where the instance serves Prometheus metrics (same host), if it does;
+    /// registered in Consul as the service meta `metrics_port`.
+    pub metrics_port: Option<u16>,
 }
 
 impl Instance {
@@ -151,6 +154,7 @@ mod tests {
             service: ServiceName::new("rating"),
             host: "127.0.0.1".into(),
             port: 8082,
+            metrics_port: None,
         };
         assert_eq!(instance.authority(), "127.0.0.1:8082");
         instance.host = "::1".into();

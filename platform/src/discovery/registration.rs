@@ -122,6 +122,7 @@ async fn keep_registered(
                     .unwrap_or(settings.max_retry_delay)
                     .min(settings.heartbeat_interval.max(settings.max_retry_delay));
                 let action = if registered { "heartbeat" } else { "registration" };
+                metrics::counter!("discovery_heartbeat_failures_total").increment(1);
                 tracing::warn!(instance = %instance.id, error = &error as &dyn std::error::Error, retry_in = ?delay,
                     "{action} failed; still serving");
                 healthy_reported = false;
@@ -150,6 +151,7 @@ mod tests {
             service: ServiceName::new("rating"),
             host: "127.0.0.1".into(),
             port: 1,
+            metrics_port: None,
         }
     }
 

@@ -30,6 +30,7 @@ impl StaticRegistry {
                     service: service.clone(),
                     host,
                     port,
+                    metrics_port: None,
                 })
             })
             .collect::<Result<Vec<_>, DiscoveryError>>()?;

@@ -26,8 +26,8 @@ use std::{
 use backon::{BackoffBuilder, ExponentialBuilder};
 use platform::shutdown::CancellationToken;
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{Consumer, StreamConsumer},
+    ClientContext, Message, Offset, Statistics, TopicPartitionList,
+    consumer::{Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -41,6 +41,30 @@ use crate::{
     model::{RatingEvent, RatingRange},
     repository::RatingRepository,
 };
+
+/// Reports how far behind the topic this instance is, per partition, from
+/// librdkafka's periodic statistics: the partition's high watermark minus
+/// the next offset this instance will apply.
+pub struct LagReporter {
+    topic: String,
+    applied: Arc<AppliedOffsets>,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        for (&partition, figures) in &topic.partitions {
+            // librdkafka lists an internal partition -1 for unassigned messages.
+            if partition < 0 {
+                continue;
+            }
+            let lag = (figures.hi_offset - self.applied.next_offset(partition)).max(0);
+            metrics::gauge!("rating_consumer_lag", "partition" => partition.to_string()).set(lag as f64);
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
 
 /// What the consumer has done so far.
 #[derive(Debug, Default)]
@@ -75,6 +99,7 @@ impl<R: RatingRepository> EventConsumer<R> {
     /// while the broker cannot be reached.
     pub async fn run(self, ready: oneshot::Sender<()>, stop: CancellationToken) {
         let mut ready = Some(ready);
+        metrics::gauge!("rating_consumer_caught_up").set(0.0);
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(5))
@@ -106,6 +131,7 @@ impl<R: RatingRepository> EventConsumer<R> {
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(());
                 }
+                metrics::gauge!("rating_consumer_caught_up").set(1.0);
             }
             let message = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -139,9 +165,10 @@ impl<R: RatingRepository> EventConsumer<R> {
 
     /// Creates the topics if needed, assigns every partition from the
     /// beginning, and returns each partition's end offset at this moment.
-    async fn connect(&self) -> Result<(StreamConsumer, HashMap<i32, i64>), KafkaError> {
+    async fn connect(&self) -> Result<(StreamConsumer<LagReporter>, HashMap<i32, i64>), KafkaError> {
         ensure_topics(&self.settings).await?;
-        let consumer = self.settings.consumer()?;
+        let lag = LagReporter { topic: self.settings.topic.clone(), applied: self.applied.clone() };
+        let consumer = self.settings.consumer(lag)?;
         let topic = self.settings.topic.clone();
         let (consumer, targets) = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
             let timeout = Duration::from_secs(10);
@@ -177,16 +204,23 @@ impl<R: RatingRepository> EventConsumer<R> {
     async fn handle(&self, message: &BorrowedMessage<'_>) {
         let (partition, offset) = (message.partition(), message.offset());
         let outcome = match message.payload() {
-            Some(payload) => RatingEvent::from_json(payload, self.range).map_err(|error| error.to_string()),
-            None => Err("the message has no payload".to_string()),
+            Some(payload) => {
+                RatingEvent::from_json(payload, self.range).map_err(|error| (error.kind(), error.to_string()))
+            }
+            None => Err(("no_payload", "the message has no payload".to_string())),
         };
         match outcome {
             Ok(event) => {
                 tracing::debug!(partition, offset, %event, "applying");
+                let event_type = event.event_type();
                 self.controller.apply(event).await;
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("rating_events_applied_total", "event_type" => event_type).increment(1);
             }
-            Err(reason) => self.dead_letter(message, &reason).await,
+            Err((kind, reason)) => {
+                metrics::counter!("rating_events_dead_lettered_total", "reason" => kind).increment(1);
+                self.dead_letter(message, &reason).await
+            }
         }
         self.applied.applied(partition, offset);
     }

@@ -15,7 +15,12 @@ use std::time::Duration;
 
 pub use applied::AppliedOffsets;
 use contract::kafka::{KafkaArgs, client_config, producer_config};
-use rdkafka::{ClientConfig, consumer::StreamConsumer, error::KafkaError, producer::FutureProducer};
+use rdkafka::{
+    ClientConfig,
+    consumer::{ConsumerContext, StreamConsumer},
+    error::KafkaError,
+    producer::FutureProducer,
+};
 
 /// The header of a dead-lettered message that says why it was refused.
 pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
@@ -84,7 +89,7 @@ impl EventLogSettings {
         producer_config(&self.brokers, CLIENT_ID, self.write_timeout).set("linger.ms", "1").create()
     }
 
-    fn consumer(&self) -> Result<StreamConsumer, KafkaError> {
+    fn consumer<C: ConsumerContext + 'static>(&self, context: C) -> Result<StreamConsumer<C>, KafkaError> {
         self.client_config()
             // Partitions are assigned, not subscribed: the group id is only a
             // label, and nothing is ever committed under it.
@@ -94,6 +99,8 @@ impl EventLogSettings {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "50")
-            .create()
+            // Statistics every few seconds: the consumer lag per partition.
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)
     }
 }

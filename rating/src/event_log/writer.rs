@@ -34,8 +34,23 @@ impl KafkaEventLog {
 #[async_trait::async_trait]
 impl EventLog for KafkaEventLog {
     /// Publishes `event`, waits for the broker's acknowledgement, then for
-    /// this instance to have applied it; all within the write timeout.
+    /// this instance to have applied it; all within the write timeout. Each
+    /// write is counted by outcome (`rating_writes_total`).
     async fn append(&self, event: &RatingEvent) -> Result<(), WriteError> {
+        let result = self.publish_and_wait(event).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(WriteError::Unavailable(_)) => "unavailable",
+            Err(WriteError::NotAcknowledged(_)) => "not_acknowledged",
+            Err(WriteError::NotApplied(_)) => "not_applied",
+        };
+        metrics::counter!("rating_writes_total", "outcome" => outcome).increment(1);
+        result
+    }
+}
+
+impl KafkaEventLog {
+    async fn publish_and_wait(&self, event: &RatingEvent) -> Result<(), WriteError> {
         let deadline = Instant::now() + self.timeout;
         let key = event.kafka_key();
         let payload = event.to_json();
