@@ -113,6 +113,12 @@ impl Application {
     }
 }
 
+impl platform::entry::ServiceConfig for Config {
+    fn server(&self) -> &ServerArgs {
+        &self.server
+    }
+}
+
 /// Builds the service, then serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     Application::build(config).await?.run_until_stopped(shutdown).await

@@ -77,6 +77,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
+
+    #[command(flatten)]
+    pub logging: crate::telemetry::LogArgs,
 }
 
 impl ServerArgs {

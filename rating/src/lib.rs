@@ -128,6 +128,12 @@ fn routes(controller: Arc<RatingController<MemoryRepository>>, range: RatingRang
     Routes::new(RatingServiceServer::new(handler::RatingHandler::new(controller, range)))
 }
 
+impl platform::entry::ServiceConfig for Config {
+    fn server(&self) -> &ServerArgs {
+        &self.server
+    }
+}
+
 /// Builds the service, then serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     Application::build(config).await?.run_until_stopped(shutdown).await

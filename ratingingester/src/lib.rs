@@ -52,6 +52,9 @@ pub struct Config {
     #[command(flatten)]
     pub ratings: RatingRangeArgs,
 
+    #[command(flatten)]
+    pub logging: platform::telemetry::LogArgs,
+
     /// Bound on reaching the broker, on each event's delivery, and on the final wait for delivery reports
     #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,

@@ -133,6 +133,14 @@ impl ServiceProcess {
         self.wait(timeout)
     }
 
+    /// Sends SIGTERM, waits for the process to exit, and returns its exit
+    /// status with everything it logged.
+    pub fn terminate_with_log(mut self, timeout: Duration) -> (ExitStatus, String) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait(timeout);
+        (status, self.log())
+    }
+
     /// Kills the process at once, as a crash would (no deregistration).
     pub fn crash(mut self) {
         let _ = self.child.kill();
