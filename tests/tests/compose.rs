@@ -453,3 +453,25 @@ fn prometheus_discovers_the_services_through_the_consul_they_register_with() {
     let depends_on = &service(&compose, "prometheus")["depends_on"][host_of(server)]["condition"];
     assert_eq!(depends_on.as_str(), Some("service_healthy"), "Prometheus starts once Consul answers");
 }
+
+#[test]
+fn the_services_serve_metrics_on_one_port_and_send_traces_to_jaeger() {
+    let compose = load();
+    let jaeger_otlp = published_ports(service(&compose, "jaeger"));
+    for (name, _) in SUITE {
+        let environment = environment(service(&compose, name));
+        // Prometheus scrapes each instance on the port it registers as the
+        // meta metrics_port, on its container address: any port works, on
+        // all interfaces.
+        let metrics: SocketAddr = environment
+            .get("METRICS_ADDR")
+            .unwrap_or_else(|| panic!("{name} serves no metrics"))
+            .parse()
+            .expect("METRICS_ADDR is an address");
+        assert!(metrics.ip().is_unspecified(), "{name} serves metrics on all interfaces, not {metrics}");
+        let endpoint =
+            environment.get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| panic!("{name} sends no traces"));
+        assert_eq!(endpoint, "http://jaeger:4317", "{name} sends its traces to Jaeger's OTLP gRPC port");
+        assert!(jaeger_otlp.iter().any(|(_, container)| *container == 4317), "Jaeger receives OTLP gRPC on 4317");
+    }
+}
