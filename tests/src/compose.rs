@@ -1,5 +1,6 @@
 //! The repository's `docker-compose.yml` as the tests read it: parsed, with
-//! YAML merge keys resolved, and its services' environments as plain maps.
+//! YAML merge keys resolved, and its services' environments as plain maps;
+//! and the other YAML files it mounts (Prometheus's and Grafana's).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -14,9 +15,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// `docker-compose.yml`, merge keys resolved.
 pub fn load() -> Value {
-    let path = workspace_root().join("docker-compose.yml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    let mut value: Value = serde_norway::from_str(&text).expect("docker-compose.yml is YAML");
+    let mut value = load_yaml("docker-compose.yml");
     // A merged-in mapping may itself merge another (x-suite-service merges
     // x-suite-image): resolve until nothing changes.
     loop {
@@ -26,6 +25,13 @@ pub fn load() -> Value {
             return value;
         }
     }
+}
+
+/// A YAML file of the repository, by its path from the workspace root.
+pub fn load_yaml(relative: &str) -> Value {
+    let path = workspace_root().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|error| panic!("{relative} is not YAML: {error}"))
 }
 
 pub fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {

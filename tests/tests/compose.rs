@@ -5,11 +5,14 @@
 //! (an unknown variable fails) and parsed into its real `Config`, so the
 //! checks compare the settings the containers would actually run with:
 //! ports, discovery and Kafka addresses, topics, healthchecks, start order,
-//! and the one build of the image they all run.
+//! and the one build of the image they all run. The observability profile's
+//! services (Jaeger, Prometheus, Grafana) are checked the same way: pinned
+//! images, configuration mounted read-only from the repository, Prometheus
+//! asking the Consul agent the services register with.
 use std::{net::SocketAddr, process::Command};
 
 use clap::{CommandFactory, Parser};
-use e2e::compose::{environment, load, service, workspace_root};
+use e2e::compose::{environment, load, load_yaml, service, workspace_root};
 use platform::config::DiscoveryMode;
 use serde_norway::Value;
 
@@ -57,7 +60,9 @@ fn command_line<C: CommandFactory>(service_name: &str, service: &Value) -> Vec<S
     let command = strings(&service["command"]);
     let mut line = command.clone();
     for (variable, value) in environment(service) {
-        if variable == "RUST_LOG" {
+        // Read by libraries rather than flags: the log filter, and the
+        // OpenTelemetry exporter (OTEL_EXPORTER_OTLP_ENDPOINT and the like).
+        if variable == "RUST_LOG" || variable.starts_with("OTEL_") {
             continue;
         }
         let argument = definition
@@ -116,7 +121,7 @@ fn published_ports(service: &Value) -> Vec<(String, u16)> {
 
 #[test]
 fn docker_compose_accepts_the_file() {
-    for extra in [&[][..], &["--profile", "tools"][..]] {
+    for extra in [&[][..], &["--profile", "tools"][..], &["--profile", "observability"][..]] {
         let output = Command::new("docker-compose")
             .current_dir(workspace_root())
             .args(extra)
@@ -299,6 +304,8 @@ fn pulled_images_are_pinned_to_a_release() {
             continue;
         }
         let (_, tag) = image.rsplit_once(':').unwrap_or_else(|| panic!("{name:?}: {image} has no tag"));
+        // Prometheus tags its releases `v2.55.1`.
+        let tag = tag.strip_prefix('v').unwrap_or(tag);
         assert!(
             tag.split('.').count() == 3 && tag.split('.').all(|part| part.parse::<u32>().is_ok()),
             "{name:?}: {image} is not pinned to a major.minor.patch release"
@@ -328,4 +335,143 @@ fn the_image_holds_every_binary_compose_runs_and_runs_as_a_non_root_user() {
     let user = runtime.lines().find_map(|line| line.strip_prefix("USER ")).expect("the runtime stage sets USER");
     assert!(!user.starts_with("root") && !user.starts_with("0"), "the runtime runs as {user}");
     assert!(!runtime.contains("cargo") && !runtime.contains("build-essential"), "no build tools in the runtime");
+}
+
+/// The observability profile's services and the UI port each publishes.
+const OBSERVABILITY: [(&str, u16); 3] = [("jaeger", 16686), ("prometheus", 9090), ("grafana", 3000)];
+
+/// (source in the repository, target in the container) of a service's bind
+/// mounts, each checked to be read-only.
+fn read_only_mounts(name: &str, service: &Value) -> Vec<(String, String)> {
+    strings(&service["volumes"])
+        .iter()
+        .map(|volume| {
+            let parts: Vec<&str> = volume.split(':').collect();
+            let [source, target, "ro"] = parts[..] else { panic!("{name}: `{volume}` is not source:target:ro") };
+            assert!(source.starts_with("./"), "{name}: `{volume}` mounts a file of the repository");
+            (source.to_string(), target.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_observability_profile_mounts_its_configuration_from_the_repository_read_only() {
+    let compose = load();
+    for (name, port) in OBSERVABILITY {
+        let service = service(&compose, name);
+        assert_eq!(strings(&service["profiles"]), ["observability"], "{name} starts only with the profile");
+        assert!(published_ports(service).contains(&(port.to_string(), port)), "{name}'s UI is on localhost:{port}");
+        if service.get("volumes").is_none() {
+            continue;
+        }
+        for (source, _) in read_only_mounts(name, service) {
+            assert!(workspace_root().join(&source).exists(), "{name} mounts {source}, which is not in the repository");
+        }
+    }
+
+    // Jaeger receives OTLP over gRPC and HTTP.
+    let jaeger = published_ports(service(&compose, "jaeger"));
+    for otlp in [4317, 4318] {
+        assert!(jaeger.contains(&(otlp.to_string(), otlp)), "Jaeger receives OTLP on {otlp}");
+    }
+
+    // Prometheus reads the mounted config, and the rule files it names are
+    // mounted beside it (Prometheus resolves them relative to the config).
+    let prometheus = service(&compose, "prometheus");
+    let mounts = read_only_mounts("prometheus", prometheus);
+    let config_file = strings(&prometheus["command"])
+        .iter()
+        .find_map(|argument| argument.strip_prefix("--config.file=").map(str::to_string))
+        .expect("prometheus is given --config.file");
+    let (config_source, _) = mounts
+        .iter()
+        .find(|(_, target)| *target == config_file)
+        .unwrap_or_else(|| panic!("{config_file} is not mounted"));
+    assert_eq!(config_source, "./observability/prometheus/prometheus.yml");
+    let config_directory = config_file.rsplit_once('/').expect("an absolute path").0;
+    for rule_file in strings(&load_yaml("observability/prometheus/prometheus.yml")["rule_files"]) {
+        let in_container = format!("{config_directory}/{rule_file}");
+        let (source, _) = mounts
+            .iter()
+            .find(|(_, target)| *target == in_container)
+            .unwrap_or_else(|| panic!("the rule file {in_container} is not mounted"));
+        assert_eq!(*source, format!("./observability/prometheus/{rule_file}"));
+    }
+
+    // Grafana: provisioning where Grafana looks for it, the dashboards where
+    // the dashboard provider reads them, the data source at Prometheus.
+    let grafana = service(&compose, "grafana");
+    let mounts = read_only_mounts("grafana", grafana);
+    assert!(mounts.contains(&("./observability/grafana/provisioning".into(), "/etc/grafana/provisioning".into())));
+    let providers = load_yaml("observability/grafana/provisioning/dashboards/dashboards.yml");
+    for provider in providers["providers"].as_sequence().expect("dashboard providers") {
+        let path = provider["options"]["path"].as_str().expect("a provider's path");
+        assert!(
+            mounts.contains(&("./observability/grafana/dashboards".into(), path.into())),
+            "the dashboards are mounted where the provider reads them, {path}"
+        );
+    }
+    let datasources = load_yaml("observability/grafana/provisioning/datasources/prometheus.yml");
+    let url = datasources["datasources"][0]["url"].as_str().expect("the data source's url");
+    assert_eq!(url, "http://prometheus:9090", "Grafana asks the compose Prometheus");
+    let grafana_environment = environment(grafana);
+    assert_eq!(grafana_environment["GF_AUTH_ANONYMOUS_ENABLED"], "true", "dashboards open without a login");
+    assert_eq!(grafana_environment["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer", "anonymous visitors only view");
+}
+
+#[test]
+fn prometheus_discovers_the_services_through_the_consul_they_register_with() {
+    let compose = load();
+    let consul_addresses = [
+        config::<metadata::Config>(&compose, "metadata").discovery.consul_address,
+        config::<rating::Config>(&compose, "rating").discovery.consul_address,
+        config::<movie::Config>(&compose, "movie").discovery.consul_address,
+    ];
+    let prometheus = load_yaml("observability/prometheus/prometheus.yml");
+    let suite_jobs: Vec<&Value> = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .filter(|job| job.get("consul_sd_configs").is_some())
+        .collect();
+    let [job] = suite_jobs[..] else { panic!("one scrape job discovers the suite through Consul") };
+    let [discovery] = &job["consul_sd_configs"].as_sequence().expect("consul_sd_configs")[..] else {
+        panic!("one Consul to ask")
+    };
+    let server = discovery["server"].as_str().expect("the Consul server");
+    for ((name, _), address) in SUITE.into_iter().zip(consul_addresses) {
+        let address = address.expect("a Consul address");
+        let host_and_port = address.split_once("://").map_or(address.as_str(), |(_, rest)| rest);
+        assert_eq!(server, host_and_port, "Prometheus asks the Consul agent {name} registers with");
+    }
+    let services = strings(&discovery["services"]);
+    assert_eq!(services, SUITE.map(|(name, _)| name), "Prometheus looks up the names the services register under");
+
+    // Only instances that announce a metrics port, scraped on that port.
+    let relabelling = serde_norway::to_string(&job["relabel_configs"]).expect("relabel_configs as text");
+    assert!(relabelling.contains("__meta_consul_service_metadata_metrics_port"), "{relabelling}");
+    let depends_on = &service(&compose, "prometheus")["depends_on"][host_of(server)]["condition"];
+    assert_eq!(depends_on.as_str(), Some("service_healthy"), "Prometheus starts once Consul answers");
+}
+
+#[test]
+fn the_services_serve_metrics_on_one_port_and_send_traces_to_jaeger() {
+    let compose = load();
+    let jaeger_otlp = published_ports(service(&compose, "jaeger"));
+    for (name, _) in SUITE {
+        let environment = environment(service(&compose, name));
+        // Prometheus scrapes each instance on the port it registers as the
+        // meta metrics_port, on its container address: any port works, on
+        // all interfaces.
+        let metrics: SocketAddr = environment
+            .get("METRICS_ADDR")
+            .unwrap_or_else(|| panic!("{name} serves no metrics"))
+            .parse()
+            .expect("METRICS_ADDR is an address");
+        assert!(metrics.ip().is_unspecified(), "{name} serves metrics on all interfaces, not {metrics}");
+        let endpoint =
+            environment.get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| panic!("{name} sends no traces"));
+        assert_eq!(endpoint, "http://jaeger:4317", "{name} sends its traces to Jaeger's OTLP gRPC port");
+        assert!(jaeger_otlp.iter().any(|(_, container)| *container == 4317), "Jaeger receives OTLP gRPC on 4317");
+    }
 }
