@@ -20,8 +20,10 @@ where
     E: From<std::io::Error>,
 {
     let config = C::parse();
+    let name = C::command().get_name().to_string();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
-        telemetry::init(config.server().logging.log_format);
+        // Dropped after the service has stopped: the last spans are flushed.
+        let _telemetry = telemetry::init(config.server().logging.log_format, &name);
         run(config, shutdown::on_signal()).await
     })
 }

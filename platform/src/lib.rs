@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace_context;
 pub mod upstream;

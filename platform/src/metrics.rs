@@ -16,6 +16,7 @@ use std::{
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use tonic::Code;
+use tracing::Instrument;
 
 use crate::upstream::UpstreamError;
 
@@ -72,7 +73,7 @@ pub async fn timed_client_call<T>(
     call: impl Future<Output = Result<T, UpstreamError>>,
 ) -> Result<T, UpstreamError> {
     let started = Instant::now();
-    let result = call.await;
+    let result = call.instrument(crate::trace_context::client_span(rpc_service, rpc_method)).await;
     let code = result.as_ref().map_or_else(UpstreamError::code, |_| Code::Ok);
     metrics::histogram!(CLIENT_CALL_DURATION,
         "rpc_service" => rpc_service, "rpc_method" => rpc_method, "rpc_grpc_status_code" => code_label(code))
@@ -90,6 +91,12 @@ fn code_label(code: Code) -> &'static str {
 /// `/Service/Method` → (`Service`, `Method`).
 fn service_and_method(path: &str) -> Option<(&str, &str)> {
     path.strip_prefix('/')?.split_once('/')
+}
+
+/// The service and method of a call that counts as business traffic: not a
+/// health check, not reflection.
+pub fn counted_call(path: &str) -> Option<(&str, &str)> {
+    service_and_method(path).filter(|(service, _)| !UNCOUNTED_SERVICES.contains(service))
 }
 
 /// The tower layer that records every server call under
@@ -128,9 +135,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let counted = service_and_method(request.uri().path())
-            .filter(|(service, _)| !UNCOUNTED_SERVICES.contains(service))
-            .map(|(service, method)| (service.to_owned(), method.to_owned()));
+        let counted =
+            counted_call(request.uri().path()).map(|(service, method)| (service.to_owned(), method.to_owned()));
         let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {

@@ -244,7 +244,9 @@ struct ServerTask {
 impl ServerTask {
     fn spawn(routes: Routes, listener: TcpListener, metrics: Option<ServerCallMetricsLayer>) -> Self {
         let stop_accepting = CancellationToken::new();
+        let spans = crate::telemetry::exporting_traces().then_some(crate::trace_context::ServerSpanLayer);
         let server = tonic::transport::Server::builder()
+            .layer(tower::util::option_layer(spans))
             .layer(tower::util::option_layer(metrics))
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());

@@ -1,9 +1,19 @@
 //! Sets up `tracing` once per process: lines on stderr, human-readable or
 //! JSON (`--log-format`), filtered by `RUST_LOG` (default `info`, with
-//! consulrs's per-request logs at `warn`).
-use std::io::IsTerminal;
+//! consulrs's per-request logs at `warn`); and, when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the suite's spans exported over
+//! OTLP/gRPC with W3C trace context propagation (see [`crate::trace_context`]).
+use std::{
+    io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
-use tracing_subscriber::{EnvFilter, fmt};
+use opentelemetry::{global, trace::TracerProvider as _};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing::{Level, Metadata};
+use tracing_subscriber::{
+    EnvFilter, Layer, Registry, filter::FilterFn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -12,7 +22,8 @@ pub enum LogFormat {
     #[default]
     Pretty,
     /// One JSON object per line (timestamp, level, target, fields, and the
-    /// current span with its fields), for log collectors.
+    /// current span with its fields, `trace_id` and `span_id` among them
+    /// when traces are exported), for log collectors.
     Json,
 }
 
@@ -23,13 +34,97 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-/// Installs the global subscriber. Safe to call more than once (later calls
-/// are ignored), so tests that run several services in one process can call it.
-pub fn init(format: LogFormat) {
+/// The crates whose spans are exported: the suite's own, not its
+/// dependencies' (h2, hyper and tonic open spans of their own).
+const TRACED_CRATES: [&str; 6] = ["platform", "metadata", "rating", "movie", "ratingingester", "contract"];
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces; servers and clients open their
+/// per-call spans only then.
+pub fn exporting_traces() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// Keeps the trace exporter alive; dropping it flushes the spans not sent yet.
+#[must_use = "dropping the guard stops the trace exporter"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("cannot flush the last spans: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber, and the OTLP trace exporter when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (its service name from
+/// `OTEL_SERVICE_NAME`, else `service_name`). Later calls in the same process
+/// install nothing, so tests that run several services in one process can
+/// call it.
+pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,consulrs=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    let (traces, provider) = match trace_exporter(service_name) {
+        Ok(Some((layer, provider))) => (Some(layer), Some(provider)),
+        Ok(None) => (None, None),
+        Err(error) => {
+            eprintln!("traces are not exported: cannot create the OTLP exporter: {error}");
+            (None, None)
+        }
+    };
+    let exporting = traces.is_some();
+    let layers: Vec<TraceLayer> = std::iter::once(log_lines).chain(traces).collect();
+    if tracing_subscriber::registry().with(layers).try_init().is_ok() && exporting {
+        EXPORTING.store(true, Ordering::Relaxed);
+    }
+    Telemetry { provider }
+}
+
+type TraceLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+fn trace_exporter(
+    default_name: &str,
+) -> Result<Option<(TraceLayer, SdkTracerProvider)>, opentelemetry_otlp::ExporterBuildError> {
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none_or(|endpoint| endpoint.is_empty()) {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+    let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_name.to_string());
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(Resource::builder().with_service_name(service_name).build())
+        .build();
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer("movie-ratings");
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(FilterFn::new(exported)).boxed();
+    Ok(Some((layer, provider)))
+}
+
+/// The suite's spans at every level, and its events at INFO and above
+/// (they become span events).
+fn exported(metadata: &Metadata<'_>) -> bool {
+    let ours = TRACED_CRATES
+        .iter()
+        .any(|name| metadata.target().strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
+    ours && (metadata.is_span() || *metadata.level() <= Level::INFO)
 }

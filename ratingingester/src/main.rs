@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = ratingingester::Config::parse();
-    platform::telemetry::init(config.logging.log_format);
+    let _telemetry = platform::telemetry::init(config.logging.log_format, "ratingingester");
     let report = ratingingester::run(&config);
     let written =
         ratingingester::summary::write(&report, config.summary, &mut std::io::stdout(), &mut std::io::stderr());

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod compose;
 pub mod consul;
 pub mod grpcurl;
+pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod rating;

@@ -8,7 +8,7 @@ use contract::{
     id::MOVIE_RECORD_TYPE,
 };
 use contract::{id::MovieId, metadata::Metadata};
-use platform::{metrics::timed_client_call, upstream::Upstream};
+use platform::{metrics::timed_client_call, trace_context::inject_into_request, upstream::Upstream};
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
 
@@ -27,7 +27,8 @@ impl GrpcGateway {
 impl MetadataGateway for GrpcGateway {
     async fn get(&self, id: &MovieId) -> Result<Metadata, GatewayError> {
         let call = self.upstream.call(|channel, _| {
-            let request = GetMetadataRequest { movie_id: id.as_str().to_string() };
+            let mut request = tonic::Request::new(GetMetadataRequest { movie_id: id.as_str().to_string() });
+            inject_into_request(&mut request);
             async move { MetadataServiceClient::new(channel).get_metadata(request).await }
         });
         let response = timed_client_call("MetadataService", "GetMetadata", call).await?;
@@ -41,10 +42,11 @@ impl MetadataGateway for GrpcGateway {
 impl RatingGateway for GrpcGateway {
     async fn aggregated(&self, id: &MovieId) -> Result<f64, GatewayError> {
         let call = self.upstream.call(|channel, _| {
-            let request = GetAggregatedRatingRequest {
+            let mut request = tonic::Request::new(GetAggregatedRatingRequest {
                 record_id: id.as_str().to_string(),
                 record_type: MOVIE_RECORD_TYPE.to_string(),
-            };
+            });
+            inject_into_request(&mut request);
             async move { RatingServiceClient::new(channel).get_aggregated_rating(request).await }
         });
         let response = timed_client_call("RatingService", "GetAggregatedRating", call).await?;
