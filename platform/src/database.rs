@@ -7,7 +7,7 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
 use sqlx::{
-    PgPool, SqlitePool,
+    ConnectOptions, Connection, PgPool, SqlitePool,
     migrate::{MigrateError, Migrator},
     pool::PoolOptions,
     postgres::PgConnectOptions,
@@ -220,15 +220,30 @@ impl Database {
                 migrations.run_direct(&mut *connection).await.map_err(migrate)?;
             }
             Database::Postgres { pool, name } => {
-                let mut connection = (|| pool.acquire())
+                // A connection of its own rather than one from the pool, so
+                // that a failure says why (refused, unknown host, bad
+                // password) rather than only that the pool timed out.
+                let options = pool.connect_options();
+                let timeout = pool.options().get_acquire_timeout();
+                let connect = || async {
+                    match tokio::time::timeout(timeout, options.connect()).await {
+                        Ok(connected) => connected,
+                        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no connection within {}", humantime::format_duration(timeout)),
+                        ))),
+                    }
+                };
+                let mut connection = connect
                     .retry(connect_backoff())
                     .notify(|error, delay| {
-                        tracing::warn!(database = %name, error = %crate::errors::Chain(error), retry_in = ?delay,
+                        tracing::warn!(database = %name, %error, retry_in = ?delay,
                             "cannot connect to the database; trying again");
                     })
                     .await
                     .map_err(|source| DatabaseError::Open { database: name.clone(), source })?;
-                migrations.run_direct(&mut *connection).await.map_err(migrate)?;
+                migrations.run_direct(&mut connection).await.map_err(migrate)?;
+                let _ = connection.close().await;
             }
         }
         tracing::info!(database = %self.name(), "database connected and migrated");
