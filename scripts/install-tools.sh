@@ -12,6 +12,8 @@
 #   prometheus, promtool (Debian package prometheus; a real Prometheus scrapes
 #                  the services in a test, promtool checks the Prometheus config
 #                  and runs the alert rules' unit tests)
+#   postgresql    (Debian: the tests start throwaway PostgreSQL clusters from
+#                 /usr/lib/postgresql/*/bin; no server is left running)
 set -euo pipefail
 
 for_tests=false
@@ -55,12 +57,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-    say "installing prometheus and promtool (apt), to scrape the services and check the alert rules"
-    # The package's postinst starts the Prometheus daemon, and fails the
-    # install when that start fails, as it does with no init system (a
-    # container). A policy-rc.d that refuses (exit 101) makes invoke-rc.d skip
-    # the start: in place only while installing, and only if there is none.
+packages=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
+if [ ${#packages[@]} -gt 0 ]; then
+    say "installing ${packages[*]} (apt): Prometheus scrapes the services and promtool checks its rules; the storage tests start throwaway PostgreSQL clusters"
+    # Both packages' postinst start their daemon, and fail the install when
+    # that start fails, as it does with no init system (a container). A
+    # policy-rc.d that refuses (exit 101) makes invoke-rc.d skip the start:
+    # in place only while installing, and only if there is none.
     policy=/usr/sbin/policy-rc.d
     added_policy=false
     remove_policy() { if $added_policy; then rm -f "$policy"; fi; }
@@ -71,7 +76,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
         added_policy=true
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
     remove_policy
     added_policy=false
 fi

@@ -13,14 +13,15 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// Parses the `metadata` field of a `PutMetadataRequest`.
+    /// Parses the `metadata` field of a `PutMetadataRequest`: an id, and
+    /// text fields (possibly empty) without NUL characters.
     pub fn parse(raw: Option<api::Metadata>) -> Result<Self, FieldError> {
         let raw = raw.ok_or_else(|| FieldError::new("metadata", "is required"))?;
         Ok(Self {
             id: MovieId::parse("metadata.id", raw.id)?,
-            title: raw.title,
-            description: raw.description,
-            director: raw.director,
+            title: FieldError::require_text("metadata.title", raw.title)?,
+            description: FieldError::require_text("metadata.description", raw.description)?,
+            director: FieldError::require_text("metadata.director", raw.director)?,
         })
     }
 }
@@ -45,6 +46,17 @@ mod tests {
         assert_eq!(Metadata::parse(None).unwrap_err().to_string(), "metadata is required");
         let error = Metadata::parse(Some(api::Metadata::default())).unwrap_err();
         assert_eq!(error.to_string(), "metadata.id must not be empty");
+    }
+
+    #[test]
+    fn text_fields_refuse_nul_characters() {
+        let wire = api::Metadata { id: "1".into(), title: "Heat".into(), ..Default::default() };
+        let with_nul = api::Metadata { director: "Michael\0Mann".into(), ..wire.clone() };
+        let error = Metadata::parse(Some(with_nul)).unwrap_err();
+        assert_eq!(error.to_string(), "metadata.director must not contain a NUL character");
+        let error = Metadata::parse(Some(api::Metadata { id: "1\0".into(), ..wire.clone() })).unwrap_err();
+        assert_eq!(error.to_string(), "metadata.id must not contain a NUL character");
+        assert!(Metadata::parse(Some(wire)).is_ok(), "empty description and director are allowed");
     }
 
     #[test]

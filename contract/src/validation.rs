@@ -19,9 +19,20 @@ impl FieldError {
         Self { field, problem: problem.into() }
     }
 
-    /// Validates that a string field is not empty or whitespace only.
+    /// Validates that a string field is not empty or whitespace only, and
+    /// is [text](Self::require_text).
     pub fn require_non_empty(field: &'static str, value: String) -> Result<String, FieldError> {
-        if value.trim().is_empty() { Err(Self::new(field, "must not be empty")) } else { Ok(value) }
+        if value.trim().is_empty() {
+            Err(Self::new(field, "must not be empty"))
+        } else {
+            Self::require_text(field, value)
+        }
+    }
+
+    /// Validates that a string field holds no NUL character: PostgreSQL
+    /// refuses it in text, so every store refuses it here, at the edge.
+    pub fn require_text(field: &'static str, value: String) -> Result<String, FieldError> {
+        if value.contains('\0') { Err(Self::new(field, "must not contain a NUL character")) } else { Ok(value) }
     }
 }
 
@@ -40,6 +51,15 @@ mod tests {
         let error = FieldError::require_non_empty("movie_id", "  ".into()).unwrap_err();
         assert_eq!(error.to_string(), "movie_id must not be empty");
         assert_eq!(FieldError::require_non_empty("movie_id", "1".into()).unwrap(), "1");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_the_field_name() {
+        let error = FieldError::require_text("metadata.title", "He\0at".into()).unwrap_err();
+        assert_eq!(error.to_string(), "metadata.title must not contain a NUL character");
+        let error = FieldError::require_non_empty("movie_id", "1\0".into()).unwrap_err();
+        assert_eq!(error.to_string(), "movie_id must not contain a NUL character");
+        assert_eq!(FieldError::require_text("metadata.title", String::new()).unwrap(), "");
     }
 
     #[test]

@@ -4,16 +4,25 @@ use crate::{
     repository::{MetadataRepository, RepositoryError},
 };
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     #[error("no metadata for movie id \"{0}\"")]
     NotFound(MovieId),
+    #[error("the metadata store is unavailable")]
+    Unavailable(#[source] RepositoryError),
+    #[error("the metadata store refused a value")]
+    ValueRefused(#[source] RepositoryError),
+    #[error("the metadata store failed")]
+    Storage(#[source] RepositoryError),
 }
 
 impl From<RepositoryError> for MetadataError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::NotFound(id) => MetadataError::NotFound(id),
+            RepositoryError::Unavailable { .. } => MetadataError::Unavailable(error),
+            RepositoryError::ValueRefused { .. } => MetadataError::ValueRefused(error),
+            RepositoryError::Failed { .. } => MetadataError::Storage(error),
         }
     }
 }
@@ -55,7 +64,7 @@ mod tests {
     async fn unknown_movie_is_not_found() {
         let controller = MetadataController::new(MemoryRepository::default());
         let id = MovieId::parse("id", "404".into()).unwrap();
-        assert_eq!(controller.get(&id).await, Err(MetadataError::NotFound(id)));
+        assert!(matches!(controller.get(&id).await, Err(MetadataError::NotFound(missing)) if missing == id));
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! director) and serves it over gRPC as `MetadataService`.
 //!
 //! Layers: [`handler`] (gRPC mapping) → [`controller`] (rules) →
-//! [`repository`] (storage), over the domain types of [`model`].
+//! [`repository`] (storage: memory, SQLite or PostgreSQL, as
+//! `--database-url` says), over the domain types of [`model`].
 
 pub mod controller;
 pub mod handler;
@@ -15,11 +16,12 @@ use contract::api::metadata_service_server::MetadataServiceServer;
 use contract::service::METADATA;
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
+    database::{Database, DatabaseArgs},
     discovery::{Registry, StaticRegistry},
     server::{BoundServer, ServiceSettings},
     shutdown::CancellationToken,
 };
-use repository::memory::MemoryRepository;
+use repository::Store;
 use tonic::{server::NamedService, service::Routes};
 
 /// Settings of the metadata service, from flags or environment variables.
@@ -35,13 +37,16 @@ pub struct Config {
 
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
-type Handler = handler::MetadataHandler<MemoryRepository>;
+type Handler = handler::MetadataHandler<Store>;
 
-/// The gRPC routes of the service over an in-memory store.
-pub fn routes() -> Routes {
-    let controller = controller::MetadataController::new(MemoryRepository::default());
+/// The gRPC routes of the service over `store`.
+pub fn routes(store: Store) -> Routes {
+    let controller = controller::MetadataController::new(store);
     Routes::new(MetadataServiceServer::new(Handler::new(std::sync::Arc::new(controller))))
 }
 
@@ -50,17 +55,20 @@ pub fn routes() -> Routes {
 pub struct Application {
     server: BoundServer,
     registry: std::sync::Arc<dyn Registry>,
+    store: Store,
 }
 
 impl Application {
     /// Checks the settings and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let registry = config.discovery.registry(StaticRegistry::new())?;
+        let store = Store::open(&config.database)?;
         let served = vec![<MetadataServiceServer<Handler> as NamedService>::NAME];
         let settings = ServiceSettings::from_args(METADATA, served, config.listen, &config.server, &config.discovery);
-        tracing::info!(listen = %config.listen, discovery = %registry.describe(), "starting metadata service");
+        tracing::info!(listen = %config.listen, discovery = %registry.describe(), store = %store.describe(),
+            "starting metadata service");
         let server = BoundServer::bind(settings).await?;
-        Ok(Self { server, registry })
+        Ok(Self { server, registry, store })
     }
 
     /// The address the listener is bound to (the real port when asked for 0).
@@ -68,10 +76,36 @@ impl Application {
         self.server.local_address()
     }
 
-    /// Serves until `shutdown` is cancelled.
+    /// Serves until `shutdown` is cancelled. Health reports NOT_SERVING
+    /// until the store is connected and migrated; a store that cannot be
+    /// prepared (a failed migration, a SQLite file that cannot be opened)
+    /// stops the service with that error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.server.run(routes(), self.registry, std::future::ready(()), shutdown).await?;
-        Ok(())
+        let Self { server, registry, store } = self;
+        let stop = shutdown.child_token();
+        let (failed, mut failure) = tokio::sync::oneshot::channel();
+        let ready = prepared(store.database(), failed, stop.clone());
+        server.run(routes(store), registry, ready, stop).await?;
+        match failure.try_recv() {
+            Ok(error) => Err(anyhow::Error::new(error).context("the metadata service cannot use its database")),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Completes once `database` (if any) is connected and migrated. On an error
+/// it reports it through `failed`, cancels `stop`, and never completes.
+async fn prepared(
+    database: Option<Database>,
+    failed: tokio::sync::oneshot::Sender<platform::database::DatabaseError>,
+    stop: CancellationToken,
+) {
+    let Some(database) = database else { return };
+    if let Err(error) = database.prepare(&repository::MIGRATIONS).await {
+        tracing::error!(error = %platform::errors::Chain(&error), "the metadata store cannot be prepared; stopping");
+        let _ = failed.send(error);
+        stop.cancel();
+        std::future::pending::<()>().await;
     }
 }
 

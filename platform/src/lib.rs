@@ -1,6 +1,7 @@
 //! What every service of the movie-rating suite runs on: service discovery,
 //! the gRPC server bootstrap (reflection, health, registration, graceful
-//! shutdown), the upstream channel pool, shutdown signals and telemetry.
+//! shutdown), the upstream channel pool, the database settings and pool,
+//! shutdown signals and telemetry.
 //! What services and tools agree on (the API, ids, events) is in `contract`.
 //!
 //! A service crate brings its own domain, controller, repository and handler;
@@ -8,6 +9,7 @@
 //! here.
 
 pub mod config;
+pub mod database;
 pub mod discovery;
 pub mod entry;
 pub mod errors;

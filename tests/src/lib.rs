@@ -1,8 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/` and the benchmark runner:
 //! the services in the test process with typed clients ([`app`]), the
 //! suite's real binaries as processes on free ports ([`process`]), the real
-//! `grpcurl`, a real Kafka-protocol broker, and a small stand-in of Consul's
-//! HTTP API.
+//! `grpcurl`, a real Kafka-protocol broker, a throwaway PostgreSQL
+//! ([`postgres`]), and a small stand-in of Consul's HTTP API.
 //!
 //! The binaries come from the same target directory as the test executable;
 //! build them first (`cargo build --bins`, which the test script does).
@@ -13,6 +13,7 @@ pub mod compose;
 pub mod consul;
 pub mod grpcurl;
 pub mod otlp;
+pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod rating;

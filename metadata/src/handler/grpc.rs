@@ -24,8 +24,17 @@ impl<R> MetadataHandler<R> {
 
 impl From<MetadataError> for Status {
     fn from(error: MetadataError) -> Self {
+        // The message carries the causes (the database's redacted URL among
+        // them), never a password.
+        let message = platform::errors::Chain(&error).to_string();
         match error {
-            MetadataError::NotFound(_) => Status::not_found(error.to_string()),
+            MetadataError::NotFound(_) => Status::not_found(message),
+            MetadataError::Unavailable(_) => Status::unavailable(message),
+            MetadataError::ValueRefused(_) => Status::invalid_argument(message),
+            MetadataError::Storage(_) => {
+                tracing::error!(error = %message, "metadata store failure");
+                Status::internal(message)
+            }
         }
     }
 }
@@ -80,6 +89,24 @@ mod tests {
             PutMetadataRequest { metadata: Some(api::Metadata { title: "Heat".into(), ..Default::default() }) };
         let status = handler.put_metadata(Request::new(empty_id)).await.unwrap_err();
         assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "metadata.id must not be empty"));
+    }
+
+    #[test]
+    fn store_errors_map_to_precise_codes_naming_the_database() {
+        use crate::repository::RepositoryError;
+        let database = "postgres://movies:***@127.0.0.1:5432/movies".to_string();
+        let unavailable = MetadataError::from(RepositoryError::from_sqlx(&database, sqlx::Error::PoolTimedOut));
+        let status = Status::from(unavailable);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "the metadata store is unavailable: database postgres://movies:***@127.0.0.1:5432/movies is unavailable: \
+             pool timed out while waiting for an open connection"
+        );
+        let refused = RepositoryError::ValueRefused { database: database.clone(), source: sqlx::Error::RowNotFound };
+        assert_eq!(Status::from(MetadataError::from(refused)).code(), tonic::Code::InvalidArgument);
+        let failed = RepositoryError::from_sqlx(&database, sqlx::Error::RowNotFound);
+        assert_eq!(Status::from(MetadataError::from(failed)).code(), tonic::Code::Internal);
     }
 
     #[tokio::test]
