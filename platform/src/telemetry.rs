@@ -34,6 +34,12 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
+/// What is logged without `RUST_LOG`: consulrs logs every request it makes,
+/// and the OpenTelemetry exporter logs each failed export (every batch while
+/// the collector is away, as when compose runs without its observability
+/// profile); `RUST_LOG=info,opentelemetry_otlp=warn` shows them.
+const DEFAULT_LOG_FILTER: &str = "info,consulrs=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+
 /// The crates whose spans are exported: the suite's own, not its
 /// dependencies' (h2, hyper and tonic open spans of their own).
 const TRACED_CRATES: [&str; 6] = ["platform", "metadata", "rating", "movie", "ratingingester", "contract"];
@@ -68,7 +74,7 @@ impl Drop for Telemetry {
 /// install nothing, so tests that run several services in one process can
 /// call it.
 pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,consulrs=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Pretty => fmt::layer()
             .with_writer(std::io::stderr)
