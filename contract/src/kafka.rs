@@ -6,7 +6,10 @@
 //! user's events for a record in sequence.
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use rdkafka::{
+    ClientConfig,
+    message::{Header, Headers, OwnedHeaders},
+};
 
 /// The ratings topic, unless configured otherwise.
 pub const DEFAULT_TOPIC: &str = "ratings";
@@ -60,6 +63,25 @@ pub fn producer_config(brokers: &str, client_id: &str, message_timeout: Duration
     config
 }
 
+/// Message headers from name/value pairs (e.g. a `traceparent`); `None`
+/// when there are none, so a message without them carries no header block.
+pub fn headers(pairs: &[(String, String)]) -> Option<OwnedHeaders> {
+    (!pairs.is_empty()).then(|| {
+        pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |headers, (key, value)| {
+            headers.insert(Header { key, value: Some(value.as_str()) })
+        })
+    })
+}
+
+/// A message's headers whose values are text, as name/value pairs.
+pub fn text_headers(headers: Option<&impl Headers>) -> Vec<(&str, &str)> {
+    headers
+        .map(|headers| {
+            headers.iter().filter_map(|header| Some((header.key, std::str::from_utf8(header.value?).ok()?))).collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -79,6 +101,13 @@ mod tests {
         assert_eq!(probe.kafka.brokers_or_local(), "127.0.0.1:9092");
         let probe = Probe::try_parse_from(["probe", "--kafka-brokers", "a:1,b:2", "--topic", "imdb"]).unwrap();
         assert_eq!((probe.kafka.brokers_or_local(), probe.kafka.topic.as_str()), ("a:1,b:2", "imdb"));
+    }
+
+    #[test]
+    fn headers_round_trip_as_text_pairs() {
+        assert!(headers(&[]).is_none());
+        let owned = headers(&[("traceparent".into(), "00-abc-def-01".into()), ("b".into(), "2".into())]);
+        assert_eq!(text_headers(owned.as_ref()), [("traceparent", "00-abc-def-01"), ("b", "2")]);
     }
 
     #[test]

@@ -27,6 +27,89 @@ pub fn inject(carrier: &mut dyn Injector) {
     global::get_text_map_propagator(|propagator| propagator.inject_context(&context, carrier));
 }
 
+/// The current span's trace context as message headers (`traceparent`, and
+/// `tracestate` when there is one); empty unless traces are exported.
+pub fn current_headers() -> Vec<(String, String)> {
+    let mut headers = HeaderList(Vec::new());
+    if crate::telemetry::exporting_traces() {
+        inject(&mut headers);
+    }
+    headers.0
+}
+
+/// The trace context carried by message headers.
+pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Context {
+    let pairs: Vec<(&str, &str)> = headers.into_iter().collect();
+    extract(&Pairs(&pairs))
+}
+
+/// A span for an event taken from a topic, a child of the span that
+/// published it when its headers carry one; `Span::none()` unless traces
+/// are exported.
+pub fn consumer_span<'a>(
+    name: &'static str,
+    topic: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Span {
+    if !crate::telemetry::exporting_traces() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "kafka.consume",
+        otel.name = name,
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        trace_id = Empty,
+        span_id = Empty
+    );
+    let parent = from_headers(headers);
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    record_ids(&span);
+    span
+}
+
+/// A span for publishing to a topic; `Span::none()` unless traces are
+/// exported.
+pub fn producer_span(name: &'static str, topic: &str) -> Span {
+    if !crate::telemetry::exporting_traces() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "kafka.produce",
+        otel.name = name,
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        trace_id = Empty,
+        span_id = Empty
+    );
+    record_ids(&span);
+    span
+}
+
+struct HeaderList(Vec<(String, String)>);
+
+impl Injector for HeaderList {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_string(), value));
+    }
+}
+
+struct Pairs<'a>(&'a [(&'a str, &'a str)]);
+
+impl Extractor for Pairs<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, value)| *value)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| *name).collect()
+    }
+}
+
 /// Writes the current span's trace context into an outgoing request.
 pub fn inject_into_request<T>(request: &mut tonic::Request<T>) {
     if crate::telemetry::exporting_traces() {

@@ -8,6 +8,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = ratingingester::Config::parse();
+    // The OTLP exporter's gRPC channel runs on tokio; the publishing itself
+    // is synchronous. Declared first, the runtime outlives the exporter,
+    // which flushes its last spans when dropped.
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _runtime_entered = runtime.enter();
     let _telemetry = platform::telemetry::init(config.logging.log_format, "ratingingester");
     let report = ratingingester::run(&config);
     let written =

@@ -282,6 +282,11 @@ impl Publisher {
         let started = Instant::now();
         let reports = self.producer.context();
         let topic = self.settings.topic.as_str();
+        // With traces exported, every message carries this run's span, so
+        // each event's apply span in the rating service joins its trace.
+        let span = platform::trace_context::producer_span("ratings publish", topic);
+        let _entered = span.enter();
+        let trace = contract::kafka::headers(&platform::trace_context::current_headers());
         // Events handed to librdkafka or refused by it: each gets one report.
         let mut processed = 0_u64;
         for event in events {
@@ -291,6 +296,9 @@ impl Publisher {
             let key = event.kafka_key();
             let payload = event.to_json();
             let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
+            if let Some(headers) = &trace {
+                record = record.headers(headers.clone());
+            }
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,

@@ -4,21 +4,33 @@
 use std::time::Duration;
 
 use contract::api::{
-    GetMovieDetailsRequest, Metadata, PutMetadataRequest, metadata_service_client::MetadataServiceClient,
-    movie_service_client::MovieServiceClient,
+    GetMovieDetailsRequest, Metadata, PutMetadataRequest, PutRatingRequest,
+    metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
+    rating_service_client::RatingServiceClient,
 };
 use e2e::{
+    broker::Broker,
     otlp::{OtlpReceiver, ReceivedSpan},
-    process::{ServiceProcess, block_on, endpoint},
+    process::{ServiceProcess, binary, block_on, endpoint},
 };
 
 fn start(binary: &str, args: &[&str], receiver: &OtlpReceiver) -> ServiceProcess {
+    start_with(binary, args, &[], receiver)
+}
+
+fn start_with(binary: &str, args: &[&str], envs: &[(&str, &str)], receiver: &OtlpReceiver) -> ServiceProcess {
     let otlp = receiver.endpoint();
-    // Spans leave in batches every 100 ms instead of every 5 s.
-    let envs = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
-    let service = ServiceProcess::start(binary, args, &envs);
-    service.wait_until_serving(Duration::from_secs(10));
+    let mut all = exporting(&otlp).to_vec();
+    all.extend_from_slice(envs);
+    let service = ServiceProcess::start(binary, args, &all);
+    service.wait_until_serving(Duration::from_secs(30));
     service
+}
+
+/// The environment that turns the export on; spans leave in batches every
+/// 100 ms instead of every 5 s.
+fn exporting(endpoint: &str) -> [(&str, &str); 2] {
+    [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "100")]
 }
 
 fn named<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str) -> Vec<&'a ReceivedSpan> {
@@ -80,4 +92,56 @@ fn one_get_movie_details_is_one_trace_across_the_three_services() {
     assert!(!spans.iter().any(|span| span.name.starts_with("grpc.health")), "health checks make no spans: {spans:#?}");
     // PutMetadata was not part of the call: a trace of its own.
     assert_ne!(only("metadata", "MetadataService/PutMetadata").trace_id, root.trace_id);
+}
+
+#[test]
+fn an_event_is_one_trace_from_its_publisher_to_the_rating_services_apply_span() {
+    let receiver = OtlpReceiver::start();
+    let broker = Broker::start_in_memory();
+    let brokers = broker.address();
+    let rating = start_with("rating", &["--write-timeout", "10s"], &[("KAFKA_BROKERS", &brokers)], &receiver);
+
+    // ratingingester publishes a file of one event.
+    let file = std::env::temp_dir().join(format!("traced-event-{}.json", std::process::id()));
+    std::fs::write(&file, r#"[{"recordId": "7", "recordType": "movie", "userId": "ada", "ratingValue": 5}]"#)
+        .expect("write the events file");
+    let otlp = receiver.endpoint();
+    let published = std::process::Command::new(binary("ratingingester"))
+        .arg(&file)
+        .args(["--kafka-brokers", &brokers])
+        .envs(exporting(&otlp))
+        .output()
+        .expect("run ratingingester");
+    let _ = std::fs::remove_file(&file);
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+
+    let spans = receiver.wait_for("the publish and apply spans reach the receiver", |spans| {
+        !named(spans, "ratingingester", "ratings publish").is_empty()
+            && !named(spans, "rating", "ratings apply").is_empty()
+    });
+    let publish = named(&spans, "ratingingester", "ratings publish")[0].clone();
+    let apply = named(&spans, "rating", "ratings apply")[0].clone();
+    assert_eq!(apply.trace_id, publish.trace_id, "one trace: {spans:#?}");
+    assert_eq!(apply.parent_span_id, publish.span_id, "the apply span is the publish span's child");
+
+    // A PutRating goes through the topic too: its apply span joins the call's trace.
+    block_on(async {
+        let channel = endpoint(&rating).connect().await.expect("connect to rating");
+        let request = PutRatingRequest {
+            user_id: "bob".into(),
+            record_id: "7".into(),
+            record_type: "movie".into(),
+            rating_value: 3,
+        };
+        RatingServiceClient::new(channel).put_rating(request).await
+    })
+    .expect("PutRating succeeds");
+    let spans = receiver.wait_for("the PutRating call and its apply span reach the receiver", |spans| {
+        !named(spans, "rating", "RatingService/PutRating").is_empty()
+            && named(spans, "rating", "ratings apply").len() == 2
+    });
+    let call = named(&spans, "rating", "RatingService/PutRating")[0].clone();
+    let applied: Vec<_> =
+        named(&spans, "rating", "ratings apply").into_iter().filter(|span| span.trace_id == call.trace_id).collect();
+    assert_eq!(applied.len(), 1, "the write's apply span is in the call's trace: {spans:#?}");
 }

@@ -34,6 +34,7 @@ use rdkafka::{
     util::Timeout,
 };
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::{AppliedOffsets, DLQ_REASON_HEADER, EventLogSettings, topics::ensure_topics};
 use crate::{
@@ -213,7 +214,13 @@ impl<R: RatingRepository> EventConsumer<R> {
             Ok(event) => {
                 tracing::debug!(partition, offset, %event, "applying");
                 let event_type = event.event_type();
-                self.controller.apply(event).await;
+                let span = if platform::telemetry::exporting_traces() {
+                    let headers = contract::kafka::text_headers(message.headers());
+                    platform::trace_context::consumer_span("ratings apply", message.topic(), headers)
+                } else {
+                    tracing::Span::none()
+                };
+                self.controller.apply(event).instrument(span).await;
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("rating_events_applied_total", "event_type" => event_type).increment(1);
             }

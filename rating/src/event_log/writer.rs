@@ -54,7 +54,12 @@ impl KafkaEventLog {
         let deadline = Instant::now() + self.timeout;
         let key = event.kafka_key();
         let payload = event.to_json();
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        // The trace of the PutRating/DeleteRating call travels with the event.
+        let trace = platform::trace_context::current_headers();
+        let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        if let Some(headers) = contract::kafka::headers(&trace) {
+            record = record.headers(headers);
+        }
         let delivery = tokio::time::timeout_at(deadline, self.producer.send(record, Timeout::After(self.timeout)))
             .await
             .map_err(|_| WriteError::NotAcknowledged(self.timeout))?
