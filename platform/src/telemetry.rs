@@ -21,9 +21,10 @@ pub enum LogFormat {
     /// One human-readable line per event, coloured on a terminal.
     #[default]
     Pretty,
-    /// One JSON object per line (timestamp, level, target, fields, and the
-    /// current span with its fields, `trace_id` and `span_id` among them
-    /// when traces are exported), for log collectors.
+    /// One JSON object per line (timestamp, level, target, fields, the
+    /// current span and the list of enclosing spans with their fields,
+    /// `trace_id` and `span_id` among them when traces are exported), for
+    /// log collectors.
     Json,
 }
 
@@ -84,7 +85,9 @@ pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            // Every enclosing span: the call's server span, which carries
+            // trace_id and span_id, as well as the handler's own.
+            .with_span_list(true)
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed(),

@@ -145,3 +145,55 @@ fn an_event_is_one_trace_from_its_publisher_to_the_rating_services_apply_span() 
         named(&spans, "rating", "ratings apply").into_iter().filter(|span| span.trace_id == call.trace_id).collect();
     assert_eq!(applied.len(), 1, "the write's apply span is in the call's trace: {spans:#?}");
 }
+
+#[test]
+fn json_log_lines_of_one_call_carry_its_trace_id_in_all_three_services() {
+    let receiver = OtlpReceiver::start();
+    let json = ["--log-format", "json"];
+    let debug = [("RUST_LOG", "info,metadata=debug,rating=debug,movie=debug")];
+    let metadata = start_with("metadata", &json, &debug, &receiver);
+    let rating = start_with("rating", &json, &debug, &receiver);
+    let peers = [metadata.authority(), rating.authority()];
+    let args = ["--metadata-addrs", &peers[0], "--rating-addrs", &peers[1], "--log-format", "json"];
+    let movie = start_with("movie", &args, &debug, &receiver);
+
+    block_on(async {
+        let channel = endpoint(&metadata).connect().await.expect("connect to metadata");
+        let heat = Metadata { id: "1".into(), title: "Heat".into(), ..Default::default() };
+        MetadataServiceClient::new(channel).put_metadata(PutMetadataRequest { metadata: Some(heat) }).await
+    })
+    .expect("PutMetadata succeeds");
+    block_on(async {
+        let channel = endpoint(&rating).connect().await.expect("connect to rating");
+        let request = PutRatingRequest {
+            user_id: "ada".into(),
+            record_id: "1".into(),
+            record_type: "movie".into(),
+            rating_value: 4,
+        };
+        RatingServiceClient::new(channel).put_rating(request).await
+    })
+    .expect("PutRating succeeds");
+    block_on(async {
+        let channel = endpoint(&movie).connect().await.expect("connect to movie");
+        MovieServiceClient::new(channel).get_movie_details(GetMovieDetailsRequest { movie_id: "1".into() }).await
+    })
+    .expect("GetMovieDetails succeeds");
+    let spans = receiver.wait_for("the call's server span reaches the receiver", |spans| {
+        !named(spans, "movie", "MovieService/GetMovieDetails").is_empty()
+    });
+    let trace_id = named(&spans, "movie", "MovieService/GetMovieDetails")[0].trace_id.clone();
+
+    let needle = format!("\"trace_id\":\"{trace_id}\"");
+    for (service, message) in
+        [(&movie, "fetching metadata and rating"), (&metadata, "metadata found"), (&rating, "average served")]
+    {
+        e2e::wait_until(&format!("a log line `{message}` in the call's trace"), Duration::from_secs(10), || {
+            service.log().lines().any(|line| line.contains(message) && line.contains(&needle))
+        });
+        for line in service.log().lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        }
+    }
+}

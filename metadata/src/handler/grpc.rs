@@ -48,6 +48,7 @@ impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
     ) -> Result<Response<GetMetadataResponse>, Status> {
         let id = MovieId::parse("movie_id", request.into_inner().movie_id)?;
         let metadata = self.controller.get(&id).await?;
+        tracing::debug!(title = %metadata.title, "metadata found");
         Ok(Response::new(GetMetadataResponse { metadata: Some(metadata.into()) }))
     }
 

@@ -48,6 +48,7 @@ impl<R: RatingRepository> RatingService for RatingHandler<R> {
         let request = request.into_inner();
         let key = RecordKey::parse(request.record_type, request.record_id)?;
         let aggregated = self.controller.aggregated(&key).await?;
+        tracing::debug!(average = aggregated.average, count = aggregated.count, "average served");
         Ok(Response::new(GetAggregatedRatingResponse { rating_value: aggregated.average }))
     }
 
