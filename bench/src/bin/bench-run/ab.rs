@@ -20,7 +20,7 @@ use std::{
 use anyhow::Context as _;
 use bench::stats::{median, ratio};
 
-use crate::{Context, Settings, grpc, machine::Machine, report};
+use crate::{Context, Settings, grpc, machine::Machine, processes::start_service, report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AbArgs {
@@ -219,7 +219,7 @@ fn measure(
         Side::B => "b",
     };
     let start = |name: &str, extra: &[String]| {
-        crate::start_service(name, &variant.dir.join(name), extra, work_dir, work_dir.join(format!("{tag}-{name}.log")))
+        start_service(name, &variant.dir.join(name), extra, work_dir, work_dir.join(format!("{tag}-{name}.log")))
     };
     let (metadata, metadata_address) = start("metadata", &[])?;
     let (rating, rating_address) = start("rating", &[])?;
@@ -254,10 +254,12 @@ fn measure(
         }
         anyhow::Ok(figures)
     })();
-    for process in [movie, rating, metadata] {
-        process.stop(Duration::from_secs(10));
-    }
-    result
+    let stopped = [movie, rating, metadata]
+        .into_iter()
+        .try_for_each(|mut process| process.stop(Duration::from_secs(10)).map(drop));
+    let figures = result?;
+    stopped?;
+    Ok(figures)
 }
 
 fn check_binaries(dir: &Path) -> anyhow::Result<()> {
