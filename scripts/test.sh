@@ -10,6 +10,8 @@ source scripts/env.sh
 
 echo "==> checking formatting (cargo fmt --check)" >&2
 cargo fmt --all --check
+echo "==> linting (cargo clippy, warnings are errors)" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> building the service binaries" >&2
 cargo build --locked --workspace --bins
 echo "==> running the tests" >&2

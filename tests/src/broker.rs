@@ -1,11 +1,6 @@
 //! A real Kafka-protocol broker (Tansu) as a child process on a free port,
 //! and the few topic operations the tests need, through rdkafka.
-use std::{
-    net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -15,78 +10,39 @@ use rdkafka::{
     producer::{BaseProducer, BaseRecord, Producer},
 };
 use serde_json::Value;
-
-fn tansu_binary() -> PathBuf {
-    if let Ok(output) = Command::new("sh").args(["-c", "command -v tansu"]).output()
-        && output.status.success()
-    {
-        return PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let path = Path::new(&home).join(".cargo/bin/tansu");
-    assert!(
-        path.exists(),
-        "tansu is not installed: `cargo install tansu --features dynostore,libsql` (scripts/test.sh does it)"
-    );
-    path
-}
+use testbed::{Output, Storage, Tansu};
 
 pub struct Broker {
-    child: Child,
-    port: u16,
+    tansu: Tansu,
 }
 
 impl Broker {
     /// A broker keeping everything in memory.
     pub fn start_in_memory() -> Self {
-        let directory = std::env::temp_dir();
-        Self::start(crate::free_port(), "memory://tansu/", &directory)
+        Self::start(crate::free_port(), Storage::Memory, &std::env::temp_dir())
     }
 
     /// A broker persisting to SQLite under `directory`, which survives a
     /// restart on the same port.
     pub fn start_persistent(directory: &Path, port: u16) -> Self {
-        std::fs::create_dir_all(directory).expect("create the broker directory");
-        Self::start(port, "sqlite://tansu.db", directory)
+        Self::start(port, Storage::Sqlite, directory)
     }
 
-    fn start(port: u16, storage: &str, directory: &Path) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
-            .current_dir(directory)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let broker = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
+    fn start(port: u16, storage: Storage, directory: &Path) -> Self {
+        let program = Tansu::program().unwrap_or_else(|error| panic!("{error}"));
+        let tansu = Tansu::start(&program, port, storage, directory, Output::Captured)
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self { tansu }
     }
 
     /// `127.0.0.1:PORT`, for KAFKA_BROKERS.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.tansu.address()
     }
 
-    /// Stops the broker (SIGTERM) and waits for it to exit.
-    pub fn stop(mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Stops the broker (SIGTERM, SIGKILL after 10 s) and waits for it to exit.
+    pub fn stop(self) {
+        self.tansu.stop(Duration::from_secs(10)).unwrap_or_else(|error| panic!("{error}"));
     }
 
     /// Produces raw messages (key, value) to `topic`, bypassing any
@@ -155,14 +111,5 @@ impl Broker {
     /// record, so watermarks undercount batched topics).
     pub fn message_count(&self, topic: &str) -> usize {
         self.read_all(topic).len()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

@@ -1,8 +1,11 @@
-//! Helpers for the end-to-end tests in `tests/` and the benchmark runner:
-//! the services in the test process with typed clients ([`app`]), the
-//! suite's real binaries as processes on free ports ([`process`]), the real
-//! `grpcurl`, a real Kafka-protocol broker, a throwaway PostgreSQL
-//! ([`postgres`]), and a small stand-in of Consul's HTTP API.
+//! Helpers for the end-to-end tests in `tests/`: the services in the test
+//! process with typed clients ([`app`]), the suite's real binaries as
+//! processes on free ports ([`process`]), the real `grpcurl`, a real
+//! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
+//! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
+//! and a small stand-in of Consul's HTTP API. The processes themselves are
+//! `testbed`'s, which the benchmark runner shares; these helpers panic where
+//! it returns errors, as tests want.
 //!
 //! The binaries come from the same target directory as the test executable;
 //! build them first (`cargo build --bins`, which the test script does).
@@ -25,11 +28,8 @@ use std::{
 
 /// Polls `condition` until it holds, panicking with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let held = testbed::poll_until(Instant::now() + timeout, Duration::from_millis(25), || condition().then_some(()));
+    assert!(held.is_some(), "timed out after {timeout:?} waiting until {what}");
 }
 
 /// Polls the async `condition` until it holds, panicking with `what` after
@@ -45,6 +45,5 @@ pub async fn wait_for<F: Future<Output = bool>>(what: &str, timeout: Duration, m
 /// A port that was free a moment ago, for a server that must be started
 /// later at a known address.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    testbed::free_port().expect("bind an ephemeral port")
 }

@@ -20,7 +20,7 @@ use std::{
 use anyhow::Context as _;
 use bench::stats::{median, ratio};
 
-use crate::{Context, Settings, grpc, machine::Machine, report};
+use crate::{Context, Settings, grpc, machine::Machine, processes::start_service, report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AbArgs {
@@ -133,6 +133,21 @@ pub struct EntryInfo {
     pub movies: u32,
 }
 
+/// A figure of the entry's table: what it is, how a point gives it, and its
+/// decimals.
+struct Figure {
+    label: &'static str,
+    of: fn(&Point) -> f64,
+    decimals: usize,
+}
+
+const FIGURES: [Figure; 4] = [
+    Figure { label: "requests/s", of: |point| point.requests_per_s, decimals: 0 },
+    Figure { label: "CPU µs/request (metadata+rating+movie)", of: |point| point.cpu_us_per_request, decimals: 1 },
+    Figure { label: "p50 µs", of: |point| point.p50_us, decimals: 0 },
+    Figure { label: "p99 µs", of: |point| point.p99_us, decimals: 0 },
+];
+
 fn show(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |value| format!("{value:.decimals$}"))
 }
@@ -165,15 +180,9 @@ pub fn render_entry(info: &EntryInfo, concurrencies: &[usize], rounds: &Rounds) 
         "| figure | A `{}` | B `{}` | B/A | A per round | B per round |\n|---|---:|---:|---:|---|---|",
         info.a_name, info.b_name
     );
-    let figures: [(&str, fn(&Point) -> f64, usize); 4] = [
-        ("requests/s", |point| point.requests_per_s, 0),
-        ("CPU µs/request (metadata+rating+movie)", |point| point.cpu_us_per_request, 1),
-        ("p50 µs", |point| point.p50_us, 0),
-        ("p99 µs", |point| point.p99_us, 0),
-    ];
     for &concurrency in concurrencies {
-        for (name, figure, decimals) in figures {
-            let (a, b) = (rounds.values(Side::A, concurrency, figure), rounds.values(Side::B, concurrency, figure));
+        for Figure { label, of, decimals } in FIGURES {
+            let (a, b) = (rounds.values(Side::A, concurrency, of), rounds.values(Side::B, concurrency, of));
             let (a_median, b_median) = (median(&a), median(&b));
             let b_over_a = a_median.zip(b_median).and_then(|(a, b)| ratio(b, a));
             let per_round = |values: &[f64]| {
@@ -181,7 +190,7 @@ pub fn render_entry(info: &EntryInfo, concurrencies: &[usize], rounds: &Rounds) 
             };
             let _ = writeln!(
                 out,
-                "| c={concurrency} {name} | {} | {} | {} | {} | {} |",
+                "| c={concurrency} {label} | {} | {} | {} | {} | {} |",
                 show(a_median, decimals),
                 show(b_median, decimals),
                 show(b_over_a, 3),
@@ -219,7 +228,7 @@ fn measure(
         Side::B => "b",
     };
     let start = |name: &str, extra: &[String]| {
-        crate::start_service(name, &variant.dir.join(name), extra, work_dir, work_dir.join(format!("{tag}-{name}.log")))
+        start_service(name, &variant.dir.join(name), extra, work_dir, work_dir.join(format!("{tag}-{name}.log")))
     };
     let (metadata, metadata_address) = start("metadata", &[])?;
     let (rating, rating_address) = start("rating", &[])?;
@@ -254,10 +263,12 @@ fn measure(
         }
         anyhow::Ok(figures)
     })();
-    for process in [movie, rating, metadata] {
-        process.stop(Duration::from_secs(10));
-    }
-    result
+    let stopped = [movie, rating, metadata]
+        .into_iter()
+        .try_for_each(|mut process| process.stop(Duration::from_secs(10)).map(drop));
+    let figures = result?;
+    stopped?;
+    Ok(figures)
 }
 
 fn check_binaries(dir: &Path) -> anyhow::Result<()> {

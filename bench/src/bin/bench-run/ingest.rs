@@ -13,10 +13,11 @@ use bench::{
     rpc::await_average,
 };
 use serde_json::Value;
+use testbed::ChildProcess;
 
 use crate::{
     Context,
-    processes::{Running, free_port, run_tool},
+    processes::{run_tool, start_service},
 };
 
 /// Everything one run of the ingestion phase measured.
@@ -53,14 +54,14 @@ fn kafka_bare(context: &Context, args: &[String], timeout: Duration) -> anyhow::
     report["elapsed_s"].as_f64().ok_or_else(|| anyhow::anyhow!("kafka-bare printed {line:?}"))
 }
 
-fn start_rating(context: &Context, brokers: &str, name: &str, work_dir: &Path) -> anyhow::Result<(Running, String)> {
-    let port = free_port()?;
-    let address = format!("127.0.0.1:{port}");
-    let args = vec!["--listen".to_owned(), address.clone(), "--kafka-brokers".to_owned(), brokers.to_owned()];
-    let mut rating =
-        Running::start(name, &context.binary("rating"), &args, work_dir, work_dir.join(format!("{name}.log")))?;
-    rating.wait_for_port(port, Duration::from_secs(30))?;
-    Ok((rating, address))
+fn start_rating(
+    context: &Context,
+    brokers: &str,
+    name: &str,
+    work_dir: &Path,
+) -> anyhow::Result<(ChildProcess, String)> {
+    let args = ["--kafka-brokers".to_owned(), brokers.to_owned()];
+    start_service(name, &context.binary("rating"), &args, work_dir, work_dir.join(format!("{name}.log")))
 }
 
 fn ticks_to_s(ticks: u64) -> f64 {
@@ -72,7 +73,8 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
     let mut run = IngestRun { events, ..IngestRun::default() };
     let file = events_file.display().to_string();
     let slow = Duration::from_secs(600);
-    let (broker, brokers) = context.start_broker(work_dir)?;
+    let broker = context.start_broker(work_dir)?;
+    let brokers = broker.address();
 
     // The ratings topic is created by the rating service at start-up; it is ready once health says SERVING.
     let (applying, applying_address) = start_rating(context, &brokers, "rating-apply", work_dir)?;
@@ -177,8 +179,9 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
         run.replay_rss_bytes / (1 << 20)
     );
 
-    replaying.stop(Duration::from_secs(10));
-    applying.stop(Duration::from_secs(10));
-    broker.stop(Duration::from_secs(10));
+    for mut process in [replaying, applying] {
+        process.stop(Duration::from_secs(10))?;
+    }
+    broker.stop(Duration::from_secs(10))?;
     Ok(run)
 }

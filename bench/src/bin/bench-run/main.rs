@@ -28,7 +28,8 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use processes::{Running, free_port, run_tool};
+use processes::{run_tool, start_service};
+use testbed::{Output, Storage, Tansu};
 
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Runs the benchmark suite and writes BENCHMARKS.md.")]
@@ -128,44 +129,20 @@ impl Context {
     }
 
     /// A Tansu broker keeping everything in memory, in a directory of its own.
-    pub fn start_broker(&self, work_dir: &Path) -> anyhow::Result<(Running, String)> {
-        let port = free_port()?;
-        let directory = work_dir.join(format!("tansu-{port}"));
-        std::fs::create_dir_all(&directory)?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let args: Vec<String> = [
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+    pub fn start_broker(&self, work_dir: &Path) -> anyhow::Result<Tansu> {
         let tansu = self.tansu.as_deref().context("no tansu binary (the A/B mode runs no broker)")?;
-        let mut broker = Running::start("tansu", tansu, &args, &directory, work_dir.join(format!("tansu-{port}.log")))?;
-        broker.wait_for_port(port, Duration::from_secs(30))?;
-        Ok((broker, format!("127.0.0.1:{port}")))
+        let port = testbed::free_port()?;
+        let directory = work_dir.join(format!("tansu-{port}"));
+        let log = Output::File(work_dir.join(format!("tansu-{port}.log")));
+        Ok(Tansu::start(tansu, port, Storage::Memory, &directory, log)?)
     }
-}
-
-fn find_tansu() -> anyhow::Result<PathBuf> {
-    if let Ok(output) = std::process::Command::new("sh").args(["-c", "command -v tansu"]).output()
-        && output.status.success()
-    {
-        return Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
-    }
-    let path = Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
-    anyhow::ensure!(path.exists(), "tansu is not installed: `cargo install tansu --features dynostore,libsql`");
-    Ok(path)
 }
 
 /// Starts metadata, rating (with Kafka), movie and the constant server,
 /// seeds them, and runs the gRPC measurements `runs` times.
 fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::GrpcRun>> {
-    let (broker, brokers) = context.start_broker(work_dir)?;
+    let broker = context.start_broker(work_dir)?;
+    let brokers = broker.address();
     let start = |name: &'static str, extra: &[String]| {
         start_service(name, &context.binary(name), extra, work_dir, work_dir.join(format!("{name}.log")))
     };
@@ -196,28 +173,11 @@ fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::Gr
         eprintln!("gRPC run {run} of {}", context.settings.runs);
         runs.push(grpc::run(context, &targets, &all, work_dir)?);
     }
-    for process in [constant, movie, rating, metadata, broker] {
-        process.stop(Duration::from_secs(10));
+    for mut process in [constant, movie, rating, metadata] {
+        process.stop(Duration::from_secs(10))?;
     }
+    broker.stop(Duration::from_secs(10))?;
     Ok(runs)
-}
-
-/// Starts a server on a free 127.0.0.1 port (`--listen`, then `extra`) and
-/// waits until it accepts connections; returns it and its address.
-fn start_service(
-    name: &str,
-    program: &Path,
-    extra: &[String],
-    work_dir: &Path,
-    log: PathBuf,
-) -> anyhow::Result<(Running, String)> {
-    let port = free_port()?;
-    let address = format!("127.0.0.1:{port}");
-    let mut args = vec!["--listen".to_owned(), address.clone()];
-    args.extend_from_slice(extra);
-    let mut process = Running::start(name, program, &args, work_dir, log)?;
-    process.wait_for_port(port, Duration::from_secs(30))?;
-    Ok((process, address))
 }
 
 /// Stores `movies` movies: metadata and one rating each (ids `0..movies`).
@@ -283,7 +243,7 @@ fn main() -> anyhow::Result<()> {
         settings,
         runtime: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         bin_dir,
-        tansu: Some(find_tansu()?),
+        tansu: Some(Tansu::program()?),
         h2load_available: std::process::Command::new("h2load")
             .arg("--version")
             .output()

@@ -30,6 +30,21 @@ fn per_run(values: impl IntoIterator<Item = Option<f64>>, decimals: usize) -> St
     values.into_iter().map(|value| show(value, decimals)).collect::<Vec<_>>().join(" / ")
 }
 
+/// A row of a table of figures: what it shows, its value in one run (`None`
+/// when it was not measured or cannot be computed), and its decimals.
+struct Row<Run> {
+    label: &'static str,
+    value: fn(&Run) -> Option<f64>,
+    decimals: usize,
+}
+
+/// A row of the ingestion timings: what was timed, and its seconds in one
+/// run.
+struct Timing {
+    label: &'static str,
+    seconds: fn(&IngestRun) -> f64,
+}
+
 struct Goal {
     name: &'static str,
     measured: Option<f64>,
@@ -307,24 +322,32 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
 
     let _ = writeln!(out, "### Per run\n");
     let _ = writeln!(out, "| figure | run 1 / run 2 / ... |\n|---|---|");
-    let rows: [(&str, fn(&GrpcRun) -> Option<f64>, usize); 6] = [
-        ("GetMovieDetails saturation, requests/s", |run| Some(run.saturation_rps("movie")), 0),
-        ("constant-server GetMetadata saturation, requests/s", |run| Some(run.saturation_rps("constant-server")), 0),
-        (
-            "GetMovieDetails / constant-server saturation",
-            |run| ratio(run.saturation_rps("movie"), run.saturation_rps("constant-server")),
-            3,
-        ),
-        ("constant rate, requests/s", |run| Some(run.constant_rate), 0),
-        (
-            "GetMovieDetails p99 at the constant rate, µs",
-            |run| run.at_constant_rate.get("movie").map(|s| s.p99_us as f64),
-            0,
-        ),
-        ("CPU per GetMovieDetails / CPU per GetMetadata", cpu_ratio, 2),
+    let rows: [Row<GrpcRun>; 6] = [
+        Row {
+            label: "GetMovieDetails saturation, requests/s",
+            value: |run| Some(run.saturation_rps("movie")),
+            decimals: 0,
+        },
+        Row {
+            label: "constant-server GetMetadata saturation, requests/s",
+            value: |run| Some(run.saturation_rps("constant-server")),
+            decimals: 0,
+        },
+        Row {
+            label: "GetMovieDetails / constant-server saturation",
+            value: |run| ratio(run.saturation_rps("movie"), run.saturation_rps("constant-server")),
+            decimals: 3,
+        },
+        Row { label: "constant rate, requests/s", value: |run| Some(run.constant_rate), decimals: 0 },
+        Row {
+            label: "GetMovieDetails p99 at the constant rate, µs",
+            value: |run| run.at_constant_rate.get("movie").map(|s| s.p99_us as f64),
+            decimals: 0,
+        },
+        Row { label: "CPU per GetMovieDetails / CPU per GetMetadata", value: cpu_ratio, decimals: 2 },
     ];
-    for (name, figure, decimals) in rows {
-        let _ = writeln!(out, "| {name} | {} |", per_run(grpc.iter().map(figure), decimals));
+    for Row { label, value, decimals } in rows {
+        let _ = writeln!(out, "| {label} | {} |", per_run(grpc.iter().map(value), decimals));
     }
     let _ = writeln!(out);
 
@@ -354,52 +377,102 @@ fn render_ingest(out: &mut String, ingest: &[IngestRun]) {
         "Each run on a fresh broker. Rates are events per second; times in seconds; median of the runs.\n"
     );
     let _ = writeln!(out, "| measurement | seconds | events/s |\n|---|---:|---:|");
-    let rows: [(&str, fn(&IngestRun) -> f64); 6] = [
-        ("bare producer (kafka-bare produce: first send to last delivery report)", |run| run.bare_produce_s),
-        ("ratingingester publishing (its own summary: first send to last report)", |run| run.ingester_publish_s),
-        ("ratingingester in all (reading and validating the file, then publishing)", |run| run.ingester_wall_s),
-        ("rating service applying (first publish to the probe average read)", |run| run.apply_s),
-        ("bare consumer reading `ratings` from the beginning", |run| run.bare_consume_s),
-        ("fresh rating instance replaying `ratings` (spawn to the probe average read)", |run| run.replay_s),
+    let timings = [
+        Timing {
+            label: "bare producer (kafka-bare produce: first send to last delivery report)",
+            seconds: |run| run.bare_produce_s,
+        },
+        Timing {
+            label: "ratingingester publishing (its own summary: first send to last report)",
+            seconds: |run| run.ingester_publish_s,
+        },
+        Timing {
+            label: "ratingingester in all (reading and validating the file, then publishing)",
+            seconds: |run| run.ingester_wall_s,
+        },
+        Timing {
+            label: "rating service applying (first publish to the probe average read)",
+            seconds: |run| run.apply_s,
+        },
+        Timing { label: "bare consumer reading `ratings` from the beginning", seconds: |run| run.bare_consume_s },
+        Timing {
+            label: "fresh rating instance replaying `ratings` (spawn to the probe average read)",
+            seconds: |run| run.replay_s,
+        },
     ];
-    for (name, seconds) in rows {
+    for Timing { label, seconds } in timings {
         let time = med(ingest.iter().map(|run| Some(seconds(run))));
         let rate = med(ingest.iter().map(|run| Some(run.rate(seconds(run)))));
-        let _ = writeln!(out, "| {name} | {} | {} |", show(time, 2), show(rate, 0));
+        let _ = writeln!(out, "| {label} | {} | {} |", show(time, 2), show(rate, 0));
     }
     let _ = writeln!(out);
-    let mb = |bytes: u64| Some(bytes as f64 / (1 << 20) as f64);
     let _ = writeln!(out, "| resources | median |\n|---|---:|");
-    let rows: [(&str, Box<dyn Fn(&IngestRun) -> Option<f64>>, usize); 6] = [
-        ("VmRSS of the applying rating instance, MB", Box::new(move |run| mb(run.apply_rss_bytes)), 0),
-        ("VmRSS of the replaying rating instance, MB", Box::new(move |run| mb(run.replay_rss_bytes)), 0),
-        ("rating CPU while applying, cores", Box::new(|run| ratio(run.apply_rating_cpu_s, run.apply_s)), 2),
-        ("rating CPU while replaying, cores", Box::new(|run| ratio(run.replay_rating_cpu_s, run.replay_s)), 2),
-        ("broker CPU while replaying, cores", Box::new(|run| ratio(run.replay_broker_cpu_s, run.replay_s)), 2),
-        (
-            "broker CPU while the bare consumer reads, cores",
-            Box::new(|run| ratio(run.bare_consume_broker_cpu_s, run.bare_consume_s)),
-            2,
-        ),
+    let rows: [Row<IngestRun>; 6] = [
+        Row {
+            label: "VmRSS of the applying rating instance, MB",
+            value: |run| Some(megabytes(run.apply_rss_bytes)),
+            decimals: 0,
+        },
+        Row {
+            label: "VmRSS of the replaying rating instance, MB",
+            value: |run| Some(megabytes(run.replay_rss_bytes)),
+            decimals: 0,
+        },
+        Row {
+            label: "rating CPU while applying, cores",
+            value: |run| ratio(run.apply_rating_cpu_s, run.apply_s),
+            decimals: 2,
+        },
+        Row {
+            label: "rating CPU while replaying, cores",
+            value: |run| ratio(run.replay_rating_cpu_s, run.replay_s),
+            decimals: 2,
+        },
+        Row {
+            label: "broker CPU while replaying, cores",
+            value: |run| ratio(run.replay_broker_cpu_s, run.replay_s),
+            decimals: 2,
+        },
+        Row {
+            label: "broker CPU while the bare consumer reads, cores",
+            value: |run| ratio(run.bare_consume_broker_cpu_s, run.bare_consume_s),
+            decimals: 2,
+        },
     ];
-    for (name, figure, decimals) in rows {
-        let _ = writeln!(out, "| {name} | {} |", show(med(ingest.iter().map(|run| figure(run))), decimals));
+    for Row { label, value, decimals } in rows {
+        let _ = writeln!(out, "| {label} | {} |", show(med(ingest.iter().map(value)), decimals));
     }
     let _ = writeln!(out);
 
     let _ = writeln!(out, "### Per run\n");
     let _ = writeln!(out, "| figure | run 1 / run 2 / ... |\n|---|---|");
-    let rows: [(&str, fn(&IngestRun) -> Option<f64>, usize); 5] = [
-        ("apply rate / bare consumer rate", |run| ratio(run.bare_consume_s, run.apply_s), 3),
-        ("replay time / bare read time", |run| ratio(run.replay_s, run.bare_consume_s), 3),
-        ("ratingingester rate / bare producer rate", |run| ratio(run.bare_produce_s, run.ingester_publish_s), 3),
-        ("bare consumer, s", |run| Some(run.bare_consume_s), 2),
-        ("replay, s", |run| Some(run.replay_s), 2),
+    let rows: [Row<IngestRun>; 5] = [
+        Row {
+            label: "apply rate / bare consumer rate",
+            value: |run| ratio(run.bare_consume_s, run.apply_s),
+            decimals: 3,
+        },
+        Row {
+            label: "replay time / bare read time",
+            value: |run| ratio(run.replay_s, run.bare_consume_s),
+            decimals: 3,
+        },
+        Row {
+            label: "ratingingester rate / bare producer rate",
+            value: |run| ratio(run.bare_produce_s, run.ingester_publish_s),
+            decimals: 3,
+        },
+        Row { label: "bare consumer, s", value: |run| Some(run.bare_consume_s), decimals: 2 },
+        Row { label: "replay, s", value: |run| Some(run.replay_s), decimals: 2 },
     ];
-    for (name, figure, decimals) in rows {
-        let _ = writeln!(out, "| {name} | {} |", per_run(ingest.iter().map(figure), decimals));
+    for Row { label, value, decimals } in rows {
+        let _ = writeln!(out, "| {label} | {} |", per_run(ingest.iter().map(value), decimals));
     }
     let _ = writeln!(out);
+}
+
+fn megabytes(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
 
 const METHOD: &str = "\
