@@ -15,6 +15,7 @@ pub mod entry;
 pub mod errors;
 pub mod metrics;
 pub mod server;
+pub mod server_calls;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;

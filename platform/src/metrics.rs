@@ -6,13 +6,7 @@
 //!
 //! Without `--metrics-addr` no recorder is installed: the `metrics` macros
 //! then do nothing, and the server adds no metrics layer at all.
-use std::{
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::{future::Future, net::SocketAddr, time::Instant};
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use tonic::Code;
@@ -99,62 +93,11 @@ pub fn counted_call(path: &str) -> Option<(&str, &str)> {
     service_and_method(path).filter(|(service, _)| !UNCOUNTED_SERVICES.contains(service))
 }
 
-/// The tower layer that records every server call under
-/// [`SERVER_CALL_DURATION`], up to its response headers. A unary call's
-/// status is known then: an error travels in the headers of a trailers-only
-/// response, and a response with a message is OK (its trailers say so).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerCallMetricsLayer;
-
-impl<S> tower::Layer<S> for ServerCallMetricsLayer {
-    type Service = ServerCallMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ServerCallMetrics { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerCallMetrics<S> {
-    inner: S,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ServerCallMetrics<S>
-where
-    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let counted =
-            counted_call(request.uri().path()).map(|(service, method)| (service.to_owned(), method.to_owned()));
-        let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            if let Some((service, method)) = counted {
-                let code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.parse::<i32>().ok())
-                    .map_or(Code::Ok, Code::from_i32);
-                metrics::histogram!(SERVER_CALL_DURATION,
-                    "rpc_service" => service, "rpc_method" => method, "rpc_grpc_status_code" => code_label(code))
-                .record(started.elapsed().as_secs_f64());
-            }
-            Ok(response)
-        })
-    }
+/// Records a finished server call under [`SERVER_CALL_DURATION`].
+pub(crate) fn record_server_call(rpc_service: String, rpc_method: String, code: Code, started: Instant) {
+    metrics::histogram!(SERVER_CALL_DURATION,
+        "rpc_service" => rpc_service, "rpc_method" => rpc_method, "rpc_grpc_status_code" => code_label(code))
+    .record(started.elapsed().as_secs_f64());
 }
 
 #[cfg(test)]

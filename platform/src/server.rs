@@ -17,7 +17,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
-    metrics::ServerCallMetricsLayer,
+    server_calls::ServerCallLayer,
 };
 
 /// The services every server offers besides its own.
@@ -142,8 +142,10 @@ impl BoundServer {
         let Self { settings, listener, local_address } = self;
         let (health, routes) = Health::not_serving(routes, &settings.grpc_services).await;
         let routes = with_reflection(routes, &settings.grpc_services)?;
-        let metrics = settings.metrics_address.map(|_| ServerCallMetricsLayer);
-        let mut server = ServerTask::spawn(routes, listener, metrics);
+        let spans = crate::telemetry::exporting_traces();
+        let metrics = settings.metrics_address.is_some();
+        let calls = (spans || metrics).then_some(ServerCallLayer { spans, metrics });
+        let mut server = ServerTask::spawn(routes, listener, calls);
         tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address, "listening");
 
         let mut registration = None;
@@ -242,12 +244,10 @@ struct ServerTask {
 }
 
 impl ServerTask {
-    fn spawn(routes: Routes, listener: TcpListener, metrics: Option<ServerCallMetricsLayer>) -> Self {
+    fn spawn(routes: Routes, listener: TcpListener, calls: Option<ServerCallLayer>) -> Self {
         let stop_accepting = CancellationToken::new();
-        let spans = crate::telemetry::exporting_traces().then_some(crate::trace_context::ServerSpanLayer);
         let server = tonic::transport::Server::builder()
-            .layer(tower::util::option_layer(spans))
-            .layer(tower::util::option_layer(metrics))
+            .layer(tower::util::option_layer(calls))
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
         Self { task: tokio::spawn(server), stop_accepting }

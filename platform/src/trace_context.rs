@@ -2,18 +2,12 @@
 //! gRPC requests and written into outgoing ones, and the per-call spans of
 //! servers (a tower layer) and clients. Everything here does nothing unless
 //! traces are exported ([`crate::telemetry::exporting_traces`]).
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context as TaskContext, Poll},
-};
-
 use opentelemetry::{
     Context, global,
     propagation::{Extractor, Injector},
     trace::TraceContextExt,
 };
-use tracing::{Instrument, Span, field::Empty};
+use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The trace context carried by `carrier`, e.g. a request's headers.
@@ -51,43 +45,29 @@ pub fn consumer_span<'a>(
     topic: &str,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Span {
-    if !crate::telemetry::exporting_traces() {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
-        "kafka.consume",
-        otel.name = name,
-        otel.kind = "consumer",
-        messaging.system = "kafka",
-        messaging.destination.name = topic,
-        trace_id = Empty,
-        span_id = Empty
-    );
-    let parent = from_headers(headers);
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
-    }
-    record_ids(&span);
-    span
+    messaging_span("consumer", name, topic, || from_headers(headers))
 }
 
-/// A span for publishing to a topic; `Span::none()` unless traces are
-/// exported.
+/// A span for publishing to a topic, a child of the current span;
+/// `Span::none()` unless traces are exported.
 pub fn producer_span(name: &'static str, topic: &str) -> Span {
+    messaging_span("producer", name, topic, Context::new)
+}
+
+fn messaging_span(kind: &'static str, name: &'static str, topic: &str, parent: impl FnOnce() -> Context) -> Span {
     if !crate::telemetry::exporting_traces() {
         return Span::none();
     }
     let span = tracing::info_span!(
-        "kafka.produce",
+        "kafka",
         otel.name = name,
-        otel.kind = "producer",
+        otel.kind = kind,
         messaging.system = "kafka",
         messaging.destination.name = topic,
         trace_id = Empty,
         span_id = Empty
     );
-    record_ids(&span);
-    span
+    with_parent(span, parent())
 }
 
 struct HeaderList(Vec<(String, String)>);
@@ -126,6 +106,32 @@ pub fn record_ids(span: &Span) {
         span.record("trace_id", span_context.trace_id().to_string());
         span.record("span_id", span_context.span_id().to_string());
     }
+}
+
+/// A span for a call this server answers: a child of the caller's span when
+/// the request's headers carry a `traceparent`.
+pub(crate) fn server_span(rpc_service: &str, rpc_method: &str, headers: &http::HeaderMap) -> Span {
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = format!("{rpc_service}/{rpc_method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = rpc_service,
+        rpc.method = rpc_method,
+        trace_id = Empty,
+        span_id = Empty
+    );
+    with_parent(span, extract(&HeaderExtractor(headers)))
+}
+
+/// `span` as a child of `parent` when `parent` holds a valid span, with
+/// its ids recorded.
+fn with_parent(span: Span, parent: Context) -> Span {
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    record_ids(&span);
+    span
 }
 
 /// A span for a call to another service, a child of the current one.
@@ -168,61 +174,5 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(http::HeaderName::as_str).collect()
-    }
-}
-
-/// Opens a server span per call, a child of the caller's span when the
-/// request carries a `traceparent`. Health and reflection calls get none.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerSpanLayer;
-
-impl<S> tower::Layer<S> for ServerSpanLayer {
-    type Service = ServerSpans<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ServerSpans { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerSpans<S> {
-    inner: S,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ServerSpans<S>
-where
-    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, context: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let Some((service, method)) = crate::metrics::counted_call(request.uri().path()) else {
-            return Box::pin(self.inner.call(request));
-        };
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = format!("{service}/{method}"),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            trace_id = Empty,
-            span_id = Empty
-        );
-        let parent = extract(&HeaderExtractor(request.headers()));
-        if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
-        }
-        record_ids(&span);
-        Box::pin(self.inner.call(request).instrument(span))
     }
 }

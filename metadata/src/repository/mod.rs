@@ -2,8 +2,7 @@
 //! does not depend on a storage engine: in memory, in a SQLite file, or in
 //! PostgreSQL ([`Store`] is whichever `--database-url` names).
 pub mod memory;
-pub mod postgres;
-pub mod sqlite;
+pub mod sql;
 
 use std::future::Future;
 
@@ -91,8 +90,8 @@ pub trait MetadataRepository: Send + Sync + 'static {
 /// The store `--database-url` names.
 pub enum Store {
     Memory(memory::MemoryRepository),
-    Sqlite(sqlite::SqliteRepository),
-    Postgres(postgres::PostgresRepository),
+    Sqlite(sql::SqliteRepository),
+    Postgres(sql::PostgresRepository),
 }
 
 impl Store {
@@ -100,8 +99,8 @@ impl Store {
     pub fn open(args: &DatabaseArgs) -> Result<Self, DatabaseError> {
         Ok(match args.open()? {
             None => Store::Memory(memory::MemoryRepository::default()),
-            Some(Database::Sqlite { pool, name }) => Store::Sqlite(sqlite::SqliteRepository::new(pool, name)),
-            Some(Database::Postgres { pool, name }) => Store::Postgres(postgres::PostgresRepository::new(pool, name)),
+            Some(Database::Sqlite { pool, name }) => Store::Sqlite(sql::SqliteRepository::new(pool, name)),
+            Some(Database::Postgres { pool, name }) => Store::Postgres(sql::PostgresRepository::new(pool, name)),
         })
     }
 

@@ -1,0 +1,74 @@
+//! Metadata in a SQL database: one definition for both engines sqlx gives
+//! us, since the schema (`metadata/migrations/`) and the statements are the
+//! same; `$N` placeholders are understood by SQLite and PostgreSQL alike.
+
+const SELECT: &str = "SELECT title, description, director FROM movies WHERE id = $1";
+
+const UPSERT: &str = "INSERT INTO movies (id, title, description, director) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET \
+     title = excluded.title, description = excluded.description, director = excluded.director";
+
+/// A repository over one engine's pool: its type, the pool type, the
+/// matching `platform::database::Database` variant, and its doc line.
+macro_rules! sql_repository {
+    ($(#[$doc:meta])* $name:ident, $pool:ty, $variant:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            pool: $pool,
+            /// The redacted URL, naming the database in errors.
+            name: String,
+        }
+
+        impl $name {
+            pub fn new(pool: $pool, name: String) -> Self {
+                Self { pool, name }
+            }
+
+            pub fn database(&self) -> platform::database::Database {
+                platform::database::Database::$variant { pool: self.pool.clone(), name: self.name.clone() }
+            }
+        }
+
+        impl super::MetadataRepository for $name {
+            async fn get(
+                &self,
+                id: &crate::model::MovieId,
+            ) -> Result<crate::model::Metadata, super::RepositoryError> {
+                let row: Option<(String, String, String)> = sqlx::query_as(SELECT)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|error| super::RepositoryError::from_sqlx(&self.name, error))?;
+                let (title, description, director) =
+                    row.ok_or_else(|| super::RepositoryError::NotFound(id.clone()))?;
+                Ok(crate::model::Metadata { id: id.clone(), title, description, director })
+            }
+
+            async fn put(&self, metadata: crate::model::Metadata) -> Result<(), super::RepositoryError> {
+                sqlx::query(UPSERT)
+                    .bind(metadata.id.as_str())
+                    .bind(&metadata.title)
+                    .bind(&metadata.description)
+                    .bind(&metadata.director)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|error| super::RepositoryError::from_sqlx(&self.name, error))?;
+                Ok(())
+            }
+        }
+    };
+}
+
+sql_repository!(
+    /// Metadata in a SQLite file (`--database-url sqlite:PATH`).
+    SqliteRepository,
+    sqlx::SqlitePool,
+    Sqlite
+);
+
+sql_repository!(
+    /// Metadata in a PostgreSQL database (`--database-url postgres://...`).
+    PostgresRepository,
+    sqlx::PgPool,
+    Postgres
+);
