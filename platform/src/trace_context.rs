@@ -111,44 +111,38 @@ pub fn record_ids(span: &Span) {
 /// A span for a call this server answers: a child of the caller's span when
 /// the request's headers carry a `traceparent`.
 pub(crate) fn server_span(rpc_service: &str, rpc_method: &str, headers: &http::HeaderMap) -> Span {
-    let span = tracing::info_span!(
-        "grpc.server",
-        otel.name = format!("{rpc_service}/{rpc_method}"),
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = rpc_service,
-        rpc.method = rpc_method,
-        trace_id = Empty,
-        span_id = Empty
-    );
-    with_parent(span, extract(&HeaderExtractor(headers)))
+    with_parent(rpc_span("server", rpc_service, rpc_method), extract(&HeaderExtractor(headers)))
 }
 
-/// `span` as a child of `parent` when `parent` holds a valid span, with
-/// its ids recorded.
-fn with_parent(span: Span, parent: Context) -> Span {
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
-    }
-    record_ids(&span);
-    span
-}
-
-/// A span for a call to another service, a child of the current one.
+/// A span for a call to another service, a child of the current one;
+/// `Span::none()` unless traces are exported.
 pub fn client_span(rpc_service: &'static str, rpc_method: &'static str) -> Span {
     if !crate::telemetry::exporting_traces() {
         return Span::none();
     }
-    let span = tracing::info_span!(
-        "grpc.client",
+    with_parent(rpc_span("client", rpc_service, rpc_method), Context::new())
+}
+
+/// A gRPC call's span, named `Service/Method` as OpenTelemetry names them.
+fn rpc_span(kind: &'static str, rpc_service: &str, rpc_method: &str) -> Span {
+    tracing::info_span!(
+        "grpc",
         otel.name = format!("{rpc_service}/{rpc_method}"),
-        otel.kind = "client",
+        otel.kind = kind,
         rpc.system = "grpc",
         rpc.service = rpc_service,
         rpc.method = rpc_method,
         trace_id = Empty,
         span_id = Empty
-    );
+    )
+}
+
+/// `span` as a child of `parent` when `parent` holds a valid span (else of
+/// the current span, as every span is), with its ids recorded.
+fn with_parent(span: Span, parent: Context) -> Span {
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
     record_ids(&span);
     span
 }
