@@ -36,6 +36,19 @@ pub struct AbArgs {
     /// What B is called in the report [default: the directory's name]
     #[arg(long)]
     b_name: Option<String>,
+    /// A flag given to every service of variant A (repeatable), e.g. `--a-flag=--metrics-addr=127.0.0.1:0`:
+    /// with the same binaries on both sides, measures what a setting costs
+    #[arg(long = "a-flag", allow_hyphen_values = true)]
+    a_flags: Vec<String>,
+    /// A flag given to every service of variant B (repeatable)
+    #[arg(long = "b-flag", allow_hyphen_values = true)]
+    b_flags: Vec<String>,
+    /// An environment variable set for every service of variant A (repeatable), as KEY=VALUE
+    #[arg(long = "a-env", value_parser = key_value)]
+    a_envs: Vec<(String, String)>,
+    /// An environment variable set for every service of variant B (repeatable), as KEY=VALUE
+    #[arg(long = "b-env", value_parser = key_value)]
+    b_envs: Vec<(String, String)>,
     /// Rounds; each measures A and B once, in the order A,B then B,A, alternating
     #[arg(long, env = "BENCH_AB_ROUNDS", default_value_t = 5)]
     rounds: usize,
@@ -212,6 +225,15 @@ pub fn render_entry(info: &EntryInfo, concurrencies: &[usize], rounds: &Rounds) 
 struct Variant {
     name: String,
     dir: PathBuf,
+    /// Given to each of its services, after the flags the runner sets.
+    flags: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 /// Starts one variant's suite, seeds it, measures every concurrency, and
@@ -228,7 +250,9 @@ fn measure(
         Side::B => "b",
     };
     let start = |name: &str, extra: &[String]| {
-        start_service(name, &variant.dir.join(name), extra, work_dir, work_dir.join(format!("{tag}-{name}.log")))
+        let args: Vec<String> = extra.iter().chain(&variant.flags).cloned().collect();
+        let log = work_dir.join(format!("{tag}-{name}.log"));
+        start_service(name, &variant.dir.join(name), &args, &variant.envs, work_dir, log)
     };
     let (metadata, metadata_address) = start("metadata", &[])?;
     let (rating, rating_address) = start("rating", &[])?;
@@ -288,8 +312,18 @@ pub fn main(args: &AbArgs) -> anyhow::Result<()> {
     check_binaries(&args.b_dir)?;
     anyhow::ensure!(!args.concurrency.is_empty() && !args.concurrency.contains(&0), "concurrencies must be at least 1");
     let variants = [
-        Variant { name: args.a_name.clone().unwrap_or_else(|| dir_name(&args.a_dir)), dir: args.a_dir.canonicalize()? },
-        Variant { name: args.b_name.clone().unwrap_or_else(|| dir_name(&args.b_dir)), dir: args.b_dir.canonicalize()? },
+        Variant {
+            name: args.a_name.clone().unwrap_or_else(|| dir_name(&args.a_dir)),
+            dir: args.a_dir.canonicalize()?,
+            flags: args.a_flags.clone(),
+            envs: args.a_envs.clone(),
+        },
+        Variant {
+            name: args.b_name.clone().unwrap_or_else(|| dir_name(&args.b_dir)),
+            dir: args.b_dir.canonicalize()?,
+            flags: args.b_flags.clone(),
+            envs: args.b_envs.clone(),
+        },
     ];
     std::fs::create_dir_all(&args.work_dir)?;
     let work_dir = args.work_dir.canonicalize()?;
@@ -355,6 +389,12 @@ pub fn main(args: &AbArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_settings_are_key_value_pairs() {
+        assert_eq!(key_value("A=b=c"), Ok(("A".to_string(), "b=c".to_string())));
+        assert!(key_value("no-equals").is_err());
+    }
 
     #[test]
     fn rounds_alternate_the_order_abba() {

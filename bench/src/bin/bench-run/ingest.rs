@@ -61,7 +61,7 @@ fn start_rating(
     work_dir: &Path,
 ) -> anyhow::Result<(ChildProcess, String)> {
     let args = ["--kafka-brokers".to_owned(), brokers.to_owned()];
-    start_service(name, &context.binary("rating"), &args, work_dir, work_dir.join(format!("{name}.log")))
+    start_service(name, &context.binary("rating"), &args, &[], work_dir, work_dir.join(format!("{name}.log")))
 }
 
 fn ticks_to_s(ticks: u64) -> f64 {

@@ -144,7 +144,7 @@ fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::Gr
     let broker = context.start_broker(work_dir)?;
     let brokers = broker.address();
     let start = |name: &'static str, extra: &[String]| {
-        start_service(name, &context.binary(name), extra, work_dir, work_dir.join(format!("{name}.log")))
+        start_service(name, &context.binary(name), extra, &[], work_dir, work_dir.join(format!("{name}.log")))
     };
     let (metadata, metadata_address) = start("metadata", &[])?;
     let (rating, rating_address) = start("rating", &["--kafka-brokers".into(), brokers.clone()])?;

@@ -29,17 +29,22 @@ fn command(program: &Path, args: &[String], directory: &Path) -> Command {
 }
 
 /// Starts a server on a free 127.0.0.1 port (`extra`, then `--listen`) in
-/// `work_dir`, its output to `log`, and waits until it accepts connections;
-/// returns it and its address.
+/// `work_dir`, with `envs` besides the runner's, its output to `log`, and
+/// waits until it accepts connections; returns it and its address.
 pub fn start_service(
     name: &str,
     program: &Path,
     extra: &[String],
+    envs: &[(String, String)],
     work_dir: &Path,
     log: PathBuf,
 ) -> anyhow::Result<(ChildProcess, String)> {
-    let (process, address) =
-        ChildProcess::start_server(name, || command(program, extra, work_dir), &Output::File(log), START_TIMEOUT)?;
+    let with_envs = || {
+        let mut command = command(program, extra, work_dir);
+        command.envs(envs.iter().map(|(key, value)| (key, value)));
+        command
+    };
+    let (process, address) = ChildProcess::start_server(name, with_envs, &Output::File(log), START_TIMEOUT)?;
     Ok((process, address.to_string()))
 }
 
