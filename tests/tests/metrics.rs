@@ -5,8 +5,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use contract::api::{
-    GetMovieDetailsRequest, Metadata, PutMetadataRequest, metadata_service_client::MetadataServiceClient,
-    movie_service_client::MovieServiceClient,
+    GetMovieDetailsRequest, Metadata, PutMetadataRequest, PutRatingRequest,
+    metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
+    rating_service_client::RatingServiceClient,
 };
 use e2e::{
     broker::Broker,
@@ -118,6 +119,21 @@ fn prometheus_sees_calls_and_ingestion_move_by_exactly_the_traffic_sent() {
         prometheus.wait_for_value(&applied("delete"), round);
         prometheus.wait_for_value(dead_lettered, round);
     }
+    // A PutRating goes through the topic: one write, acknowledged and applied.
+    block_on(async {
+        let channel = endpoint(&rating).connect().await.expect("connect to rating");
+        let request = PutRatingRequest {
+            user_id: "zoe".into(),
+            record_id: "1".into(),
+            record_type: "movie".into(),
+            rating_value: 2,
+        };
+        RatingServiceClient::new(channel).put_rating(request).await.expect("PutRating succeeds")
+    });
+    prometheus.wait_for_value(r#"sum(rating_writes_total{outcome="ok"})"#, 1.0);
+    prometheus.wait_for_value(&applied("put"), 5.0);
+    // The lag of each of the topic's three partitions, from librdkafka's statistics.
+    prometheus.wait_for_value(r#"count(rating_consumer_lag{service_name="rating"})"#, 3.0);
     prometheus.wait_for_value(r#"sum(discovery_instances{service_name="movie"})"#, 2.0);
     assert_eq!(
         prometheus.value(r#"sum(rpc_server_call_duration_seconds_count{rpc_service="grpc.health.v1.Health"})"#),
