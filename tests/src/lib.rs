@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod calls;
 pub mod compose;
 pub mod consul;
 pub mod grpcurl;

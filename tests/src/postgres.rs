@@ -101,20 +101,27 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
+    /// `program` run as the cluster's owner (`postgres` when the tests run
+    /// as root), in the cluster directory, the only one the owner may enter.
+    fn as_owner(&self, program: &Path) -> Command {
+        let mut command = match self.owner {
+            Some(_) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", "postgres", "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        command.current_dir(self.dir.path());
+        command
+    }
+
     /// Runs a PostgreSQL tool as the cluster's owner; panics with its output
     /// when it fails.
     fn run_tool(&self, tool: &str, args: &[&str]) -> Output {
         let program = self.bin_dir.join(tool);
-        let mut command = match self.owner {
-            Some(_) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(&program);
-                command
-            }
-            None => Command::new(&program),
-        };
-        // The cluster directory is the only one the owner may enter.
-        command.args(args).current_dir(self.dir.path());
+        let mut command = self.as_owner(&program);
+        command.args(args);
         let output = command.output().unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()));
         assert!(
             output.status.success(),
@@ -131,17 +138,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data_dir();
-        let program = self.bin_dir.join("pg_ctl");
         let args = ["-D", path(&data), "-m", "immediate", "-w", "stop"];
-        let mut command = match self.owner {
-            Some(_) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(&program);
-                command
-            }
-            None => Command::new(&program),
-        };
-        let _ = command.args(args).current_dir(self.dir.path()).output();
+        let _ = self.as_owner(&self.bin_dir.join("pg_ctl")).args(args).output();
         // The TempDir removes the directory next.
     }
 }

@@ -4,16 +4,18 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
 use serde_json::Value;
+use testbed::{ChildProcess, Output};
 
 use crate::{free_port, wait_until};
 
 pub struct Prometheus {
-    child: Child,
+    /// Killed when dropped.
+    process: ChildProcess,
     address: SocketAddr,
     directory: PathBuf,
 }
@@ -32,16 +34,15 @@ impl Prometheus {
         );
         let config_file = directory.join("prometheus.yml");
         std::fs::write(&config_file, config).expect("write the Prometheus configuration");
-        let child = Command::new("prometheus")
+        let mut command = Command::new("prometheus");
+        command
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.tsdb.path={}", directory.join("data").display()))
-            .arg(format!("--web.listen-address={address}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus (Debian package `prometheus`; scripts/install-tools.sh installs it)");
-        let prometheus = Self { child, address, directory };
+            .arg(format!("--web.listen-address={address}"));
+        let process = ChildProcess::start("prometheus", command, Output::Captured).unwrap_or_else(|error| {
+            panic!("{error} (Debian package `prometheus`; scripts/install-tools.sh installs it)")
+        });
+        let prometheus = Self { process, address, directory };
         wait_until("Prometheus is ready", Duration::from_secs(30), || {
             prometheus.get("/-/ready").is_some_and(|(status, _)| status == 200)
         });
@@ -52,7 +53,7 @@ impl Prometheus {
     /// it yields none (a series not scraped yet, or never recorded).
     pub fn value(&self, query: &str) -> Option<f64> {
         let (status, body) = self.get(&format!("/api/v1/query?query={}", percent_encoded(query)))?;
-        assert_eq!(status, 200, "query {query}: {body}");
+        assert_eq!(status, 200, "query {query}: {body}\n{}", self.process.log());
         let answer: Value = serde_json::from_str(&body).expect("JSON from Prometheus");
         let result = answer["data"]["result"].as_array().expect("a vector result");
         assert!(result.len() <= 1, "query {query} yields several series: {body}");
@@ -82,8 +83,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.process.kill();
         let _ = std::fs::remove_dir_all(&self.directory);
     }
 }

@@ -4,45 +4,19 @@
 //! by exactly the traffic sent, round after round.
 use std::{net::SocketAddr, time::Duration};
 
-use contract::api::{
-    GetMovieDetailsRequest, Metadata, PutMetadataRequest, PutRatingRequest,
-    metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
-    rating_service_client::RatingServiceClient,
-};
 use e2e::{
     broker::Broker,
+    calls::{movie_details, put_movie},
     free_port,
-    process::{ServiceProcess, block_on, endpoint},
+    process::ServiceProcess,
     prometheus::Prometheus,
+    rating,
 };
 use serde_json::json;
 use tonic::Code;
 
 fn metrics_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
-fn put_movie(metadata: &ServiceProcess, id: &str) {
-    let request =
-        PutMetadataRequest { metadata: Some(Metadata { id: id.into(), title: "Heat".into(), ..Default::default() }) };
-    block_on(async {
-        let channel = endpoint(metadata).connect().await.expect("connect to metadata");
-        MetadataServiceClient::new(channel).put_metadata(request).await.expect("PutMetadata succeeds")
-    });
-}
-
-/// Asks for the details of each id and returns the status codes.
-fn details(movie: &ServiceProcess, ids: &[&str]) -> Vec<Code> {
-    block_on(async {
-        let channel = endpoint(movie).connect().await.expect("connect to movie");
-        let mut client = MovieServiceClient::new(channel);
-        let mut codes = Vec::new();
-        for id in ids {
-            let answer = client.get_movie_details(GetMovieDetailsRequest { movie_id: id.to_string() }).await;
-            codes.push(answer.map_or_else(|status| status.code(), |_| Code::Ok));
-        }
-        codes
-    })
 }
 
 fn event(user: &str, kind: &str) -> (String, String) {
@@ -95,7 +69,7 @@ fn prometheus_sees_calls_and_ingestion_move_by_exactly_the_traffic_sent() {
     for round in 1..=2 {
         let round = f64::from(round);
         // Three answered calls and one for a movie that does not exist.
-        let codes = details(&movie, &["1", "1", "1", "404"]);
+        let codes = movie_details(&movie, &["1", "1", "1", "404"]);
         assert_eq!(codes, [Code::Ok, Code::Ok, Code::Ok, Code::NotFound]);
         // Two puts, one delete and a poison pill.
         let (first, second) = (format!("u{round}a"), format!("u{round}b"));
@@ -120,16 +94,7 @@ fn prometheus_sees_calls_and_ingestion_move_by_exactly_the_traffic_sent() {
         prometheus.wait_for_value(dead_lettered, round);
     }
     // A PutRating goes through the topic: one write, acknowledged and applied.
-    block_on(async {
-        let channel = endpoint(&rating).connect().await.expect("connect to rating");
-        let request = PutRatingRequest {
-            user_id: "zoe".into(),
-            record_id: "1".into(),
-            record_type: "movie".into(),
-            rating_value: 2,
-        };
-        RatingServiceClient::new(channel).put_rating(request).await.expect("PutRating succeeds")
-    });
+    rating::put(&rating, "1", "zoe", 2);
     prometheus.wait_for_value(r#"sum(rating_writes_total{outcome="ok"})"#, 1.0);
     prometheus.wait_for_value(&applied("put"), 5.0);
     // The lag of each of the topic's three partitions, from librdkafka's statistics.

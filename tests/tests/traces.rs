@@ -3,16 +3,14 @@
 //! spans in metadata and rating are children of movie's client calls.
 use std::time::Duration;
 
-use contract::api::{
-    GetMovieDetailsRequest, Metadata, PutMetadataRequest, PutRatingRequest,
-    metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
-    rating_service_client::RatingServiceClient,
-};
 use e2e::{
     broker::Broker,
+    calls::{movie_details, put_movie},
     otlp::{OtlpReceiver, ReceivedSpan},
-    process::{ServiceProcess, binary, block_on, endpoint},
+    process::{ServiceProcess, binary},
+    rating,
 };
+use tonic::Code;
 
 fn start(binary: &str, args: &[&str], receiver: &OtlpReceiver) -> ServiceProcess {
     start_with(binary, args, &[], receiver)
@@ -45,17 +43,8 @@ fn one_get_movie_details_is_one_trace_across_the_three_services() {
     let peers = [metadata.authority(), rating.authority()];
     let movie = start("movie", &["--metadata-addrs", &peers[0], "--rating-addrs", &peers[1]], &receiver);
 
-    block_on(async {
-        let channel = endpoint(&metadata).connect().await.expect("connect to metadata");
-        let heat = Metadata { id: "1".into(), title: "Heat".into(), ..Default::default() };
-        MetadataServiceClient::new(channel).put_metadata(PutMetadataRequest { metadata: Some(heat) }).await
-    })
-    .expect("PutMetadata succeeds");
-    block_on(async {
-        let channel = endpoint(&movie).connect().await.expect("connect to movie");
-        MovieServiceClient::new(channel).get_movie_details(GetMovieDetailsRequest { movie_id: "1".into() }).await
-    })
-    .expect("GetMovieDetails succeeds");
+    put_movie(&metadata, "1");
+    assert_eq!(movie_details(&movie, &["1"]), [Code::Ok]);
 
     let spans = receiver.wait_for("the spans of the call reach the receiver", |spans| {
         !named(spans, "metadata", "MetadataService/GetMetadata").is_empty()
@@ -125,17 +114,7 @@ fn an_event_is_one_trace_from_its_publisher_to_the_rating_services_apply_span() 
     assert_eq!(apply.parent_span_id, publish.span_id, "the apply span is the publish span's child");
 
     // A PutRating goes through the topic too: its apply span joins the call's trace.
-    block_on(async {
-        let channel = endpoint(&rating).connect().await.expect("connect to rating");
-        let request = PutRatingRequest {
-            user_id: "bob".into(),
-            record_id: "7".into(),
-            record_type: "movie".into(),
-            rating_value: 3,
-        };
-        RatingServiceClient::new(channel).put_rating(request).await
-    })
-    .expect("PutRating succeeds");
+    rating::put(&rating, "7", "bob", 3);
     let spans = receiver.wait_for("the PutRating call and its apply span reach the receiver", |spans| {
         !named(spans, "rating", "RatingService/PutRating").is_empty()
             && named(spans, "rating", "ratings apply").len() == 2
@@ -157,28 +136,9 @@ fn json_log_lines_of_one_call_carry_its_trace_id_in_all_three_services() {
     let args = ["--metadata-addrs", &peers[0], "--rating-addrs", &peers[1], "--log-format", "json"];
     let movie = start_with("movie", &args, &debug, &receiver);
 
-    block_on(async {
-        let channel = endpoint(&metadata).connect().await.expect("connect to metadata");
-        let heat = Metadata { id: "1".into(), title: "Heat".into(), ..Default::default() };
-        MetadataServiceClient::new(channel).put_metadata(PutMetadataRequest { metadata: Some(heat) }).await
-    })
-    .expect("PutMetadata succeeds");
-    block_on(async {
-        let channel = endpoint(&rating).connect().await.expect("connect to rating");
-        let request = PutRatingRequest {
-            user_id: "ada".into(),
-            record_id: "1".into(),
-            record_type: "movie".into(),
-            rating_value: 4,
-        };
-        RatingServiceClient::new(channel).put_rating(request).await
-    })
-    .expect("PutRating succeeds");
-    block_on(async {
-        let channel = endpoint(&movie).connect().await.expect("connect to movie");
-        MovieServiceClient::new(channel).get_movie_details(GetMovieDetailsRequest { movie_id: "1".into() }).await
-    })
-    .expect("GetMovieDetails succeeds");
+    put_movie(&metadata, "1");
+    rating::put(&rating, "1", "ada", 4);
+    assert_eq!(movie_details(&movie, &["1"]), [Code::Ok]);
     let spans = receiver.wait_for("the call's server span reaches the receiver", |spans| {
         !named(spans, "movie", "MovieService/GetMovieDetails").is_empty()
     });
