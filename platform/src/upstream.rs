@@ -301,19 +301,30 @@ mod tests {
         // Let the background task's first refresh complete (its next one is an
         // hour away), so nothing re-adds rating-a behind the test's back.
         until_pool_is(&upstream, &["rating-a", "rating-b"]).await;
-        // rating-a (port 1) refuses: every call ends on rating-b, and rating-a is dropped.
-        for _ in 0..5 {
-            let answer =
-                upstream
-                    .call(|_, instance| {
-                        let port = instance.port;
-                        async move {
-                            if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) }
-                        }
-                    })
-                    .await;
-            assert_eq!(answer.unwrap(), 2);
+        // rating-a (port 1) refuses: every call ends on rating-b, and rating-a
+        // is dropped once a call has tried it. Calls start at a random
+        // instance, so call until one has tried it (a hundred calls that all
+        // start at rating-b: odds of 2^-100), then five more.
+        let refused = std::sync::atomic::AtomicUsize::new(0);
+        let call = || {
+            upstream.call(|_, instance| {
+                let port = instance.port;
+                if port == 1 {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                async move { if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) } }
+            })
+        };
+        for _ in 0..100 {
+            assert_eq!(call().await.unwrap(), 2);
+            if refused.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                break;
+            }
         }
+        for _ in 0..5 {
+            assert_eq!(call().await.unwrap(), 2);
+        }
+        assert_eq!(refused.into_inner(), 1, "rating-a was tried once, then left out");
         let left: Vec<String> = upstream.instances().iter().map(Instance::authority).collect();
         assert_eq!(left, ["127.0.0.1:2"]);
     }
