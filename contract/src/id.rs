@@ -2,14 +2,15 @@
 //! the services and tools exchange (movies, records, users) and, through the
 //! same macro, the registry's service and instance names in `platform`.
 //!
-//! An id is any non-empty string (as in the book), parsed once at the edge
+//! An id is any non-empty string (as in the book) of at most
+//! [`MAX_ID_BYTES`](crate::validation::MAX_ID_BYTES) bytes, parsed once at the edge
 //! and cheap to clone afterwards (`Arc<str>`).
 use std::fmt;
 
 use crate::validation::FieldError;
 
-/// Defines a string-id newtype: `parse` (refuses empty or blank values,
-/// naming the field), `as_str`, `Display`, and `AsRef<str>`.
+/// Defines a string-id newtype: `parse` (refuses empty, blank or over-long
+/// values, naming the field), `as_str`, `Display`, and `AsRef<str>`.
 #[macro_export]
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -20,7 +21,7 @@ macro_rules! string_id {
         impl $name {
             /// Parses the value found in `field` of a request, event or setting.
             pub fn parse(field: &'static str, raw: String) -> Result<Self, $crate::validation::FieldError> {
-                let raw = $crate::validation::FieldError::require_non_empty(field, raw)?;
+                let raw = $crate::validation::FieldError::require_id(field, raw)?;
                 Ok(Self(::std::sync::Arc::from(raw)))
             }
 

@@ -4,6 +4,9 @@
 //! transport values once and return a [`FieldError`] naming the field and the
 //! rule it broke; handlers turn it into `INVALID_ARGUMENT` unchanged.
 
+/// The longest id (movie, record, user, ...) in bytes of UTF-8.
+pub const MAX_ID_BYTES: usize = 256;
+
 /// A request field that broke a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {problem}")]
@@ -29,6 +32,16 @@ impl FieldError {
         }
     }
 
+    /// Validates that an id is not empty or blank, is [text](Self::require_text),
+    /// and is at most [`MAX_ID_BYTES`] long: ids are primary keys, and
+    /// PostgreSQL cannot index a key of more than about 2,700 bytes.
+    pub fn require_id(field: &'static str, value: String) -> Result<String, FieldError> {
+        if value.len() > MAX_ID_BYTES {
+            return Err(Self::new(field, format!("must be at most {MAX_ID_BYTES} bytes long, not {}", value.len())));
+        }
+        Self::require_non_empty(field, value)
+    }
+
     /// Validates that a string field holds no NUL character: PostgreSQL
     /// refuses it in text, so every store refuses it here, at the edge.
     pub fn require_text(field: &'static str, value: String) -> Result<String, FieldError> {
@@ -51,6 +64,17 @@ mod tests {
         let error = FieldError::require_non_empty("movie_id", "  ".into()).unwrap_err();
         assert_eq!(error.to_string(), "movie_id must not be empty");
         assert_eq!(FieldError::require_non_empty("movie_id", "1".into()).unwrap(), "1");
+    }
+
+    #[test]
+    fn ids_are_bounded_in_length() {
+        let longest = "x".repeat(MAX_ID_BYTES);
+        assert_eq!(FieldError::require_id("user_id", longest.clone()).unwrap(), longest);
+        let error = FieldError::require_id("user_id", format!("{longest}x")).unwrap_err();
+        assert_eq!(error.to_string(), "user_id must be at most 256 bytes long, not 257");
+        // Bytes, not characters: 129 two-byte characters are too long.
+        assert!(FieldError::require_id("user_id", "é".repeat(129)).is_err());
+        assert!(FieldError::require_id("user_id", " ".into()).is_err());
     }
 
     #[test]

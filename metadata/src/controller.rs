@@ -1,4 +1,6 @@
 //! The metadata service's rules, independent of transport.
+use platform::database::QueryError;
+
 use crate::{
     model::{Metadata, MovieId},
     repository::{MetadataRepository, RepositoryError},
@@ -20,9 +22,9 @@ impl From<RepositoryError> for MetadataError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::NotFound(id) => MetadataError::NotFound(id),
-            RepositoryError::Unavailable { .. } => MetadataError::Unavailable(error),
-            RepositoryError::ValueRefused { .. } => MetadataError::ValueRefused(error),
-            RepositoryError::Failed { .. } => MetadataError::Storage(error),
+            RepositoryError::Database(QueryError::Unavailable { .. }) => MetadataError::Unavailable(error),
+            RepositoryError::Database(QueryError::ValueRefused { .. }) => MetadataError::ValueRefused(error),
+            RepositoryError::Database(QueryError::Failed { .. }) => MetadataError::Storage(error),
         }
     }
 }

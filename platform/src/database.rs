@@ -149,6 +149,82 @@ pub enum DatabaseError {
     },
 }
 
+/// A query that failed, sorted by what the caller can do about it; each
+/// names the database (redacted) and keeps sqlx's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The database cannot be reached, or has no free connection in time:
+    /// try again later (gRPC UNAVAILABLE).
+    #[error("database {database} is unavailable")]
+    Unavailable {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database refused a value (its encoding or its length): the
+    /// request is at fault (gRPC INVALID_ARGUMENT).
+    #[error("database {database} refused the value")]
+    ValueRefused {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Anything else (a bug, a schema out of step).
+    #[error("database {database} failed")]
+    Failed {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl QueryError {
+    /// Sorts `source`, an error of the database named `database`.
+    pub fn from_sqlx(database: &str, source: sqlx::Error) -> Self {
+        let database = database.to_string();
+        match classify(&source) {
+            Kind::Unavailable => Self::Unavailable { database, source },
+            Kind::ValueRefused => Self::ValueRefused { database, source },
+            Kind::Failed => Self::Failed { database, source },
+        }
+    }
+
+    /// Whether waiting may help (the database is down or busy).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+enum Kind {
+    Unavailable,
+    ValueRefused,
+    Failed,
+}
+
+fn classify(error: &sqlx::Error) -> Kind {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            Kind::Unavailable
+        }
+        sqlx::Error::Database(database) => match database.code().as_deref() {
+            // PostgreSQL SQLSTATE classes: 08 connection exception, 53
+            // insufficient resources, 57 operator intervention (shutting
+            // down, starting up); 22 data exception (e.g. a NUL byte, a
+            // string too long); 54000 program limit (e.g. an index row too
+            // large).
+            Some(code) if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") => {
+                Kind::Unavailable
+            }
+            Some(code) if code.starts_with("22") || code == "54000" => Kind::ValueRefused,
+            // SQLite result codes: 5 BUSY, 6 LOCKED, 14 CANTOPEN; 18 TOOBIG.
+            Some("5" | "6" | "14") => Kind::Unavailable,
+            Some("18") => Kind::ValueRefused,
+            _ => Kind::Failed,
+        },
+        _ => Kind::Failed,
+    }
+}
+
 /// An open pool of connections to one database, of either engine.
 #[derive(Debug, Clone)]
 pub enum Database {

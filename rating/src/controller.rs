@@ -3,9 +3,11 @@
 //! into the store, or through an [`EventLog`] that every instance consumes.
 use std::{sync::Arc, time::Duration};
 
+use platform::database::QueryError;
+
 use crate::{
     model::{AggregatedRating, RatingEvent, RatingValue, RecordKey, UserId},
-    repository::{RatingRepository, RepositoryError},
+    repository::{LoggedEvent, Progress, RatingRepository, RepositoryError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -14,12 +16,21 @@ pub enum RatingError {
     NotFound(RecordKey),
     #[error(transparent)]
     Write(#[from] WriteError),
+    #[error("the rating store is unavailable")]
+    Unavailable(#[source] QueryError),
+    #[error("the rating store refused a value")]
+    ValueRefused(#[source] QueryError),
+    #[error("the rating store failed")]
+    Storage(#[source] QueryError),
 }
 
 impl From<RepositoryError> for RatingError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::NotFound(key) => RatingError::NotFound(key),
+            RepositoryError::Database(error @ QueryError::Unavailable { .. }) => RatingError::Unavailable(error),
+            RepositoryError::Database(error @ QueryError::ValueRefused { .. }) => RatingError::ValueRefused(error),
+            RepositoryError::Database(error @ QueryError::Failed { .. }) => RatingError::Storage(error),
         }
     }
 }
@@ -79,25 +90,21 @@ impl<R: RatingRepository> RatingController<R> {
 
     async fn write(&self, event: RatingEvent) -> Result<(), RatingError> {
         match &self.event_log {
-            None => {
-                self.apply(event).await;
-                Ok(())
-            }
+            None => Ok(self.repository.apply(std::slice::from_ref(&event)).await?),
             Some(event_log) => Ok(event_log.append(&event).await?),
         }
     }
 
-    /// Applies an event to this instance's store. Applying the same event
-    /// again changes nothing.
-    pub async fn apply(&self, event: RatingEvent) {
-        let outcome = match event {
-            RatingEvent::Put { key, user, value } => self.repository.put(key, user, value).await,
-            RatingEvent::Delete { key, user } => self.repository.delete(&key, &user).await.map(|_| ()),
-        };
-        if let Err(error) = outcome {
-            // The store cannot refuse a valid event today; say so if one ever does.
-            tracing::error!(%error, "the store refused an event");
-        }
+    /// Applies a batch read from `topic` to the store, skipping what the
+    /// store has applied before. Applying the same batch again changes
+    /// nothing.
+    pub async fn ingest(&self, topic: &str, batch: &[LoggedEvent]) -> Result<Progress, RepositoryError> {
+        self.repository.apply_logged(topic, batch).await
+    }
+
+    /// The next offset to apply of each partition of `topic`, as stored.
+    pub async fn positions(&self, topic: &str) -> Result<std::collections::HashMap<i32, i64>, RepositoryError> {
+        self.repository.positions(topic).await
     }
 }
 

@@ -16,14 +16,21 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs, service::RATING};
-use event_log::{AppliedOffsets, EventLogArgs, EventLogSettings, consumer::EventConsumer, writer::KafkaEventLog};
+use event_log::{
+    AppliedOffsets, EventLogArgs, EventLogSettings,
+    consumer::{EventConsumer, Sharing},
+    writer::KafkaEventLog,
+};
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
+    database::{Database, DatabaseArgs},
     discovery::{Registry, StaticRegistry},
+    errors::Chain,
     server::{BoundServer, ServiceSettings},
     shutdown::CancellationToken,
 };
-use repository::memory::MemoryRepository;
+use repository::{MIGRATIONS, Store};
+use tokio::sync::oneshot;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{controller::RatingController, model::RatingRange};
@@ -51,12 +58,15 @@ pub struct Config {
 
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// How long ingestion may take to stop after the server has drained.
 const INGESTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Handler = handler::RatingHandler<MemoryRepository>;
+type Handler = handler::RatingHandler<Store>;
 
 /// A rating service whose listener is bound: its address is known, and it
 /// serves once [`Application::run_until_stopped`] is called.
@@ -65,6 +75,7 @@ pub struct Application {
     registry: Arc<dyn Registry>,
     range: RatingRange,
     event_log: Option<EventLogSettings>,
+    store: Store,
 }
 
 impl Application {
@@ -75,11 +86,12 @@ impl Application {
         let served = vec![<RatingServiceServer<Handler> as NamedService>::NAME];
         let settings = ServiceSettings::from_args(RATING, served, config.listen, &config.server, &config.discovery);
         let event_log = config.event_log.settings();
+        let store = Store::open(&config.database)?;
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), ratings = %range,
             kafka = event_log.as_ref().map_or("off", |kafka| kafka.brokers.as_str()),
-            topic = %config.event_log.kafka.topic, "starting rating service");
+            topic = %config.event_log.kafka.topic, store = %store.describe(), "starting rating service");
         let server = BoundServer::bind(settings).await?;
-        Ok(Self { server, registry, range, event_log })
+        Ok(Self { server, registry, range, event_log, store })
     }
 
     /// The address the listener is bound to (the real port when asked for 0).
@@ -87,44 +99,103 @@ impl Application {
         self.server.local_address()
     }
 
-    /// Serves until `shutdown` is cancelled. With Kafka configured, health
-    /// turns SERVING once the topic has been replayed, and ingestion stops
-    /// after the in-flight RPCs have drained.
+    /// Serves until `shutdown` is cancelled. Health turns SERVING once the
+    /// store is connected and migrated and, with Kafka configured and a store
+    /// of its own (memory, SQLite), once this instance holds everything the
+    /// topic held when it started. Ingestion stops after the in-flight RPCs
+    /// have drained. A store that cannot be prepared, or ingestion that
+    /// cannot go on, stops the service with the reason.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, registry, range, event_log } = self;
+        let Self { server, registry, range, event_log, store } = self;
+        let stop = shutdown.child_token();
+        let database = store.database();
         let Some(settings) = event_log else {
-            let controller = Arc::new(RatingController::new(MemoryRepository::default()));
-            server.run(routes(controller, range), registry, std::future::ready(()), shutdown).await?;
-            return Ok(());
+            let controller = Arc::new(RatingController::new(store));
+            let (failed, mut failure) = oneshot::channel();
+            let ready = async {
+                if let Err(error) = prepare(database, &stop).await {
+                    let _ = failed.send(error);
+                    std::future::pending::<()>().await;
+                }
+            };
+            server.run(routes(controller, range), registry, ready, stop.clone()).await?;
+            return failure.try_recv().map_or(Ok(()), Err);
+        };
+        let shared = match &store {
+            Store::Postgres(repository) => Some(repository.clone()),
+            Store::Memory(_) | Store::Sqlite(_) => None,
         };
         let applied = Arc::new(AppliedOffsets::default());
         let producer = settings.producer().context("cannot create the Kafka producer")?;
-        let writer = Arc::new(KafkaEventLog::new(producer.clone(), &settings, applied.clone()));
-        let controller = Arc::new(RatingController::with_event_log(MemoryRepository::default(), writer));
-        let (replayed, replay_done) = tokio::sync::oneshot::channel();
+        let writer = Arc::new(KafkaEventLog::new(producer.clone(), &settings, applied.clone(), shared.clone()));
+        let controller = Arc::new(RatingController::with_event_log(store, writer));
+        let sharing = match shared {
+            Some(repository) => Sharing::Group {
+                group: settings.consumer_group.clone(),
+                positions: Arc::new(move |topic: &str| repository.positions_blocking(topic)),
+            },
+            None => Sharing::EveryPartition,
+        };
+        let (caught_up, ready) = oneshot::channel();
         let stop_ingestion = CancellationToken::new();
-        let ingestion = tokio::spawn(
-            EventConsumer::new(settings, producer, controller.clone(), applied, range)
-                .run(replayed, stop_ingestion.clone()),
-        );
+        let consumer = EventConsumer::new(settings, sharing.clone(), producer, controller.clone(), applied, range);
+        let ingestion = tokio::spawn({
+            let (stop, stop_ingestion) = (stop.clone(), stop_ingestion.clone());
+            async move {
+                tokio::select! {
+                    prepared = prepare(database, &stop) => prepared?,
+                    _ = stop_ingestion.cancelled() => return Ok(()),
+                }
+                // Replicas that share a store have nothing to catch up with.
+                let caught_up = match sharing {
+                    Sharing::Group { .. } => {
+                        let _ = caught_up.send(());
+                        oneshot::channel().0
+                    }
+                    Sharing::EveryPartition => caught_up,
+                };
+                consumer.run(caught_up, stop_ingestion).await.map_err(|error| {
+                    tracing::error!(error = %Chain(&error), "ingestion cannot go on; stopping");
+                    stop.cancel();
+                    anyhow::Error::new(error).context("the rating service cannot ingest the ratings topic")
+                })
+            }
+        });
         let ready = async {
             // The sender only goes away if ingestion stopped, i.e. on shutdown.
-            if replay_done.await.is_err() {
+            if ready.await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
-        let served = server.run(routes(controller, range), registry, ready, shutdown).await;
+        let served = server.run(routes(controller, range), registry, ready, stop).await;
         stop_ingestion.cancel();
-        if tokio::time::timeout(INGESTION_STOP_TIMEOUT, ingestion).await.is_err() {
-            tracing::warn!(timeout = ?INGESTION_STOP_TIMEOUT, "ingestion did not stop in time");
-        }
+        let ingested = match tokio::time::timeout(INGESTION_STOP_TIMEOUT, ingestion).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panicked)) => Err(anyhow::Error::new(panicked).context("ingestion failed")),
+            Err(_) => {
+                tracing::warn!(timeout = ?INGESTION_STOP_TIMEOUT, "ingestion did not stop in time");
+                Ok(())
+            }
+        };
         served?;
-        Ok(())
+        ingested
     }
 }
 
+/// Connects to `database` (if any; waiting for a PostgreSQL server that is
+/// not up yet) and runs the migrations. On failure it logs the reason,
+/// cancels `stop` and returns the error.
+async fn prepare(database: Option<Database>, stop: &CancellationToken) -> anyhow::Result<()> {
+    let Some(database) = database else { return Ok(()) };
+    database.prepare(&MIGRATIONS).await.map_err(|error| {
+        tracing::error!(error = %Chain(&error), "the rating store cannot be prepared; stopping");
+        stop.cancel();
+        anyhow::Error::new(error).context("the rating service cannot use its database")
+    })
+}
+
 /// The gRPC routes of the service.
-fn routes(controller: Arc<RatingController<MemoryRepository>>, range: RatingRange) -> Routes {
+fn routes(controller: Arc<RatingController<Store>>, range: RatingRange) -> Routes {
     Routes::new(RatingServiceServer::new(handler::RatingHandler::new(controller, range)))
 }
 

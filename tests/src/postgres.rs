@@ -54,13 +54,27 @@ impl Postgres {
             "initdb",
             &["-D", path(&data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
         );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            path(server.dir.path())
-        );
-        let log = server.dir.path().join("server.log");
-        server.run_tool("pg_ctl", &["-D", path(&data), "-o", &options, "-l", path(&log), "-w", "-t", "60", "start"]);
+        server.resume();
         server
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut), keeping
+    /// its data; [`Postgres::resume`] starts it again on the same port.
+    pub fn pause(&self) {
+        self.run_tool("pg_ctl", &["-D", path(&self.data_dir()), "-m", "fast", "-w", "-t", "60", "stop"]);
+    }
+
+    /// Starts the server on its data and port; returns once it accepts
+    /// connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            path(self.dir.path())
+        );
+        let log = self.dir.path().join("server.log");
+        let data = self.data_dir();
+        self.run_tool("pg_ctl", &["-D", path(&data), "-o", &options, "-l", path(&log), "-w", "-t", "60", "start"]);
     }
 
     pub fn port(&self) -> u16 {

@@ -9,7 +9,7 @@ use metadata::{
     model::Metadata,
     repository::{MetadataRepository, RepositoryError, Store, memory::MemoryRepository},
 };
-use platform::database::{DatabaseArgs, DatabaseUrl};
+use platform::database::{DatabaseArgs, DatabaseUrl, QueryError};
 
 fn id(raw: &str) -> MovieId {
     MovieId::parse("id", raw.into()).unwrap()
@@ -98,7 +98,7 @@ async fn an_unreachable_postgres_is_unavailable_naming_the_database_without_its_
     args.database_connect_timeout = Duration::from_millis(300);
     let store = Store::open(&args).unwrap();
     for error in [store.get(&id("1")).await.unwrap_err(), store.put(movie("1", "Heat", "", "")).await.unwrap_err()] {
-        assert!(matches!(error, RepositoryError::Unavailable { .. }), "{error:?}");
+        assert!(matches!(error, RepositoryError::Database(QueryError::Unavailable { .. })), "{error:?}");
         let message = platform::errors::Chain(&error).to_string();
         assert!(message.starts_with(&format!("database postgres://movies:***@127.0.0.1:{port}/movies is unavailable")));
         assert!(!message.contains(PASSWORD), "{message}");

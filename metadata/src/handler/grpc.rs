@@ -104,8 +104,14 @@ mod tests {
             "the metadata store is unavailable: database postgres://movies:***@127.0.0.1:5432/movies is unavailable: \
              pool timed out while waiting for an open connection"
         );
-        let refused = RepositoryError::ValueRefused { database: database.clone(), source: sqlx::Error::RowNotFound };
-        assert_eq!(Status::from(MetadataError::from(refused)).code(), tonic::Code::InvalidArgument);
+        let refused = platform::database::QueryError::ValueRefused {
+            database: database.clone(),
+            source: sqlx::Error::RowNotFound,
+        };
+        assert_eq!(
+            Status::from(MetadataError::from(RepositoryError::from(refused))).code(),
+            tonic::Code::InvalidArgument
+        );
         let failed = RepositoryError::from_sqlx(&database, sqlx::Error::RowNotFound);
         assert_eq!(Status::from(MetadataError::from(failed)).code(), tonic::Code::Internal);
     }

@@ -6,7 +6,7 @@ pub mod sql;
 
 use std::future::Future;
 
-use platform::database::{Database, DatabaseArgs, DatabaseError};
+use platform::database::{Database, DatabaseArgs, DatabaseError, QueryError};
 
 use crate::model::{Metadata, MovieId};
 
@@ -18,66 +18,13 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub enum RepositoryError {
     #[error("no metadata for movie id \"{0}\"")]
     NotFound(MovieId),
-    /// The database cannot be reached, or has no free connection in time.
-    #[error("database {database} is unavailable")]
-    Unavailable {
-        database: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The database refused a value (its encoding or its length).
-    #[error("database {database} refused the value")]
-    ValueRefused {
-        database: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("database {database} failed")]
-    Failed {
-        database: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error(transparent)]
+    Database(#[from] QueryError),
 }
 
 impl RepositoryError {
-    /// Sorts a database error by what the caller can do about it.
     pub fn from_sqlx(database: &str, source: sqlx::Error) -> Self {
-        let database = database.to_string();
-        match classify(&source) {
-            Kind::Unavailable => Self::Unavailable { database, source },
-            Kind::ValueRefused => Self::ValueRefused { database, source },
-            Kind::Failed => Self::Failed { database, source },
-        }
-    }
-}
-
-enum Kind {
-    Unavailable,
-    ValueRefused,
-    Failed,
-}
-
-fn classify(error: &sqlx::Error) -> Kind {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            Kind::Unavailable
-        }
-        sqlx::Error::Database(database) => match database.code().as_deref() {
-            // PostgreSQL SQLSTATE classes: 08 connection exception, 53
-            // insufficient resources, 57 operator intervention (shutting
-            // down, starting up); 22 data exception (e.g. a NUL byte, a
-            // string too long).
-            Some(code) if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") => {
-                Kind::Unavailable
-            }
-            Some(code) if code.starts_with("22") => Kind::ValueRefused,
-            // SQLite result codes: 5 BUSY, 6 LOCKED, 14 CANTOPEN; 18 TOOBIG.
-            Some("5" | "6" | "14") => Kind::Unavailable,
-            Some("18") => Kind::ValueRefused,
-            _ => Kind::Failed,
-        },
-        _ => Kind::Failed,
+        Self::Database(QueryError::from_sqlx(database, source))
     }
 }
 

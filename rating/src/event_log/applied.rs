@@ -29,6 +29,14 @@ impl AppliedOffsets {
         self.changed.send_replace(());
     }
 
+    /// Records that every event of `partition` before `next` has been
+    /// applied (a batch, or a position read from the store).
+    pub fn advance_to(&self, partition: i32, next: i64) {
+        if next > 0 {
+            self.applied(partition, next - 1);
+        }
+    }
+
     /// The next offset to apply in `partition` (0 before any).
     pub fn next_offset(&self, partition: i32) -> i64 {
         self.next.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&partition).copied().unwrap_or(0)

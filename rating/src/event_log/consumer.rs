@@ -1,19 +1,26 @@
-//! The consumer of the ratings topic: applies its events to this instance's
-//! store.
+//! The consumer of the ratings topic: applies its events to the store, in
+//! batches, each batch together with the position in the topic it brings
+//! its partitions to (see [`crate::repository`]).
 //!
-//! Every rating instance holds every rating: the consumer assigns itself
-//! *all* partitions of the ratings topic and replays them from the
-//! beginning at each start, reporting ready once it has applied everything
-//! that was in the topic when it started. It commits no consumer-group
-//! offsets (a restart replays everything anyway); instead it records each
-//! offset as applied only after its event is in the store, which is what
-//! read-your-writes waits on. Applying an event twice changes nothing
-//! (puts are upserts per user, deletes are idempotent), so redelivery is
-//! harmless.
+//! How partitions are shared depends on the store:
+//! * **memory and SQLite** (a store per instance): the consumer assigns
+//!   itself *every* partition, from the store's positions (the beginning
+//!   for memory, where the file stopped for SQLite), and reports ready once
+//!   it has applied everything that was in the topic when it started;
+//! * **PostgreSQL** (one store for every replica): the replicas join one
+//!   consumer group, which splits the partitions between them; on each
+//!   assignment a replica starts every partition at the position stored in
+//!   the database. It is ready once the database is (nothing to replay).
 //!
-//! A message that cannot be decoded or validated (a poison pill) is logged
-//! with its topic, partition and offset, copied to the dead-letter topic
-//! with the reason in the `x-dlq-reason` header, counted, and skipped.
+//! Nothing is committed to Kafka: the store's positions are the only record
+//! of progress, written in the transaction that applies the events, so an
+//! event is never lost or counted twice across crashes and rebalances.
+//!
+//! A message that cannot be decoded or validated (a poison pill), or that
+//! the store refuses, is logged with its topic, partition and offset, copied
+//! to the dead-letter topic with the reason in the `x-dlq-reason` header,
+//! counted, and skipped. While the database is unreachable, ingestion
+//! pauses and retries the same batch: nothing is skipped.
 use std::{
     collections::HashMap,
     sync::{
@@ -24,39 +31,75 @@ use std::{
 };
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use platform::shutdown::CancellationToken;
+use platform::{errors::Chain, shutdown::CancellationToken};
 use rdkafka::{
     ClientContext, Message, Offset, Statistics, TopicPartitionList,
-    consumer::{Consumer, ConsumerContext, StreamConsumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
+    types::RDKafkaRespErr,
     util::Timeout,
 };
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
 use super::{AppliedOffsets, DLQ_REASON_HEADER, EventLogSettings, topics::ensure_topics};
 use crate::{
     controller::RatingController,
     model::{RatingEvent, RatingRange},
-    repository::RatingRepository,
+    repository::{LoggedEvent, RatingRepository, RepositoryError},
 };
 
-/// Reports how far behind the topic this instance is, per partition, from
-/// librdkafka's periodic statistics: the partition's high watermark minus
-/// the next offset this instance will apply.
-pub struct LagReporter {
-    topic: String,
-    applied: Arc<AppliedOffsets>,
+/// The most messages applied in one transaction.
+const MAX_BATCH: usize = 5_000;
+
+/// Reads the store's positions from librdkafka's rebalance callback, which
+/// cannot await.
+pub type PositionLookup = Arc<dyn Fn(&str) -> Result<HashMap<i32, i64>, RepositoryError> + Send + Sync>;
+
+/// How this instance shares the topic with the other replicas.
+#[derive(Clone)]
+pub enum Sharing {
+    /// Every partition is read by every instance (a store per instance).
+    EveryPartition,
+    /// The replicas split the partitions in consumer group `group`
+    /// (one shared store); `positions` says where each partition resumes.
+    Group { group: String, positions: PositionLookup },
 }
 
-impl ClientContext for LagReporter {
+/// Why ingestion stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(
+        "partition {partition} of topic {topic} ends at offset {end}, but the store has applied it up to offset {stored}: \
+         the broker has lost events the store holds (was it a broker in memory that restarted?); point the service at \
+         the broker it ingested from, or start it on an empty store"
+    )]
+    StoreAheadOfTopic { topic: String, partition: i32, stored: i64, end: i64 },
+    #[error("the store refused to record a refused event's position")]
+    Store(#[source] RepositoryError),
+}
+
+/// The consumer's librdkafka context: reports the lag per partition, and,
+/// in a consumer group, starts each assigned partition at the store's
+/// position.
+pub struct IngestContext {
+    topic: String,
+    applied: Arc<AppliedOffsets>,
+    positions: Option<PositionLookup>,
+}
+
+impl ClientContext for IngestContext {
+    /// How far behind the topic this instance is, per partition, from
+    /// librdkafka's periodic statistics: the partition's high watermark
+    /// minus the next offset this instance will apply.
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         for (&partition, figures) in &topic.partitions {
-            // librdkafka lists an internal partition -1 for unassigned messages.
-            if partition < 0 {
+            // librdkafka lists an internal partition -1 for unassigned
+            // messages; a partition this replica does not hold has no
+            // consumer position.
+            if partition < 0 || figures.consumer_lag < 0 {
                 continue;
             }
             let lag = (figures.hi_offset - self.applied.next_offset(partition)).max(0);
@@ -65,17 +108,70 @@ impl ClientContext for LagReporter {
     }
 }
 
-impl ConsumerContext for LagReporter {}
+impl ConsumerContext for IngestContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, error: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+        let outcome = match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.start_at_stored_positions(partitions);
+                consumer.assign(partitions)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = %partition_ids(partitions), "partitions revoked");
+                consumer.unassign()
+            }
+            other => {
+                tracing::warn!(error = ?other, "consumer group rebalance failed; dropping the assignment");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::error!(%error, "cannot apply the consumer group's assignment");
+        }
+    }
+}
+
+impl IngestContext {
+    /// Sets each assigned partition's start to the store's position. When
+    /// the store cannot be read, each starts from the beginning: slower, but
+    /// the store skips what it holds already.
+    fn start_at_stored_positions(&self, partitions: &mut TopicPartitionList) {
+        let Some(lookup) = &self.positions else { return };
+        let stored = lookup(&self.topic).unwrap_or_else(|error| {
+            tracing::warn!(error = %Chain(&error),
+                "cannot read the stored positions; the assigned partitions start from the beginning");
+            HashMap::new()
+        });
+        let assigned: Vec<i32> =
+            partitions.elements_for_topic(&self.topic).iter().map(|element| element.partition()).collect();
+        for &partition in &assigned {
+            let start = stored.get(&partition).map_or(Offset::Beginning, |next| Offset::Offset(*next));
+            if let Err(error) = partitions.set_partition_offset(&self.topic, partition, start) {
+                tracing::error!(partition, %error, "cannot set the start of an assigned partition");
+            }
+            if let Some(&next) = stored.get(&partition) {
+                self.applied.advance_to(partition, next);
+            }
+        }
+        tracing::info!(partitions = %partition_ids(partitions), "partitions assigned; each resumes at its stored position");
+    }
+}
+
+fn partition_ids(partitions: &TopicPartitionList) -> String {
+    let ids: Vec<String> = partitions.elements().iter().map(|element| element.partition().to_string()).collect();
+    ids.join(",")
+}
 
 /// What the consumer has done so far.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
     pub applied: AtomicU64,
+    pub skipped: AtomicU64,
     pub dead_lettered: AtomicU64,
 }
 
 pub struct EventConsumer<R> {
     settings: EventLogSettings,
+    sharing: Sharing,
     /// Shared with the write path: one producer per process.
     dead_letters: FutureProducer,
     controller: Arc<RatingController<R>>,
@@ -84,67 +180,77 @@ pub struct EventConsumer<R> {
     range: RatingRange,
 }
 
+type Connected = (StreamConsumer<IngestContext>, Option<HashMap<i32, i64>>);
+
 impl<R: RatingRepository> EventConsumer<R> {
     pub fn new(
         settings: EventLogSettings,
+        sharing: Sharing,
         dead_letters: FutureProducer,
         controller: Arc<RatingController<R>>,
         applied: Arc<AppliedOffsets>,
         range: RatingRange,
     ) -> Self {
-        Self { settings, dead_letters, controller, applied, stats: Arc::default(), range }
+        Self { settings, sharing, dead_letters, controller, applied, stats: Arc::default(), range }
     }
 
-    /// Ingests until `stop` is cancelled. `ready` fires once the events that
-    /// were in the topic at start have all been applied. Retries with backoff
-    /// while the broker cannot be reached.
-    pub async fn run(self, ready: oneshot::Sender<()>, stop: CancellationToken) {
+    /// Ingests until `stop` is cancelled. `ready` fires once this instance
+    /// holds everything the topic held when it started (at once in a
+    /// consumer group). Retries with backoff while the broker or the
+    /// database cannot be reached; returns an error only when ingestion
+    /// cannot go on at all.
+    pub async fn run(self, ready: oneshot::Sender<()>, stop: CancellationToken) -> Result<(), IngestError> {
         let mut ready = Some(ready);
         metrics::gauge!("rating_consumer_caught_up").set(0.0);
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
-            .without_max_times()
-            .build();
+        let mut backoff = retry_backoff();
         let (consumer, targets) = loop {
             match self.connect().await {
-                Ok(connected) => break connected,
+                Ok(Ok(connected)) => break connected,
+                Ok(Err(fatal)) => return Err(fatal),
                 Err(error) => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(brokers = %self.settings.brokers, %error, retry_in = ?delay, "cannot reach Kafka; reads are served, ingestion waits");
+                    tracing::warn!(brokers = %self.settings.brokers, error = %Chain(&error), retry_in = ?delay,
+                        "cannot start ingestion; reads are served, ingestion waits");
                     tokio::select! {
-                        _ = stop.cancelled() => return,
+                        _ = stop.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
             }
         };
-        let total: i64 = targets.values().sum();
-        tracing::info!(topic = %self.settings.topic, partitions = targets.len(), events = total, "replaying the topic from the beginning");
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut error_backoff = Duration::from_millis(100);
         loop {
-            if ready.is_some() && self.caught_up(&targets) {
-                tracing::info!(events = self.stats.applied.load(Ordering::Relaxed),
-                    dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
-                    took = ?started.elapsed(), "replay complete; ingesting new events");
+            if ready.is_some() && targets.as_ref().is_none_or(|targets| self.caught_up(targets)) {
+                if targets.is_some() {
+                    tracing::info!(events = self.stats.applied.load(Ordering::Relaxed),
+                        dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
+                        took = ?started.elapsed(), "caught up with the topic; ingesting new events");
+                }
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(());
                 }
                 metrics::gauge!("rating_consumer_caught_up").set(1.0);
             }
-            let message = tokio::select! {
+            let first = tokio::select! {
                 _ = stop.cancelled() => break,
                 message = consumer.recv() => message,
             };
-            match message {
-                Ok(message) => {
+            match first {
+                Ok(first) => {
                     error_backoff = Duration::from_millis(100);
-                    self.handle(&message).await;
+                    let batch = next_batch(&consumer, first).await;
+                    if !self.handle(&batch, &stop).await? {
+                        break;
+                    }
                     if ready.is_some() && last_progress.elapsed() >= Duration::from_secs(2) {
                         last_progress = Instant::now();
-                        tracing::info!(applied = self.stats.applied.load(Ordering::Relaxed), of = total, "catching up");
+                        tracing::info!(
+                            applied = self.stats.applied.load(Ordering::Relaxed),
+                            of = targets.as_ref().map(|targets| targets.values().sum::<i64>()),
+                            "catching up"
+                        );
                     }
                 }
                 Err(error) => {
@@ -159,19 +265,37 @@ impl<R: RatingRepository> EventConsumer<R> {
         }
         tracing::info!(
             applied = self.stats.applied.load(Ordering::Relaxed),
+            skipped = self.stats.skipped.load(Ordering::Relaxed),
             dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
             "ingestion stopped"
         );
+        Ok(())
     }
 
-    /// Creates the topics if needed, assigns every partition from the
-    /// beginning, and returns each partition's end offset at this moment.
-    async fn connect(&self) -> Result<(StreamConsumer<LagReporter>, HashMap<i32, i64>), KafkaError> {
+    /// Creates the topics if needed and starts consuming: every partition
+    /// from the store's positions, with each partition's end offset at this
+    /// moment (what "caught up" means), or as a member of the consumer
+    /// group. The outer error is worth retrying; the inner one is not.
+    async fn connect(&self) -> Result<Result<Connected, IngestError>, ConnectError> {
         ensure_topics(&self.settings).await?;
-        let lag = LagReporter { topic: self.settings.topic.clone(), applied: self.applied.clone() };
-        let consumer = self.settings.consumer(lag)?;
+        let context = IngestContext {
+            topic: self.settings.topic.clone(),
+            applied: self.applied.clone(),
+            positions: match &self.sharing {
+                Sharing::EveryPartition => None,
+                Sharing::Group { positions, .. } => Some(positions.clone()),
+            },
+        };
+        if let Sharing::Group { group, .. } = &self.sharing {
+            let consumer = self.settings.consumer(context, Some(group))?;
+            consumer.subscribe(&[&self.settings.topic])?;
+            tracing::info!(topic = %self.settings.topic, group, "joined the consumer group; partitions resume at the positions stored in the database");
+            return Ok(Ok((consumer, None)));
+        }
+        let stored = self.controller.positions(&self.settings.topic).await?;
+        let consumer = self.settings.consumer(context, None)?;
         let topic = self.settings.topic.clone();
-        let (consumer, targets) = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
+        let (consumer, ends) = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
             let timeout = Duration::from_secs(10);
             let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
             let partitions: Vec<i32> = metadata
@@ -183,56 +307,146 @@ impl<R: RatingRepository> EventConsumer<R> {
             if partitions.is_empty() {
                 return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition));
             }
-            let mut assignment = TopicPartitionList::new();
-            let mut targets = HashMap::new();
+            let mut ends = HashMap::new();
             for partition in partitions {
                 let (_low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
-                targets.insert(partition, high);
-                assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+                ends.insert(partition, high);
             }
-            consumer.assign(&assignment)?;
-            Ok((consumer, targets))
+            Ok((consumer, ends))
         })
         .await
         .map_err(|_| KafkaError::Canceled)??;
-        Ok((consumer, targets))
+        let mut assignment = TopicPartitionList::new();
+        for (&partition, &end) in &ends {
+            let start = match stored.get(&partition) {
+                Some(&next) if next > end => {
+                    return Ok(Err(IngestError::StoreAheadOfTopic {
+                        topic: self.settings.topic.clone(),
+                        partition,
+                        stored: next,
+                        end,
+                    }));
+                }
+                Some(&next) => {
+                    self.applied.advance_to(partition, next);
+                    Offset::Offset(next)
+                }
+                None => Offset::Beginning,
+            };
+            assignment.add_partition_offset(&self.settings.topic, partition, start)?;
+        }
+        consumer.assign(&assignment)?;
+        let (stored_events, total): (i64, i64) = (stored.values().sum(), ends.values().sum());
+        tracing::info!(topic = %self.settings.topic, partitions = ends.len(), events = total,
+            already_applied = stored_events, "reading every partition from the store's positions");
+        Ok(Ok((consumer, Some(ends))))
     }
 
     fn caught_up(&self, targets: &HashMap<i32, i64>) -> bool {
         targets.iter().all(|(partition, end)| self.applied.next_offset(*partition) >= *end)
     }
 
-    async fn handle(&self, message: &BorrowedMessage<'_>) {
-        let (partition, offset) = (message.partition(), message.offset());
-        let outcome = match message.payload() {
-            Some(payload) => {
-                RatingEvent::from_json(payload, self.range).map_err(|error| (error.kind(), error.to_string()))
-            }
-            None => Err(("no_payload", "the message has no payload".to_string())),
-        };
-        match outcome {
-            Ok(event) => {
-                tracing::debug!(partition, offset, %event, "applying");
-                let event_type = event.event_type();
-                let span = if platform::telemetry::exporting_traces() {
-                    let headers = contract::kafka::text_headers(message.headers());
-                    platform::trace_context::consumer_span("ratings apply", message.topic(), headers)
-                } else {
-                    tracing::Span::none()
-                };
-                self.controller.apply(event).instrument(span).await;
-                self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("rating_events_applied_total", "event_type" => event_type).increment(1);
-            }
-            Err((kind, reason)) => {
-                metrics::counter!("rating_events_dead_lettered_total", "reason" => kind).increment(1);
-                self.dead_letter(message, &reason).await
-            }
+    /// Applies one batch: decodes and validates each message, dead-letters
+    /// what it refuses, then applies the rest with every position in one
+    /// step, retrying while the store is unavailable. False when `stop`
+    /// came first (nothing of the batch is then recorded).
+    async fn handle(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> Result<bool, IngestError> {
+        let mut logged = Vec::with_capacity(batch.len());
+        let mut spans = Vec::new();
+        for message in batch {
+            let decoded = match message.payload() {
+                Some(payload) => {
+                    RatingEvent::from_json(payload, self.range).map_err(|error| (error.kind(), error.to_string()))
+                }
+                None => Err(("no_payload", "the message has no payload".to_string())),
+            };
+            let event = match decoded {
+                Ok(event) => {
+                    tracing::debug!(partition = message.partition(), offset = message.offset(), %event, "applying");
+                    if platform::telemetry::exporting_traces() {
+                        let headers = contract::kafka::text_headers(message.headers());
+                        spans.push(platform::trace_context::consumer_span("ratings apply", message.topic(), headers));
+                    }
+                    Some(event)
+                }
+                Err((kind, reason)) => {
+                    self.dead_letter(message, kind, &reason).await;
+                    None
+                }
+            };
+            logged.push(LoggedEvent { partition: message.partition(), offset: message.offset(), event });
         }
-        self.applied.applied(partition, offset);
+        let applied = match self.apply(&logged, stop).await {
+            Applied::Done => true,
+            Applied::Stopped => false,
+            Applied::Refused(error) => {
+                tracing::warn!(error = %Chain(&error), events = logged.len(),
+                    "the store refused the batch; applying its events one at a time");
+                self.apply_one_at_a_time(batch, logged, stop).await?
+            }
+        };
+        drop(spans);
+        Ok(applied)
     }
 
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+    /// Applies `logged` as one batch, waiting while the store is unavailable.
+    async fn apply(&self, logged: &[LoggedEvent], stop: &CancellationToken) -> Applied {
+        let mut backoff = retry_backoff();
+        loop {
+            match self.controller.ingest(&self.settings.topic, logged).await {
+                Ok(progress) => {
+                    for &(partition, next) in &progress.positions {
+                        self.applied.advance_to(partition, next);
+                    }
+                    self.stats.applied.fetch_add(progress.puts + progress.deletes, Ordering::Relaxed);
+                    self.stats.skipped.fetch_add(progress.skipped, Ordering::Relaxed);
+                    metrics::counter!("rating_events_applied_total", "event_type" => "put").increment(progress.puts);
+                    metrics::counter!("rating_events_applied_total", "event_type" => "delete")
+                        .increment(progress.deletes);
+                    return Applied::Done;
+                }
+                Err(error) if error.is_unavailable() => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %Chain(&error), retry_in = ?delay,
+                        "the store is unavailable; ingestion pauses, nothing is skipped");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Applied::Stopped,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(error) => return Applied::Refused(error),
+            }
+        }
+    }
+
+    /// Applies each event of a refused batch on its own, dead-lettering the
+    /// ones the store refuses, so one bad event never stops a partition.
+    async fn apply_one_at_a_time(
+        &self,
+        batch: &[BorrowedMessage<'_>],
+        logged: Vec<LoggedEvent>,
+        stop: &CancellationToken,
+    ) -> Result<bool, IngestError> {
+        for (message, entry) in batch.iter().zip(logged) {
+            let refused = match self.apply(std::slice::from_ref(&entry), stop).await {
+                Applied::Done => continue,
+                Applied::Stopped => return Ok(false),
+                Applied::Refused(error) => error,
+            };
+            let reason = Chain(&refused).to_string();
+            self.dead_letter(message, "refused_by_store", &reason).await;
+            let position_only = LoggedEvent { event: None, ..entry };
+            match self.apply(std::slice::from_ref(&position_only), stop).await {
+                Applied::Done => {}
+                Applied::Stopped => return Ok(false),
+                Applied::Refused(error) => return Err(IngestError::Store(error)),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, kind: &'static str, reason: &str) {
+        metrics::counter!("rating_events_dead_lettered_total", "reason" => kind).increment(1);
         let count = self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed) + 1;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         tracing::warn!(
@@ -260,4 +474,53 @@ impl<R: RatingRepository> EventConsumer<R> {
             tracing::error!(topic, partition, offset, %error, "cannot write to the dead-letter topic; the event stays only in the log above");
         }
     }
+}
+
+/// The outcome of applying a batch.
+enum Applied {
+    Done,
+    /// Shutdown came while the store was unavailable.
+    Stopped,
+    /// The store refused the batch (not for being unavailable).
+    Refused(RepositoryError),
+}
+
+/// Why ingestion could not start yet.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("Kafka")]
+    Kafka(#[from] KafkaError),
+    #[error("the store")]
+    Store(#[from] RepositoryError),
+}
+
+/// `first` and the messages already waiting behind it, up to [`MAX_BATCH`].
+async fn next_batch<'c>(
+    consumer: &'c StreamConsumer<IngestContext>,
+    first: BorrowedMessage<'c>,
+) -> Vec<BorrowedMessage<'c>> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(message),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "Kafka consumer error; applying what was read so far");
+                break;
+            }
+            // Nothing more waiting.
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Retries of the broker and of the store: quick at first, then every few
+/// seconds, without end (shutdown ends the wait).
+fn retry_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }

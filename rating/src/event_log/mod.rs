@@ -1,9 +1,9 @@
 //! The ratings topic as this service's event log.
 //!
-//! * [`consumer`]: consumes the topic into this instance's store, replaying
-//!   it from the beginning at start, and dead-letters what it refuses;
+//! * [`consumer`]: consumes the topic into the store, in batches recorded
+//!   with their positions in the topic, and dead-letters what it refuses;
 //! * [`writer`]: PutRating/DeleteRating appended to the topic, returning once
-//!   the consumer has applied them here (read your writes);
+//!   the event is in the store (read your writes);
 //! * [`topics`]: creates the topic and its dead-letter topic when missing;
 //! * [`applied`]: which offsets have been applied, what the writer waits on.
 mod applied;
@@ -44,6 +44,10 @@ pub struct EventLogArgs {
     #[arg(long, env = "RATINGS_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,
 
+    /// Consumer group the replicas share when they share a PostgreSQL store (each then reads only its share of the partitions)
+    #[arg(long, env = "RATINGS_CONSUMER_GROUP", default_value = "rating")]
+    pub consumer_group: String,
+
     /// How long PutRating/DeleteRating wait for the broker's ack and for the event to be applied here
     #[arg(long, env = "WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
@@ -57,6 +61,7 @@ impl EventLogArgs {
             brokers: brokers.clone(),
             topic: self.kafka.topic.clone(),
             dlq_topic: self.dlq_topic.clone(),
+            consumer_group: self.consumer_group.clone(),
             partitions: self.topic_partitions,
             replication: 1,
             write_timeout: self.write_timeout,
@@ -71,6 +76,8 @@ pub struct EventLogSettings {
     pub brokers: String,
     pub topic: String,
     pub dlq_topic: String,
+    /// The consumer group of replicas that share a store.
+    pub consumer_group: String,
     /// Partitions of each topic when this service creates it.
     pub partitions: i32,
     pub replication: i32,
@@ -89,11 +96,22 @@ impl EventLogSettings {
         producer_config(&self.brokers, CLIENT_ID, self.write_timeout).set("linger.ms", "1").create()
     }
 
-    fn consumer<C: ConsumerContext + 'static>(&self, context: C) -> Result<StreamConsumer<C>, KafkaError> {
-        self.client_config()
-            // Partitions are assigned, not subscribed: the group id is only a
-            // label, and nothing is ever committed under it.
-            .set("group.id", "rating-replay")
+    /// A consumer that commits nothing (the store keeps the positions): a
+    /// member of `group`, or, without one, a reader that assigns itself
+    /// partitions (its group id is then only a label).
+    fn consumer<C: ConsumerContext + 'static>(
+        &self,
+        context: C,
+        group: Option<&str>,
+    ) -> Result<StreamConsumer<C>, KafkaError> {
+        let mut config = self.client_config();
+        if group.is_some() {
+            // A replica that dies without leaving loses its partitions to
+            // the others after this long.
+            config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "1000");
+        }
+        config
+            .set("group.id", group.unwrap_or("rating-replay"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")

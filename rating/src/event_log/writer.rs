@@ -1,8 +1,10 @@
 //! The write path of PutRating/DeleteRating when Kafka is configured: the
 //! event is appended to the ratings topic (idempotent producer, acks=all),
-//! and the call returns once this instance's consumer has applied it, so a
-//! client reads its own write here and every other instance gets the same
-//! event.
+//! and the call returns once the event is in the store, so a client reads
+//! its own write here: applied by this instance's consumer, or, with a
+//! shared PostgreSQL store, by whichever replica holds the event's
+//! partition (its position in the database says so). Every other instance
+//! gets the same event.
 use std::{sync::Arc, time::Duration};
 
 use rdkafka::{
@@ -15,19 +17,55 @@ use super::{AppliedOffsets, EventLogSettings};
 use crate::{
     controller::{EventLog, WriteError},
     model::RatingEvent,
+    repository::{RatingRepository, sql::PostgresRepository},
 };
+
+/// How often a write that another replica applies looks at the shared
+/// store's positions.
+const SHARED_POLL: Duration = Duration::from_millis(5);
 
 pub struct KafkaEventLog {
     producer: FutureProducer,
     topic: String,
     applied: Arc<AppliedOffsets>,
+    /// The store shared with the other replicas, if any.
+    shared: Option<PostgresRepository>,
     timeout: Duration,
 }
 
 impl KafkaEventLog {
-    /// `producer` should come from [`EventLogSettings::producer`].
-    pub fn new(producer: FutureProducer, settings: &EventLogSettings, applied: Arc<AppliedOffsets>) -> Self {
-        Self { producer, topic: settings.topic.clone(), applied, timeout: settings.write_timeout }
+    /// `producer` should come from [`EventLogSettings::producer`]; `shared`
+    /// is the store when replicas share one.
+    pub fn new(
+        producer: FutureProducer,
+        settings: &EventLogSettings,
+        applied: Arc<AppliedOffsets>,
+        shared: Option<PostgresRepository>,
+    ) -> Self {
+        Self { producer, topic: settings.topic.clone(), applied, shared, timeout: settings.write_timeout }
+    }
+
+    /// Waits until the event at `offset` of `partition` is in the store;
+    /// false when `deadline` passes first.
+    async fn wait_until_applied(&self, partition: i32, offset: i64, deadline: Instant) -> bool {
+        let Some(shared) = &self.shared else {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            return self.applied.wait_for(partition, offset, remaining).await;
+        };
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if self.applied.wait_for(partition, offset, remaining.min(SHARED_POLL)).await {
+                return true;
+            }
+            match shared.positions(&self.topic).await {
+                Ok(positions) if positions.get(&partition).is_some_and(|next| *next > offset) => return true,
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot read the shared positions yet"),
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
     }
 }
 
@@ -64,13 +102,12 @@ impl KafkaEventLog {
             .await
             .map_err(|_| WriteError::NotAcknowledged(self.timeout))?
             .map_err(|(error, _)| WriteError::Unavailable(error.into()))?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
         tracing::debug!(
             partition = delivery.partition,
             offset = delivery.offset,
             "event acknowledged; waiting until applied"
         );
-        if self.applied.wait_for(delivery.partition, delivery.offset, remaining).await {
+        if self.wait_until_applied(delivery.partition, delivery.offset, deadline).await {
             Ok(())
         } else {
             Err(WriteError::NotApplied(self.timeout))

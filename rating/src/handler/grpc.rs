@@ -33,6 +33,9 @@ impl From<RatingError> for Status {
             RatingError::Write(WriteError::NotAcknowledged(_) | WriteError::NotApplied(_)) => {
                 Status::deadline_exceeded(message)
             }
+            RatingError::Unavailable(_) => Status::unavailable(message),
+            RatingError::ValueRefused(_) => Status::invalid_argument(message),
+            RatingError::Storage(_) => Status::internal(message),
         }
     }
 }

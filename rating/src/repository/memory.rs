@@ -1,16 +1,20 @@
 //! An in-memory rating store. Each record keeps its ratings by user and a
 //! running sum, so an average costs O(1) and an update touches one record
-//! under that record's shard lock only.
-use std::collections::HashMap;
+//! under that record's shard lock only. Its positions in the topic live as
+//! long as the process, as the ratings do.
+use std::{collections::HashMap, sync::Mutex};
 
 use dashmap::{DashMap, Entry};
 
-use super::{RatingRepository, RepositoryError};
-use crate::model::{AggregatedRating, RatingValue, RecordKey, UserId};
+use super::{LoggedEvent, Progress, RatingRepository, RepositoryError, unapplied};
+use crate::model::{AggregatedRating, RatingEvent, RatingValue, RecordKey, UserId};
 
 #[derive(Debug, Default)]
 pub struct MemoryRepository {
     records: DashMap<RecordKey, RecordRatings>,
+    /// The next offset to apply per (topic, partition). Held while a batch
+    /// is applied, so batches of the same store apply one at a time.
+    positions: Mutex<HashMap<String, HashMap<i32, i64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -26,27 +30,53 @@ impl MemoryRepository {
     }
 }
 
-impl RatingRepository for MemoryRepository {
-    async fn put(&self, key: RecordKey, user: UserId, value: RatingValue) -> Result<(), RepositoryError> {
-        let mut record = self.records.entry(key).or_default();
+impl MemoryRepository {
+    fn put(&self, key: &RecordKey, user: &UserId, value: RatingValue) {
+        let mut record = self.records.entry(key.clone()).or_default();
         let value = value.get();
-        let previous = record.by_user.insert(user, value);
+        let previous = record.by_user.insert(user.clone(), value);
         record.sum += i64::from(value) - previous.map_or(0, i64::from);
-        Ok(())
     }
 
-    async fn delete(&self, key: &RecordKey, user: &UserId) -> Result<bool, RepositoryError> {
+    fn delete(&self, key: &RecordKey, user: &UserId) {
         let Entry::Occupied(mut record) = self.records.entry(key.clone()) else {
-            return Ok(false);
+            return;
         };
         let Some(previous) = record.get_mut().by_user.remove(user) else {
-            return Ok(false);
+            return;
         };
         record.get_mut().sum -= i64::from(previous);
         if record.get().by_user.is_empty() {
             record.remove();
         }
-        Ok(true)
+    }
+
+    fn apply_one(&self, event: &RatingEvent) {
+        match event {
+            RatingEvent::Put { key, user, value } => self.put(key, user, *value),
+            RatingEvent::Delete { key, user } => self.delete(key, user),
+        }
+    }
+}
+
+impl RatingRepository for MemoryRepository {
+    async fn apply(&self, events: &[RatingEvent]) -> Result<(), RepositoryError> {
+        events.iter().for_each(|event| self.apply_one(event));
+        Ok(())
+    }
+
+    async fn apply_logged(&self, topic: &str, batch: &[LoggedEvent]) -> Result<Progress, RepositoryError> {
+        let mut positions = self.positions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stored = positions.entry(topic.to_string()).or_default();
+        let (events, next, skipped) = unapplied(batch, stored);
+        events.iter().for_each(|event| self.apply_one(event));
+        stored.extend(next.iter().copied());
+        Ok(Progress::counting(&events, skipped, next))
+    }
+
+    async fn positions(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
+        let positions = self.positions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(positions.get(topic).cloned().unwrap_or_default())
     }
 
     async fn aggregate(&self, key: &RecordKey) -> Result<AggregatedRating, RepositoryError> {
@@ -66,10 +96,10 @@ mod tests {
     #[tokio::test]
     async fn deleting_the_last_rating_forgets_the_record() {
         let repository = MemoryRepository::default();
-        repository.put(key("1"), user("a"), value(4)).await.unwrap();
-        assert!(repository.delete(&key("1"), &user("a")).await.unwrap());
-        assert!(!repository.delete(&key("1"), &user("a")).await.unwrap(), "a second delete finds nothing");
-        assert_eq!(repository.aggregate(&key("1")).await, Err(RepositoryError::NotFound(key("1"))));
+        repository.put(&key("1"), &user("a"), value(4));
+        repository.delete(&key("1"), &user("a"));
+        repository.delete(&key("1"), &user("a"));
+        assert!(matches!(repository.aggregate(&key("1")).await, Err(RepositoryError::NotFound(_))));
         assert_eq!(repository.record_count(), 0);
     }
 
@@ -84,7 +114,7 @@ mod tests {
                     // 100 users, each rewritten many times by several writers;
                     // the last round of every writer writes 10 for every user.
                     let v = if round >= 400 { 10 } else { 1 + (round + writer) % 9 };
-                    repository.put(key("1"), user(&format!("u{}", round % 100)), value(v)).await.unwrap();
+                    repository.put(&key("1"), &user(&format!("u{}", round % 100)), value(v));
                 }
             }));
         }

@@ -1,0 +1,324 @@
+//! Ratings in a SQL database, SQLite or PostgreSQL: one definition for both
+//! engines, since the schema (`rating/migrations/`) and the statements are
+//! the same but for how a batch is passed in (PostgreSQL: four arrays
+//! `UNNEST`ed; SQLite: one JSON array read with `json_each`).
+//!
+//! A batch is applied as a few set-based statements in one transaction,
+//! whatever its size: first the change of each record's sum and count
+//! (new value minus the stored one), then the ratings themselves, then the
+//! records left without ratings, then the positions in the topic. The
+//! positions' rows are locked first (PostgreSQL `FOR UPDATE`; SQLite has
+//! one writer), so two replicas that both hold a partition for a moment
+//! during a rebalance apply each event once.
+use std::collections::HashMap;
+
+use sqlx::{Postgres, Sqlite, postgres::PgArguments, query::Query, sqlite::SqliteArguments};
+
+use super::{Change, LoggedEvent, Progress, RatingEvent, RepositoryError, net_changes, unapplied};
+use crate::model::{AggregatedRating, RecordKey};
+
+/// The statements that apply a batch of changes, around `$batch`: a row
+/// source `b(record_type, record_id, user_id, value)` with one row per
+/// (record, user) and a NULL value for a delete.
+macro_rules! batch_statements {
+    ($batch:literal) => {
+        BatchStatements {
+            totals: concat!(
+                "INSERT INTO rating_totals (record_type, record_id, rating_sum, rating_count) \
+                 SELECT b.record_type, b.record_id, \
+                        SUM(COALESCE(b.value, 0) - COALESCE(r.value, 0)), \
+                        SUM(CASE WHEN b.value IS NULL THEN 0 ELSE 1 END - CASE WHEN r.value IS NULL THEN 0 ELSE 1 END) \
+                 FROM ",
+                $batch,
+                " LEFT JOIN ratings AS r \
+                   ON r.record_type = b.record_type AND r.record_id = b.record_id AND r.user_id = b.user_id \
+                 WHERE true \
+                 GROUP BY b.record_type, b.record_id \
+                 ON CONFLICT (record_type, record_id) DO UPDATE SET \
+                   rating_sum = rating_totals.rating_sum + excluded.rating_sum, \
+                   rating_count = rating_totals.rating_count + excluded.rating_count"
+            ),
+            upsert: concat!(
+                "INSERT INTO ratings (record_type, record_id, user_id, value) \
+                 SELECT b.record_type, b.record_id, b.user_id, b.value FROM ",
+                $batch,
+                " WHERE b.value IS NOT NULL \
+                 ON CONFLICT (record_type, record_id, user_id) DO UPDATE SET value = excluded.value"
+            ),
+            delete: concat!(
+                "DELETE FROM ratings WHERE (record_type, record_id, user_id) IN \
+                 (SELECT b.record_type, b.record_id, b.user_id FROM ",
+                $batch,
+                " WHERE b.value IS NULL)"
+            ),
+            forget_empty: concat!(
+                "DELETE FROM rating_totals WHERE rating_count = 0 AND (record_type, record_id) IN \
+                 (SELECT b.record_type, b.record_id FROM ",
+                $batch,
+                ")"
+            ),
+        }
+    };
+}
+
+struct BatchStatements {
+    totals: &'static str,
+    upsert: &'static str,
+    delete: &'static str,
+    forget_empty: &'static str,
+}
+
+impl BatchStatements {
+    /// In the order they must run: the totals read the ratings as they were.
+    fn in_order(&self) -> [&'static str; 4] {
+        [self.totals, self.upsert, self.delete, self.forget_empty]
+    }
+}
+
+const AGGREGATE: &str = "SELECT rating_sum, rating_count FROM rating_totals WHERE record_type = $1 AND record_id = $2";
+const POSITIONS: &str = "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = $1";
+const ADD_POSITION: &str =
+    "INSERT INTO consumer_offsets (topic, partition_id, next_offset) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING";
+const SET_POSITION: &str = "UPDATE consumer_offsets SET next_offset = $3 WHERE topic = $1 AND partition_id = $2";
+
+mod postgres {
+    use super::*;
+
+    pub(super) const STATEMENTS: BatchStatements = batch_statements!(
+        "UNNEST($1::text[], $2::text[], $3::text[], $4::int4[]) AS b(record_type, record_id, user_id, value)"
+    );
+
+    /// The positions of the batch's partitions, locked until the transaction
+    /// ends.
+    pub(super) const LOCK_POSITIONS: &str =
+        "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = $1 AND partition_id = ANY($2) FOR UPDATE";
+
+    /// The changes as the four columns of the batch.
+    pub(super) struct Batch {
+        record_types: Vec<String>,
+        record_ids: Vec<String>,
+        users: Vec<String>,
+        values: Vec<Option<i32>>,
+    }
+
+    pub(super) fn encode(changes: &[Change<'_>]) -> Batch {
+        Batch {
+            record_types: changes.iter().map(|change| change.key.record_type.as_str().to_owned()).collect(),
+            record_ids: changes.iter().map(|change| change.key.record_id.as_str().to_owned()).collect(),
+            users: changes.iter().map(|change| change.user.as_str().to_owned()).collect(),
+            values: changes.iter().map(|change| change.value).collect(),
+        }
+    }
+
+    pub(super) fn bind<'q>(statement: &'q str, batch: &'q Batch) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(statement).bind(&batch.record_types).bind(&batch.record_ids).bind(&batch.users).bind(&batch.values)
+    }
+
+    pub(super) fn lock_positions<'q>(topic: &'q str, partitions: &'q [i32]) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(LOCK_POSITIONS).bind(topic).bind(partitions)
+    }
+}
+
+mod sqlite {
+    use super::*;
+
+    pub(super) const STATEMENTS: BatchStatements = batch_statements!(
+        "(SELECT value ->> 0 AS record_type, value ->> 1 AS record_id, value ->> 2 AS user_id, value ->> 3 AS value \
+          FROM json_each($1)) AS b"
+    );
+
+    /// The changes as one JSON array of `[record_type, record_id, user_id, value]`.
+    pub(super) type Batch = String;
+
+    pub(super) fn encode(changes: &[Change<'_>]) -> Batch {
+        let rows: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|change| {
+                serde_json::json!([
+                    change.key.record_type.as_str(),
+                    change.key.record_id.as_str(),
+                    change.user.as_str(),
+                    change.value
+                ])
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
+    }
+
+    pub(super) fn bind<'q>(statement: &'q str, batch: &'q Batch) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+        sqlx::query(statement).bind(batch.as_str())
+    }
+
+    /// SQLite has a single writer: the transaction's first write locks the
+    /// file, and no other process writes this instance's file.
+    pub(super) fn lock_positions<'q>(topic: &'q str, _partitions: &'q [i32]) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+        sqlx::query(POSITIONS).bind(topic)
+    }
+}
+
+/// A repository over one engine: its type, the pool type, the matching
+/// `platform::database::Database` variant, the module with its batch
+/// encoding, and its doc line.
+macro_rules! sql_repository {
+    ($(#[$doc:meta])* $name:ident, $pool:ty, $variant:ident, $engine:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            pool: $pool,
+            /// The redacted URL, naming the database in errors.
+            name: String,
+        }
+
+        impl $name {
+            pub fn new(pool: $pool, name: String) -> Self {
+                Self { pool, name }
+            }
+
+            pub fn database(&self) -> platform::database::Database {
+                platform::database::Database::$variant { pool: self.pool.clone(), name: self.name.clone() }
+            }
+
+            fn error(&self, source: sqlx::Error) -> RepositoryError {
+                RepositoryError::from_sqlx(&self.name, source)
+            }
+
+            /// Applies `events` inside `transaction`.
+            async fn apply_in(
+                &self,
+                transaction: &mut sqlx::Transaction<'_, <$pool as PoolDatabase>::Database>,
+                events: &[&RatingEvent],
+            ) -> Result<(), RepositoryError> {
+                let changes = net_changes(events.iter().copied());
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                let batch = $engine::encode(&changes);
+                for statement in $engine::STATEMENTS.in_order() {
+                    $engine::bind(statement, &batch).execute(&mut **transaction).await.map_err(|e| self.error(e))?;
+                }
+                Ok(())
+            }
+        }
+
+        impl super::RatingRepository for $name {
+            async fn apply(&self, events: &[RatingEvent]) -> Result<(), RepositoryError> {
+                let mut transaction = self.pool.begin().await.map_err(|e| self.error(e))?;
+                self.apply_in(&mut transaction, &events.iter().collect::<Vec<_>>()).await?;
+                transaction.commit().await.map_err(|e| self.error(e))
+            }
+
+            async fn apply_logged(&self, topic: &str, batch: &[LoggedEvent]) -> Result<Progress, RepositoryError> {
+                let mut partitions: Vec<i32> = batch.iter().map(|entry| entry.partition).collect();
+                partitions.sort_unstable();
+                partitions.dedup();
+                let mut transaction = self.pool.begin().await.map_err(|e| self.error(e))?;
+                for partition in &partitions {
+                    sqlx::query(ADD_POSITION)
+                        .bind(topic)
+                        .bind(partition)
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                }
+                let stored: HashMap<i32, i64> = $engine::lock_positions(topic, &partitions)
+                    .fetch_all(&mut *transaction)
+                    .await
+                    .map_err(|e| self.error(e))?
+                    .iter()
+                    .map(|row| Ok((sqlx::Row::try_get(row, 0)?, sqlx::Row::try_get(row, 1)?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(|e| self.error(e))?;
+                let (events, positions, skipped) = unapplied(batch, &stored);
+                self.apply_in(&mut transaction, &events).await?;
+                for &(partition, next) in &positions {
+                    if stored.get(&partition) != Some(&next) {
+                        sqlx::query(SET_POSITION)
+                            .bind(topic)
+                            .bind(partition)
+                            .bind(next)
+                            .execute(&mut *transaction)
+                            .await
+                            .map_err(|e| self.error(e))?;
+                    }
+                }
+                transaction.commit().await.map_err(|e| self.error(e))?;
+                Ok(Progress::counting(&events, skipped, positions))
+            }
+
+            async fn positions(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
+                let rows: Vec<(i32, i64)> =
+                    sqlx::query_as(POSITIONS).bind(topic).fetch_all(&self.pool).await.map_err(|e| self.error(e))?;
+                Ok(rows.into_iter().collect())
+            }
+
+            async fn aggregate(&self, key: &RecordKey) -> Result<AggregatedRating, RepositoryError> {
+                let row: Option<(i64, i64)> = sqlx::query_as(AGGREGATE)
+                    .bind(key.record_type.as_str())
+                    .bind(key.record_id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                match row {
+                    Some((sum, count)) if count > 0 => {
+                        Ok(AggregatedRating { average: sum as f64 / count as f64, count: count as u64 })
+                    }
+                    _ => Err(RepositoryError::NotFound(key.clone())),
+                }
+            }
+        }
+    };
+}
+
+/// The database type of a pool, to name its transactions in the macro.
+trait PoolDatabase {
+    type Database: sqlx::Database;
+}
+
+impl<DB: sqlx::Database> PoolDatabase for sqlx::Pool<DB> {
+    type Database = DB;
+}
+
+sql_repository!(
+    /// Ratings in a SQLite file (`--database-url sqlite:PATH`), one per
+    /// instance.
+    SqliteRepository,
+    sqlx::SqlitePool,
+    Sqlite,
+    sqlite
+);
+
+sql_repository!(
+    /// Ratings in a PostgreSQL database (`--database-url postgres://...`),
+    /// shared by every replica.
+    PostgresRepository,
+    sqlx::PgPool,
+    Postgres,
+    postgres
+);
+
+impl PostgresRepository {
+    /// The positions of `topic`, read without the async runtime: on a thread
+    /// of its own, over a connection of its own. For librdkafka's rebalance
+    /// callback, which runs inside a poll and cannot await.
+    pub fn positions_blocking(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
+        use sqlx::{ConnectOptions, Connection};
+        let options = self.pool.connect_options();
+        let timeout = self.pool.options().get_acquire_timeout();
+        let read = || -> Result<Vec<(i32, i64)>, sqlx::Error> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let query = async {
+                    let mut connection = options.connect().await?;
+                    let rows = sqlx::query_as(POSITIONS).bind(topic).fetch_all(&mut connection).await?;
+                    let _ = connection.close().await;
+                    Ok(rows)
+                };
+                tokio::time::timeout(timeout, query).await.unwrap_or(Err(sqlx::Error::PoolTimedOut))
+            })
+        };
+        let rows = std::thread::scope(|scope| scope.spawn(read).join())
+            .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed))
+            .map_err(|e| self.error(e))?;
+        Ok(rows.into_iter().collect())
+    }
+}
