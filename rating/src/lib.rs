@@ -121,6 +121,7 @@ impl Application {
             server.run(routes(controller, range), registry, ready, stop.clone()).await?;
             return failure.try_recv().map_or(Ok(()), Err);
         };
+        let shares_store = store.is_shared();
         let shared = match &store {
             Store::Postgres(repository) => Some(repository.clone()),
             Store::Memory(_) | Store::Sqlite(_) => None,
@@ -129,16 +130,15 @@ impl Application {
         let producer = settings.producer().context("cannot create the Kafka producer")?;
         let writer = Arc::new(KafkaEventLog::new(producer.clone(), &settings, applied.clone(), shared.clone()));
         let controller = Arc::new(RatingController::with_event_log(store, writer));
-        let sharing = match shared {
-            Some(repository) => Sharing::Group {
-                group: settings.consumer_group.clone(),
-                positions: Arc::new(move |topic: &str| repository.positions_blocking(topic)),
-            },
-            None => Sharing::EveryPartition,
+        let sharing = match (shared, settings.consumer_group.clone()) {
+            (Some(repository), Some(group)) => {
+                Sharing::Group { group, positions: Arc::new(move |topic: &str| repository.positions_blocking(topic)) }
+            }
+            _ => Sharing::EveryPartition,
         };
         let (caught_up, ready) = oneshot::channel();
         let stop_ingestion = CancellationToken::new();
-        let consumer = EventConsumer::new(settings, sharing.clone(), producer, controller.clone(), applied, range);
+        let consumer = EventConsumer::new(settings, sharing, producer, controller.clone(), applied, range);
         let ingestion = tokio::spawn({
             let (stop, stop_ingestion) = (stop.clone(), stop_ingestion.clone());
             async move {
@@ -146,13 +146,13 @@ impl Application {
                     prepared = prepare(database, &stop) => prepared?,
                     _ = stop_ingestion.cancelled() => return Ok(()),
                 }
-                // Replicas that share a store have nothing to catch up with.
-                let caught_up = match sharing {
-                    Sharing::Group { .. } => {
-                        let _ = caught_up.send(());
-                        oneshot::channel().0
-                    }
-                    Sharing::EveryPartition => caught_up,
+                // Replicas that share a store have nothing to catch up with:
+                // the store holds what the topic held.
+                let caught_up = if shares_store {
+                    let _ = caught_up.send(());
+                    oneshot::channel().0
+                } else {
+                    caught_up
                 };
                 consumer.run(caught_up, stop_ingestion).await.map_err(|error| {
                     tracing::error!(error = %Chain(&error), "ingestion cannot go on; stopping");

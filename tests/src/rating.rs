@@ -16,22 +16,35 @@ use crate::{
 /// Starts a rating service ingesting from `broker` and waits until it
 /// reports SERVING (its replay of the topic is done).
 pub fn start_with_kafka(broker: &Broker) -> ServiceProcess {
+    start_with_kafka_and(broker, &[])
+}
+
+/// As [`start_with_kafka`], with more environment (e.g. `DATABASE_URL`).
+pub fn start_with_kafka_and(broker: &Broker, envs: &[(&str, &str)]) -> ServiceProcess {
     let brokers = broker.address();
-    let rating = ServiceProcess::start("rating", &["--write-timeout", "10s"], &[("KAFKA_BROKERS", brokers.as_str())]);
+    let mut all = vec![("KAFKA_BROKERS", brokers.as_str())];
+    all.extend_from_slice(envs);
+    let rating = ServiceProcess::start("rating", &["--write-timeout", "10s"], &all);
     rating.wait_until_serving(Duration::from_secs(30));
     rating
+}
+
+/// GetAggregatedRating of movie `id` as the service answers it, error
+/// included.
+pub fn try_average(rating: &ServiceProcess, id: &str) -> Result<f64, tonic::Status> {
+    let request = GetAggregatedRatingRequest { record_id: id.into(), record_type: "movie".into() };
+    block_on(async {
+        let channel = endpoint(rating).connect().await.expect("connect to the rating service");
+        RatingServiceClient::new(channel).get_aggregated_rating(request).await
+    })
+    .map(|answer| answer.into_inner().rating_value)
 }
 
 /// The aggregated rating of movie `id`, or None when it has no ratings
 /// (NOT_FOUND; any other failure fails the test).
 pub fn average(rating: &ServiceProcess, id: &str) -> Option<f64> {
-    let request = GetAggregatedRatingRequest { record_id: id.into(), record_type: "movie".into() };
-    let answer = block_on(async {
-        let channel = endpoint(rating).connect().await.expect("connect to the rating service");
-        RatingServiceClient::new(channel).get_aggregated_rating(request).await
-    });
-    match answer {
-        Ok(answer) => Some(answer.into_inner().rating_value),
+    match try_average(rating, id) {
+        Ok(average) => Some(average),
         Err(status) if status.code() == Code::NotFound => None,
         Err(status) => panic!("GetAggregatedRating failed: {status}"),
     }

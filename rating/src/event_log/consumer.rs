@@ -7,10 +7,14 @@
 //!   itself *every* partition, from the store's positions (the beginning
 //!   for memory, where the file stopped for SQLite), and reports ready once
 //!   it has applied everything that was in the topic when it started;
-//! * **PostgreSQL** (one store for every replica): the replicas join one
-//!   consumer group, which splits the partitions between them; on each
-//!   assignment a replica starts every partition at the position stored in
-//!   the database. It is ready once the database is (nothing to replay).
+//! * **PostgreSQL** (one store for every replica): each replica reads every
+//!   partition from the positions stored in the database; the first replica
+//!   to reach a batch applies it, and the others find it behind the stored
+//!   positions and skip it (the positions' rows are locked while a batch is
+//!   applied). With `--consumer-group`, the replicas instead join one Kafka
+//!   consumer group that splits the partitions between them, and each
+//!   assigned partition starts at its stored position. Either way a replica
+//!   is ready once the database is (nothing to replay).
 //!
 //! Nothing is committed to Kafka: the store's positions are the only record
 //! of progress, written in the transaction that applies the events, so an
@@ -70,12 +74,6 @@ pub enum Sharing {
 /// Why ingestion stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error(
-        "partition {partition} of topic {topic} ends at offset {end}, but the store has applied it up to offset {stored}: \
-         the broker has lost events the store holds (was it a broker in memory that restarted?); point the service at \
-         the broker it ingested from, or start it on an empty store"
-    )]
-    StoreAheadOfTopic { topic: String, partition: i32, stored: i64, end: i64 },
     #[error("the store refused to record a refused event's position")]
     Store(#[source] RepositoryError),
 }
@@ -205,8 +203,7 @@ impl<R: RatingRepository> EventConsumer<R> {
         let mut backoff = retry_backoff();
         let (consumer, targets) = loop {
             match self.connect().await {
-                Ok(Ok(connected)) => break connected,
-                Ok(Err(fatal)) => return Err(fatal),
+                Ok(connected) => break connected,
                 Err(error) => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(brokers = %self.settings.brokers, error = %Chain(&error), retry_in = ?delay,
@@ -275,8 +272,8 @@ impl<R: RatingRepository> EventConsumer<R> {
     /// Creates the topics if needed and starts consuming: every partition
     /// from the store's positions, with each partition's end offset at this
     /// moment (what "caught up" means), or as a member of the consumer
-    /// group. The outer error is worth retrying; the inner one is not.
-    async fn connect(&self) -> Result<Result<Connected, IngestError>, ConnectError> {
+    /// group.
+    async fn connect(&self) -> Result<Connected, ConnectError> {
         ensure_topics(&self.settings).await?;
         let context = IngestContext {
             topic: self.settings.topic.clone(),
@@ -290,7 +287,7 @@ impl<R: RatingRepository> EventConsumer<R> {
             let consumer = self.settings.consumer(context, Some(group))?;
             consumer.subscribe(&[&self.settings.topic])?;
             tracing::info!(topic = %self.settings.topic, group, "joined the consumer group; partitions resume at the positions stored in the database");
-            return Ok(Ok((consumer, None)));
+            return Ok((consumer, None));
         }
         let stored = self.controller.positions(&self.settings.topic).await?;
         let consumer = self.settings.consumer(context, None)?;
@@ -320,12 +317,16 @@ impl<R: RatingRepository> EventConsumer<R> {
         for (&partition, &end) in &ends {
             let start = match stored.get(&partition) {
                 Some(&next) if next > end => {
-                    return Ok(Err(IngestError::StoreAheadOfTopic {
-                        topic: self.settings.topic.clone(),
-                        partition,
-                        stored: next,
-                        end,
-                    }));
+                    // Either the broker lost events the store holds (a
+                    // broker in memory that restarted), or it reports its end
+                    // offsets coarsely (Tansu 0.6 gives the start of the
+                    // last record batch): not an error that can be told
+                    // apart, so it is said loudly and ingestion goes on.
+                    tracing::warn!(topic = %self.settings.topic, partition, stored = next, end,
+                        "the broker says the partition ends before the store's position; if the broker lost its \
+                         data, new events below the store's position will be skipped: start on an empty store");
+                    self.applied.advance_to(partition, next);
+                    Offset::Offset(next)
                 }
                 Some(&next) => {
                     self.applied.advance_to(partition, next);
@@ -339,7 +340,7 @@ impl<R: RatingRepository> EventConsumer<R> {
         let (stored_events, total): (i64, i64) = (stored.values().sum(), ends.values().sum());
         tracing::info!(topic = %self.settings.topic, partitions = ends.len(), events = total,
             already_applied = stored_events, "reading every partition from the store's positions");
-        Ok(Ok((consumer, Some(ends))))
+        Ok((consumer, Some(ends)))
     }
 
     fn caught_up(&self, targets: &HashMap<i32, i64>) -> bool {

@@ -44,9 +44,9 @@ pub struct EventLogArgs {
     #[arg(long, env = "RATINGS_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,
 
-    /// Consumer group the replicas share when they share a PostgreSQL store (each then reads only its share of the partitions)
-    #[arg(long, env = "RATINGS_CONSUMER_GROUP", default_value = "rating")]
-    pub consumer_group: String,
+    /// With a PostgreSQL store: a Kafka consumer group the replicas join to split the partitions between them; without it every replica reads every partition and the first to reach an event applies it
+    #[arg(long, env = "RATINGS_CONSUMER_GROUP")]
+    pub consumer_group: Option<String>,
 
     /// How long PutRating/DeleteRating wait for the broker's ack and for the event to be applied here
     #[arg(long, env = "WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -76,8 +76,9 @@ pub struct EventLogSettings {
     pub brokers: String,
     pub topic: String,
     pub dlq_topic: String,
-    /// The consumer group of replicas that share a store.
-    pub consumer_group: String,
+    /// The consumer group of replicas that share a store, if they split
+    /// the partitions through one.
+    pub consumer_group: Option<String>,
     /// Partitions of each topic when this service creates it.
     pub partitions: i32,
     pub replication: i32,

@@ -1,0 +1,229 @@
+//! The rating service on a database, as real processes against a real
+//! broker: a SQLite instance that restarts re-applies nothing; PostgreSQL
+//! replicas that split the topic in a consumer group lose and double-count
+//! nothing when one is SIGKILLed mid-ingestion; a database that goes away
+//! mid-run makes calls UNAVAILABLE, pauses ingestion, and both recover.
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use e2e::{
+    broker::Broker,
+    postgres::{PASSWORD, Postgres},
+    process::{ServiceProcess, binary, block_on},
+    rating::{average, start_with_kafka_and, try_average},
+    wait_until,
+};
+use serde_json::json;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn event(record: &str, user: &str, value: Option<i32>) -> serde_json::Value {
+    match value {
+        Some(value) => json!({"recordId": record, "recordType": "movie", "userId": user, "ratingValue": value}),
+        None => json!({"recordId": record, "recordType": "movie", "userId": user, "eventType": "delete"}),
+    }
+}
+
+/// Events over `records` records, with changed minds and deletes, and what
+/// they leave: each record's (sum, count).
+fn workload(records: usize, users: usize, rounds: usize) -> (Vec<serde_json::Value>, BTreeMap<String, (i64, i64)>) {
+    let mut ratings: HashMap<(String, String), i32> = HashMap::new();
+    let mut events = Vec::new();
+    for round in 0..rounds {
+        for record in 0..records {
+            for user in 0..users {
+                let (record_id, user_id) = (format!("m{record}"), format!("u{user}"));
+                let value = if (record + user + round) % 13 == 0 {
+                    ratings.remove(&(record_id.clone(), user_id.clone()));
+                    None
+                } else {
+                    let value = 1 + ((record * 3 + user * 7 + round) % 5) as i32;
+                    ratings.insert((record_id.clone(), user_id.clone()), value);
+                    Some(value)
+                };
+                events.push(event(&record_id, &user_id, value));
+            }
+        }
+    }
+    let mut totals = BTreeMap::new();
+    for ((record, _), value) in ratings {
+        let entry: &mut (i64, i64) = totals.entry(record).or_default();
+        *entry = (entry.0 + i64::from(value), entry.1 + 1);
+    }
+    (events, totals)
+}
+
+/// Publishes `events` with ratingingester, as a user does.
+fn ingest(broker: &Broker, file: &Path, events: &[serde_json::Value]) {
+    std::fs::write(file, serde_json::to_string(events).unwrap()).unwrap();
+    let output = Command::new(binary("ratingingester"))
+        .arg(file)
+        .env("KAFKA_BROKERS", broker.address())
+        .output()
+        .expect("run ratingingester");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Each record's (sum, count) as the PostgreSQL store holds it.
+fn stored_totals(url: &str) -> BTreeMap<String, (i64, i64)> {
+    block_on(async {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect to the test database");
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT record_id, rating_sum, rating_count FROM rating_totals WHERE record_type = 'movie'")
+                .fetch_all(&pool)
+                .await
+                .expect("read the totals");
+        pool.close().await;
+        rows.into_iter().map(|(record, sum, count)| (record, (sum, count))).collect()
+    })
+}
+
+/// How many events of the topic the PostgreSQL store has applied.
+fn stored_position(url: &str) -> i64 {
+    block_on(async {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect to the test database");
+        let (position,): (Option<i64>,) =
+            sqlx::query_as("SELECT CAST(SUM(next_offset) AS BIGINT) FROM consumer_offsets WHERE topic = 'ratings'")
+                .fetch_one(&pool)
+                .await
+                .expect("read the positions");
+        pool.close().await;
+        position.unwrap_or(0)
+    })
+}
+
+fn expected_average(totals: &BTreeMap<String, (i64, i64)>, record: &str) -> Option<f64> {
+    totals.get(record).map(|(sum, count)| *sum as f64 / *count as f64)
+}
+
+/// The `applied=N` an instance's log gives when its ingestion stops.
+fn applied_at_stop(log: &str) -> u64 {
+    let line = log.lines().rev().find(|line| line.contains("ingestion stopped")).expect("ingestion stopped line");
+    let (_, after) = line.split_once("applied=").expect("applied=N in the line");
+    after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_restarted_instance_on_sqlite_keeps_its_ratings_and_reapplies_nothing() {
+    let broker = Broker::start_in_memory();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("rating.db").display());
+    let (events, totals) = workload(20, 30, 2);
+    let rating = start_with_kafka_and(&broker, &[("DATABASE_URL", &url)]);
+    ingest(&broker, &dir.path().join("first.json"), &events);
+    let answers_match = |rating: &ServiceProcess| {
+        totals.keys().all(|record| average(rating, record) == expected_average(&totals, record))
+    };
+    wait_until("every event is applied", WAIT, || answers_match(&rating));
+    let (status, log) = rating.terminate_with_log(WAIT);
+    assert!(status.success(), "{log}");
+    assert_eq!(applied_at_stop(&log), events.len() as u64, "{log}");
+
+    // Restarted on the same file: SERVING means caught up, and it answers
+    // at once, having applied nothing again.
+    let rating = start_with_kafka_and(&broker, &[("DATABASE_URL", &url)]);
+    assert!(answers_match(&rating));
+    let more = [event("m0", "newcomer", Some(5)), event("m1", "newcomer", Some(1))];
+    ingest(&broker, &dir.path().join("more.json"), &more);
+    let (sum, count) = totals["m0"];
+    wait_until("the new events are applied", WAIT, || {
+        average(&rating, "m0") == Some((sum + 5) as f64 / (count + 1) as f64)
+    });
+    let (status, log) = rating.terminate_with_log(WAIT);
+    assert!(status.success(), "{log}");
+    assert_eq!(applied_at_stop(&log), 2, "only the two new events were applied: {log}");
+}
+
+/// Two replicas on one PostgreSQL store ingest a file while the second is
+/// stopped half-way (`stop`) and started again; then every sum and count is
+/// exact, and a write through either replica is read back through both.
+fn two_replicas_on_postgres_ingest_through_a_restart(extra: &[(&str, &str)], stop: impl FnOnce(ServiceProcess)) {
+    let broker = Broker::start_in_memory();
+    let postgres = Postgres::start();
+    let url = postgres.create_database();
+    let mut env = vec![("DATABASE_URL", url.as_str())];
+    env.extend_from_slice(extra);
+    let first = start_with_kafka_and(&broker, &env);
+    let second = start_with_kafka_and(&broker, &env);
+
+    let (events, totals) = workload(100, 100, 6);
+    let dir = tempfile::tempdir().unwrap();
+    ingest(&broker, &dir.path().join("ratings.json"), &events);
+
+    let total = events.len() as i64;
+    wait_until("ingestion is under way", WAIT, || stored_position(&url) > 0);
+    stop(second);
+    let at_stop = stored_position(&url);
+    let second = start_with_kafka_and(&broker, &env);
+    let deadline = std::time::Instant::now() + WAIT;
+    while stored_position(&url) != total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every event was applied: {} of {total}\nfirst:\n{}\nsecond:\n{}",
+            stored_position(&url),
+            first.log(),
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(stored_totals(&url), totals, "every sum and count exact (stopped at {at_stop} of {total})");
+    for record in ["m0", "m42", "m99"] {
+        assert_eq!(average(&first, record), expected_average(&totals, record), "{record}");
+        assert_eq!(average(&second, record), expected_average(&totals, record), "{record}");
+    }
+
+    // Read your writes across replicas: the call returns once the event is
+    // in the shared store, whichever replica applied it.
+    for (at, user, value) in [(&first, "w1", 4), (&second, "w2", 2), (&first, "w3", 3)] {
+        e2e::rating::put(at, "written", user, value);
+        let expected = match user {
+            "w1" => 4.0,
+            "w2" => 3.0,
+            _ => 3.0,
+        };
+        assert_eq!(average(&second, "written"), Some(expected), "after {user}");
+        assert_eq!(average(&first, "written"), Some(expected), "after {user}");
+    }
+}
+
+#[test]
+fn postgres_replicas_lose_and_double_nothing_when_one_is_sigkilled_mid_ingestion() {
+    two_replicas_on_postgres_ingest_through_a_restart(&[], ServiceProcess::crash);
+}
+
+#[test]
+fn postgres_replicas_in_a_consumer_group_split_the_topic_through_a_restart() {
+    two_replicas_on_postgres_ingest_through_a_restart(&[("RATINGS_CONSUMER_GROUP", "rating")], |replica| {
+        assert!(replica.terminate(WAIT).success());
+    });
+}
+
+#[test]
+fn a_database_lost_mid_run_is_unavailable_then_recovers_losing_nothing() {
+    let broker = Broker::start_in_memory();
+    let postgres = Postgres::start();
+    let url = postgres.create_database();
+    let rating = start_with_kafka_and(&broker, &[("DATABASE_URL", &url), ("DATABASE_CONNECT_TIMEOUT", "1s")]);
+    let dir = tempfile::tempdir().unwrap();
+    ingest(&broker, &dir.path().join("before.json"), &[event("1", "a", Some(4))]);
+    wait_until("the first event is applied", WAIT, || average(&rating, "1") == Some(4.0));
+
+    postgres.pause();
+    let status = try_average(&rating, "1").unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().starts_with("the rating store is unavailable: database postgres://"), "{status:?}");
+    assert!(!status.message().contains(PASSWORD), "{status:?}");
+    // Events published meanwhile wait in the topic.
+    ingest(&broker, &dir.path().join("during.json"), &[event("1", "b", Some(2)), event("1", "a", None)]);
+    rating.wait_for_log("the store is unavailable; ingestion pauses", WAIT);
+
+    postgres.resume();
+    wait_until("ingestion resumes and reads recover", WAIT, || try_average(&rating, "1").ok() == Some(2.0));
+    assert_eq!(stored_totals(&url), BTreeMap::from([("1".to_string(), (2, 1))]));
+    assert!(!rating.log().contains(PASSWORD), "the password never reaches the log");
+}
