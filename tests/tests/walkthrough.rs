@@ -3,7 +3,8 @@
 //!
 //! Every ```sh block of the walkthrough is a step; a ```text block right after
 //! it is what the step prints. Steps run in order with bash, against the
-//! real binaries, a real Kafka-protocol broker (Tansu) and the Consul
+//! real binaries, a real Kafka-protocol broker (Tansu), a throwaway
+//! PostgreSQL server with the compose file's databases, and the Consul
 //! stand-in, with `localhost:<port>` rewritten to where each of them listens
 //! here. A step that needs Docker (`docker ...`) is replaced by its local
 //! equivalent, defined below; a Docker command this file does not know fails
@@ -11,9 +12,10 @@
 //!
 //! Outputs are compared after masking what differs from run to run or from a
 //! Docker network: timestamps, durations, instance ids, IP addresses and
-//! ports, and Kafka offsets. A read-only step is retried for a while when its
-//! output does not match yet, since events arrive asynchronously (the
-//! walkthrough says "a moment later" there).
+//! ports, and Kafka offsets. A read-only step is retried for a while when it
+//! fails or its output does not match yet, since events arrive
+//! asynchronously and restarted services are found again after a while (the
+//! walkthrough says "a moment later" and "a few seconds later" there).
 use std::{
     collections::BTreeMap,
     path::PathBuf,
@@ -26,6 +28,7 @@ use e2e::{
     broker::Broker,
     compose,
     consul::FakeConsul,
+    postgres::Postgres,
     process::{ServiceProcess, binary},
     rating::health,
     wait_until,
@@ -109,12 +112,16 @@ fn matches(actual: &str, expected: &str) -> bool {
 struct Stack {
     broker: Broker,
     consul: FakeConsul,
-    metadata: Option<ServiceProcess>,
+    metadatas: Vec<ServiceProcess>,
     ratings: Vec<ServiceProcess>,
     movie: Option<ServiceProcess>,
     /// `localhost:<published port>` → where that service listens here.
     ports: BTreeMap<u16, String>,
     scratch: PathBuf,
+    /// Service → its DATABASE_URL here: its compose database, on `postgres`.
+    databases: BTreeMap<&'static str, String>,
+    /// Last, so that it stops after the services.
+    postgres: Postgres,
 }
 
 /// RUST_LOG of a service in docker-compose.yml, so its logs read the same.
@@ -125,14 +132,52 @@ fn compose_log_filter(service: &str) -> String {
         .unwrap_or_else(|| "info,consulrs=warn".to_string())
 }
 
+/// The databases of docker-compose.yml, created as the compose PostgreSQL
+/// creates them (its init script), on a server here; each storing service's
+/// URL names its compose database on that server.
+fn databases(postgres: &Postgres) -> BTreeMap<&'static str, String> {
+    let compose = compose::load();
+    let init = compose::service(&compose, "postgres")["volumes"]
+        .as_sequence()
+        .expect("postgres's volumes")
+        .iter()
+        .filter_map(|mount| mount.as_str()?.split(':').next())
+        .find(|source| source.ends_with(".sql"))
+        .expect("the init script")
+        .to_string();
+    let script = compose::workspace_root().join(init);
+    let (output, succeeded) =
+        run(&format!("{} -d postgres -v ON_ERROR_STOP=1 -f {}", postgres.psql_command(), script.display()));
+    assert!(succeeded, "{}: {output}", script.display());
+    ["metadata", "rating"]
+        .into_iter()
+        .map(|service| {
+            let url = &compose::environment(compose::service(&compose, service))["DATABASE_URL"];
+            let (_, database) = url.rsplit_once('/').expect("a database in the URL");
+            (service, postgres.url_of(database))
+        })
+        .collect()
+}
+
 impl Stack {
     fn up() -> Self {
         let broker = Broker::start_in_memory();
         let consul = FakeConsul::start();
+        let postgres = Postgres::start();
+        let databases = databases(&postgres);
         let scratch = std::env::temp_dir().join(format!("walkthrough-{}", std::process::id()));
         std::fs::create_dir_all(&scratch).expect("scratch directory");
-        let mut stack =
-            Self { broker, consul, metadata: None, ratings: Vec::new(), movie: None, ports: BTreeMap::new(), scratch };
+        let mut stack = Self {
+            broker,
+            consul,
+            metadatas: Vec::new(),
+            ratings: Vec::new(),
+            movie: None,
+            ports: BTreeMap::new(),
+            scratch,
+            databases,
+            postgres,
+        };
         let metadata = stack.service("metadata", &[]);
         let rating = stack.start_rating();
         wait_until("rating has replayed the topic", Duration::from_secs(30), || health(&rating) == "SERVING");
@@ -146,17 +191,26 @@ impl Stack {
         stack.ports.insert(8083, movie.authority());
         stack.ports.insert(8500, stack.consul.http_address().trim_start_matches("http://").to_string());
         stack.ports.insert(9092, stack.broker.address());
-        stack.metadata = Some(metadata);
+        stack.metadatas.push(metadata);
         stack.ratings.push(rating);
         stack.movie = Some(movie);
         stack
     }
 
+    /// A service as compose runs it: its log filter and, for metadata and
+    /// rating, its database. (Until rating reads DATABASE_URL, it ignores it
+    /// and keeps its store in memory, rebuilt from the topic at start: the
+    /// steps print the same.)
     fn service(&self, name: &str, args: &[&str]) -> ServiceProcess {
         let consul = self.consul.http_address();
         let mut all = vec!["--consul-addr", &consul];
         all.extend_from_slice(args);
-        ServiceProcess::start(name, &all, &[("RUST_LOG", &compose_log_filter(name))])
+        let log_filter = compose_log_filter(name);
+        let mut environment = vec![("RUST_LOG", log_filter.as_str())];
+        if let Some(url) = self.databases.get(name) {
+            environment.push(("DATABASE_URL", url));
+        }
+        ServiceProcess::start(name, &all, &environment)
     }
 
     fn start_rating(&self) -> ServiceProcess {
@@ -181,7 +235,7 @@ impl Stack {
         } else if command == "docker compose ps -a" {
             // Compose shows each service healthy: here, each answers SERVING.
             // (The stack here has no topic-creating job: rating creates them.)
-            let running = self.metadata.iter().chain(&self.ratings).chain(&self.movie);
+            let running = self.metadatas.iter().chain(&self.ratings).chain(&self.movie);
             for process in running {
                 assert_eq!(health(process), "SERVING");
             }
@@ -198,25 +252,67 @@ impl Stack {
             let (service, pipeline) = rest.split_once(" | ").unwrap_or((rest, "cat"));
             let log = match service.trim() {
                 "rating" => self.ratings.iter().map(ServiceProcess::log).collect::<String>(),
-                "metadata" => self.metadata.as_ref().expect("metadata").log(),
+                "metadata" => self.metadatas.iter().map(ServiceProcess::log).collect::<String>(),
                 "movie" => self.movie.as_ref().expect("movie").log(),
                 other => panic!("no service {other} in the stack"),
             };
             let file = self.scratch.join("service.log");
             std::fs::write(&file, log).expect("write the log");
             run(&format!("cat {} | {}", file.display(), self.localize(pipeline))).0
-        } else if command == "RATING_HOST_PORTS=18082-18089 docker compose up -d --no-recreate --scale rating=2" {
-            // The first instance is left as it is, still behind `localhost:8082`.
-            let second = self.start_rating();
-            wait_until("the second rating instance is ready", Duration::from_secs(30), || health(&second) == "SERVING");
-            self.ratings.push(second);
+        } else if command == "docker compose restart metadata rating" {
+            // Each instance stops (SIGTERM) and starts again as it was.
+            let metadatas = std::mem::take(&mut self.metadatas);
+            let ratings = std::mem::take(&mut self.ratings);
+            let (metadata_count, rating_count) = (metadatas.len(), ratings.len());
+            for process in metadatas.into_iter().chain(ratings) {
+                let status = process.terminate(Duration::from_secs(15));
+                assert!(status.success(), "a service stopped with {status}");
+            }
+            self.metadatas = (0..metadata_count).map(|_| self.service("metadata", &[])).collect();
+            self.ratings = (0..rating_count).map(|_| self.start_rating()).collect();
+            // What `docker compose ps` shows a few seconds later: all healthy.
+            for process in self.metadatas.iter().chain(&self.ratings) {
+                wait_until("a restarted instance is ready", Duration::from_secs(30), || health(process) == "SERVING");
+            }
+            self.ports.insert(8081, self.metadatas[0].authority());
+            self.ports.insert(8082, self.ratings[0].authority());
+            String::new()
+        } else if let Some(arguments) = command.strip_prefix("docker compose exec postgres psql -U movies ") {
+            // The compose user is `movies`; this server's is `postgres`.
+            let (output, succeeded) = run(&format!("{} {arguments}", self.postgres.psql_command()));
+            assert!(succeeded, "psql {arguments}: {output}");
+            output
+        } else if command
+            == "METADATA_HOST_PORTS=18081-18088 RATING_HOST_PORTS=18082-18089 \
+                docker compose up -d --no-recreate --scale metadata=2 --scale rating=2"
+        {
+            // The first instances are left as they are, still behind
+            // `localhost:8081` and `localhost:8082`.
+            let metadata = self.service("metadata", &[]);
+            let rating = self.start_rating();
+            for process in [&metadata, &rating] {
+                wait_until("a second instance is ready", Duration::from_secs(30), || health(process) == "SERVING");
+            }
+            self.metadatas.push(metadata);
+            self.ratings.push(rating);
             // Consul lists an instance as passing once its first heartbeat came.
-            wait_until("Consul has both rating instances passing", Duration::from_secs(10), || {
-                let registered = self.consul.registered("rating");
-                registered.len() == 2
-                    && registered.iter().all(|instance| {
-                        instance.check_id.as_deref().is_some_and(|check| self.consul.heartbeats(check) > 0)
-                    })
+            for service in ["metadata", "rating"] {
+                wait_until(&format!("Consul has both {service} instances passing"), Duration::from_secs(10), || {
+                    let registered = self.consul.registered(service);
+                    registered.len() == 2
+                        && registered.iter().all(|instance| {
+                            instance.check_id.as_deref().is_some_and(|check| self.consul.heartbeats(check) > 0)
+                        })
+                });
+            }
+            // And movie calls them once it has asked Consul again.
+            let asked_before = self.consul.requests().len();
+            wait_until("movie has looked up both services again", Duration::from_secs(10), || {
+                let requests = self.consul.requests();
+                ["metadata", "rating"].iter().all(|service| {
+                    let lookup = format!("/v1/health/service/{service}?");
+                    requests[asked_before..].iter().any(|request| request.contains(&lookup))
+                })
             });
             String::new()
         } else if command == "docker compose ps -q rating | head -n 1 | xargs docker kill" {
@@ -230,10 +326,10 @@ impl Stack {
         } else if command == "docker compose --profile observability down" {
             let movie = self.movie.take().expect("movie");
             let ratings = std::mem::take(&mut self.ratings);
-            let metadata = self.metadata.take().expect("metadata");
-            let running = 2 + ratings.len();
+            let metadatas = std::mem::take(&mut self.metadatas);
+            let running = 1 + ratings.len() + metadatas.len();
             let deregistered_before = self.consul.deregistered().len();
-            for process in [movie].into_iter().chain(ratings).chain([metadata]) {
+            for process in [movie].into_iter().chain(ratings).chain(metadatas) {
                 let status = process.terminate(Duration::from_secs(15));
                 assert!(status.success(), "a service stopped with {status}");
             }
@@ -314,20 +410,26 @@ fn every_step_of_the_walkthrough_prints_what_it_says() {
         let is_docker = step.script.lines().any(|line| line.contains("docker "));
         let deadline = Instant::now() + Duration::from_secs(if has_side_effects(&step.script) { 0 } else { 30 });
         loop {
-            let actual = if is_docker {
+            let (actual, failed) = if is_docker {
                 docker_steps += 1;
-                stack.docker_step(&step.script)
+                (stack.docker_step(&step.script), false)
             } else {
                 let (output, succeeded) = run(&stack.localize(&step.script));
                 let expects_error = step.expected.as_deref().is_some_and(|text| text.starts_with("ERROR:"));
+                (output, !succeeded && !expects_error)
+            };
+            // A read-only step that fails is retried too: a service that
+            // has just restarted may not be found yet.
+            if failed {
                 assert!(
-                    succeeded || expects_error,
-                    "walkthrough line {}: `{}` failed:\n{output}",
+                    Instant::now() < deadline,
+                    "walkthrough line {}: `{}` failed:\n{actual}",
                     step.line,
                     step.script.trim()
                 );
-                output
-            };
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
             let Some(expected) = &step.expected else { break };
             if matches(&normalize(&actual), &normalize(expected)) {
                 break;
