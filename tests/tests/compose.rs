@@ -33,14 +33,6 @@ const IMAGE_USERS: [&str; 4] =
 /// The services that keep their data in PostgreSQL, shared by their replicas.
 const STORING: [&str; 2] = [contract::service::METADATA, contract::service::RATING];
 
-/// Settings the compose file gives a binary whose flag is being added in a
-/// change not merged yet: the rating service's database, read through the
-/// same `platform::database::DatabaseArgs` as metadata's. Until its clap
-/// definition has it, [`command_line`] leaves the variable out (the database
-/// checks parse it through `DatabaseArgs` itself); once it has, the entry
-/// must go, and `command_line` says so.
-const NOT_YET_READ: [(&str, &str); 1] = [(contract::service::RATING, "DATABASE_URL")];
-
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_sequence()
@@ -80,16 +72,8 @@ fn command_line<C: CommandFactory>(service_name: &str, service: &Value) -> Vec<S
         }
         let argument =
             definition.get_arguments().find(|argument| argument.get_env().is_some_and(|env| env == variable.as_str()));
-        let not_yet_read = NOT_YET_READ.contains(&(service_name, variable.as_str()));
-        let argument = match argument {
-            Some(_) if not_yet_read => panic!(
-                "`{}` now reads `{variable}`: remove ({service_name:?}, {variable:?}) from NOT_YET_READ",
-                command[0]
-            ),
-            Some(argument) => argument,
-            None if not_yet_read => continue,
-            None => panic!("{service_name}: `{variable}` is not a setting of `{}`", command[0]),
-        };
+        let argument =
+            argument.unwrap_or_else(|| panic!("{service_name}: `{variable}` is not a setting of `{}`", command[0]));
         let long = argument.get_long().expect("every environment setting has a long flag");
         line.push(format!("--{long}={value}"));
     }
