@@ -95,9 +95,8 @@ impl ClientContext for IngestContext {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         for (&partition, figures) in &topic.partitions {
             // librdkafka lists an internal partition -1 for unassigned
-            // messages; a partition this replica does not hold has no
-            // consumer position.
-            if partition < 0 || figures.consumer_lag < 0 {
+            // messages.
+            if partition < 0 {
                 continue;
             }
             let lag = (figures.hi_offset - self.applied.next_offset(partition)).max(0);
