@@ -77,9 +77,11 @@ impl Drop for Telemetry {
 pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Pretty => {
-            fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).boxed()
-        }
+        LogFormat::Pretty => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(true)
@@ -87,6 +89,7 @@ pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
             // trace_id and span_id, as well as the handler's own.
             .with_span_list(true)
             .with_writer(std::io::stderr)
+            .with_filter(filter)
             .boxed(),
     };
     let (traces, provider) = match trace_exporter(service_name) {
@@ -99,12 +102,7 @@ pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
     };
     let exporting = traces.is_some();
     let layers: Vec<TraceLayer> = std::iter::once(log_lines).chain(traces).collect();
-    // One filter for the whole subscriber rather than one per layer: with
-    // the log filter on the log layer alone, the first event of a callsite
-    // was sometimes lost after a sqlx query (seen: the first "applying" and
-    // "dead-letter" lines of the rating service on SQLite or PostgreSQL).
-    // So the exported spans too are those the log filter lets through.
-    if tracing_subscriber::registry().with(layers).with(filter).try_init().is_ok() && exporting {
+    if tracing_subscriber::registry().with(layers).try_init().is_ok() && exporting {
         EXPORTING.store(true, Ordering::Relaxed);
     }
     Telemetry { provider }
