@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release binaries and runs the benchmark suite (target/release/bench-run), which starts an
-# in-memory Tansu broker and the services on free 127.0.0.1 ports, measures, stops them, and writes
-# BENCHMARKS.md.
+# in-memory Tansu broker, a throwaway PostgreSQL cluster and the services on free 127.0.0.1 ports,
+# measures, stops them, and writes BENCHMARKS.md.
 #
 #   scripts/bench.sh                   full run: 3 runs of each measurement, 1,000,000 events
 #   BENCH_QUICK=1 scripts/bench.sh     smoke test: 1 run, short load runs, 100,000 events

@@ -28,6 +28,46 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// utime + stime of `root` and of every process descending from it (a
+/// server and the workers it forks, as PostgreSQL's backends), in clock
+/// ticks. A descendant that exited since the last reading is no longer
+/// counted.
+pub fn tree_cpu_ticks(root: u32) -> io::Result<u64> {
+    let mut processes = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        // A process may exit between the listing and the reading.
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        if let (Some(parent), Some(ticks)) = (parse_parent(&stat), parse_cpu_ticks(&stat)) {
+            processes.push((pid, parent, ticks));
+        }
+    }
+    Ok(sum_of_tree(root, &processes))
+}
+
+/// The ticks of `root` and its descendants among `processes` (pid, parent
+/// pid, ticks).
+fn sum_of_tree(root: u32, processes: &[(u32, u32, u64)]) -> u64 {
+    let mut members = vec![root];
+    let mut total = 0;
+    while let Some(member) = members.pop() {
+        for &(pid, parent, ticks) in processes {
+            if pid == member {
+                total += ticks;
+            }
+            if parent == member && pid != member {
+                members.push(pid);
+            }
+        }
+    }
+    total
+}
+
+/// The parent pid (field 4) of a `/proc/<pid>/stat` line.
+fn parse_parent(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Resident memory of a process in bytes (`VmRSS` of `/proc/<pid>/status`).
 pub fn resident_bytes(pid: u32) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -59,6 +99,16 @@ mod tests {
         assert!(cpu_ticks(pid).is_ok());
         assert!(resident_bytes(pid).unwrap() > 0);
         assert!(clock_ticks_per_second() > 0);
+    }
+
+    #[test]
+    fn a_tree_counts_the_root_and_every_descendant_only() {
+        // 1 -> 10 -> 11, 10 -> 12; 20 is a sibling of 10 outside the tree of 10.
+        let processes = [(1, 0, 1000), (10, 1, 5), (11, 10, 7), (12, 10, 11), (20, 1, 100)];
+        assert_eq!(sum_of_tree(10, &processes), 5 + 7 + 11);
+        assert_eq!(sum_of_tree(11, &processes), 7);
+        assert_eq!(sum_of_tree(99, &processes), 0);
+        assert_eq!(parse_parent("4242 (post gres) S 17 4242 4242"), Some(17));
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub async fn await_serving(address: &str, deadline: Instant) -> anyhow::Result<(
             }
         }
         anyhow::ensure!(Instant::now() < deadline, "{address} did not report SERVING in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

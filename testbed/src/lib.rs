@@ -1,7 +1,8 @@
 //! The real processes that the end-to-end tests (`e2e`) and the benchmark
 //! runner (`bench-run`) start: any program as a child with its output kept
-//! in memory or in a log file ([`child`]), a Tansu broker ([`tansu`]), free
-//! ports, and polling with a deadline.
+//! in memory or in a log file ([`child`]), a Tansu broker ([`tansu`]), a
+//! throwaway PostgreSQL server ([`postgres`]), free ports, and polling with
+//! a deadline.
 //!
 //! Everything here returns errors rather than panicking, so the benchmark
 //! can report them; the test helpers in `e2e` turn them into panics.
@@ -10,6 +11,7 @@
 //! services' release binaries together with the benchmark, and a dependency
 //! here could turn on features in theirs.
 pub mod child;
+pub mod postgres;
 pub mod tansu;
 
 use std::{

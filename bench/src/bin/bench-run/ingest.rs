@@ -47,7 +47,7 @@ impl IngestRun {
     }
 }
 
-fn kafka_bare(context: &Context, args: &[String], timeout: Duration) -> anyhow::Result<f64> {
+pub fn kafka_bare(context: &Context, args: &[String], timeout: Duration) -> anyhow::Result<f64> {
     let output = run_tool(&context.binary("kafka-bare"), args, timeout)?;
     let line = output.stdout.lines().last().unwrap_or_default();
     let report: Value = serde_json::from_str(line)?;

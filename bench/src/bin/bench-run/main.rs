@@ -19,6 +19,7 @@ mod ingest;
 mod machine;
 mod processes;
 mod report;
+mod storage;
 
 use std::{
     path::{Path, PathBuf},
@@ -56,7 +57,7 @@ pub struct Args {
     #[arg(long, env = "BENCH_MOVIES", default_value_t = 1000)]
     movies: u32,
     /// Which phases to run
-    #[arg(long, env = "BENCH_PHASES", value_delimiter = ',', default_value = "grpc,ingest")]
+    #[arg(long, env = "BENCH_PHASES", value_delimiter = ',', default_value = "grpc,ingest,storage")]
     phases: Vec<Phase>,
     /// Where the report goes
     #[arg(long, default_value = "BENCHMARKS.md")]
@@ -82,6 +83,8 @@ enum Command {
 pub enum Phase {
     Grpc,
     Ingest,
+    /// Each store (memory, SQLite, PostgreSQL) applying the topic, restarted, and serving GetMovieDetails
+    Storage,
 }
 
 /// The settings a run uses, defaults resolved.
@@ -222,6 +225,34 @@ fn ingest_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<ingest
     Ok(runs)
 }
 
+/// Starts a throwaway PostgreSQL cluster, generates a file of puts only (so
+/// that the stores end up holding about `events` ratings), and runs the
+/// storage measurements `runs` times.
+fn storage_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<storage::StorageRun>> {
+    let postgres = testbed::postgres::Postgres::start(testbed::free_port()?)?;
+    let events_file = work_dir.join("storage-events.ndjson");
+    let events = context.settings.events;
+    run_tool(
+        &context.binary("gen-events"),
+        &[
+            "--events".into(),
+            events.to_string(),
+            "--delete-share".into(),
+            "0".into(),
+            "--output".into(),
+            events_file.display().to_string(),
+        ],
+        Duration::from_secs(300),
+    )?;
+    let lines = events + u64::from(bench::events::PROBE_USERS);
+    let mut runs = Vec::new();
+    for run in 1..=context.settings.runs {
+        eprintln!("storage run {run} of {}", context.settings.runs);
+        runs.push(storage::run(context, &postgres, &events_file, lines, work_dir, run)?);
+    }
+    Ok(runs)
+}
+
 /// The directory of the runner's own binary, where the tools it runs are built too.
 fn own_dir() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?.parent().context("the runner's directory")?.to_path_buf())
@@ -255,7 +286,17 @@ fn main() -> anyhow::Result<()> {
         if context.settings.phases.contains(&Phase::Grpc) { grpc_phase(&context, &work_dir)? } else { Vec::new() };
     let ingest_runs =
         if context.settings.phases.contains(&Phase::Ingest) { ingest_phase(&context, &work_dir)? } else { Vec::new() };
-    let report = report::render(&context.settings, &machine, &grpc_runs, &ingest_runs, started.elapsed());
+    let storage_runs = if context.settings.phases.contains(&Phase::Storage) {
+        storage_phase(&context, &work_dir)?
+    } else {
+        Vec::new()
+    };
+    let report = report::render(
+        &context.settings,
+        &machine,
+        &report::Measured { grpc: &grpc_runs, ingest: &ingest_runs, storage: &storage_runs },
+        started.elapsed(),
+    );
     // The A/B entries at the end of the file are not this run's: they are kept as they are.
     let existing = std::fs::read_to_string(&args.output).ok();
     let report = report::with_ab_section(&report, existing.as_deref());

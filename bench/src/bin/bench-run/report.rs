@@ -4,7 +4,20 @@ use std::{fmt::Write, time::Duration};
 
 use bench::stats::{median, ratio};
 
-use crate::{Settings, grpc::GrpcRun, ingest::IngestRun, machine::Machine};
+use crate::{
+    Settings,
+    grpc::GrpcRun,
+    ingest::IngestRun,
+    machine::Machine,
+    storage::{DETAILS_CONCURRENCIES, STORES, StorageRun, Store},
+};
+
+/// Every run of every phase measured.
+pub struct Measured<'a> {
+    pub grpc: &'a [GrpcRun],
+    pub ingest: &'a [IngestRun],
+    pub storage: &'a [StorageRun],
+}
 
 const TARGETS: [&str; 3] = ["movie", "metadata", "constant-server"];
 
@@ -53,13 +66,8 @@ struct Goal {
     met: Option<bool>,
 }
 
-pub fn render(
-    settings: &Settings,
-    machine: &Machine,
-    grpc: &[GrpcRun],
-    ingest: &[IngestRun],
-    took: Duration,
-) -> String {
+pub fn render(settings: &Settings, machine: &Machine, measured: &Measured, took: Duration) -> String {
+    let Measured { grpc, ingest, storage } = *measured;
     let mut out = String::new();
     let mode = if settings.quick { "quick (smoke test: short runs, figures not to quote)" } else { "full" };
     let _ = writeln!(out, "# Benchmarks\n");
@@ -75,9 +83,11 @@ pub fn render(
          BENCH_RUNS=5 BENCH_DURATION=20s scripts/bench.sh\n```\n\n\
          It builds the release binaries, starts an in-memory Tansu broker, the three services (static discovery) and \
          `constant-server` on free 127.0.0.1 ports, seeds {} movies (metadata and one rating each, the rating written \
-         through Kafka), measures, stops everything, and writes this file. Needs `tansu` (`cargo install tansu --features \
-         dynostore,libsql`) and, for the cross-check, `h2load` (nghttp2-client). Other settings: `BENCH_EVENTS`, \
-         `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_MOVIES`, `BENCH_PHASES=grpc,ingest`; `target/release/bench-run --help`.\n",
+         through Kafka), measures, stops everything, and writes this file. The storage phase also runs a throwaway \
+         PostgreSQL cluster. Needs `tansu` (`cargo install tansu --features dynostore,libsql`), PostgreSQL's server \
+         binaries (`scripts/install-tools.sh --for-tests` installs both) and, for the cross-check, `h2load` \
+         (nghttp2-client). Other settings: `BENCH_EVENTS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_MOVIES`, \
+         `BENCH_PHASES=grpc,ingest,storage`; `target/release/bench-run --help`.\n",
         settings.movies
     );
 
@@ -109,7 +119,8 @@ pub fn render(
     }
     let _ = writeln!(out);
 
-    let goals = goals(grpc, ingest);
+    let mut goals = goals(grpc, ingest);
+    goals.extend(storage_goals(storage));
     let _ = writeln!(out, "## Targets\n");
     let _ = writeln!(
         out,
@@ -132,6 +143,9 @@ pub fn render(
     }
     if !ingest.is_empty() {
         render_ingest(&mut out, ingest);
+    }
+    if !storage.is_empty() {
+        render_storage(&mut out, storage);
     }
     let _ = writeln!(out, "## Method\n");
     let _ = writeln!(out, "{METHOD}");
@@ -201,6 +215,152 @@ fn goals(grpc: &[GrpcRun], ingest: &[IngestRun]) -> Vec<Goal> {
             met: producer.map(|value| value >= 0.9),
         },
     ]
+}
+
+/// The targets of the stores: apply rates, a restart without replay, and
+/// the memory of a rating instance whose ratings are in PostgreSQL.
+fn storage_goals(storage: &[StorageRun]) -> Vec<Goal> {
+    if storage.is_empty() {
+        return Vec::new();
+    }
+    let rate = |store| med(storage.iter().map(|run| run.apply_rate(store)));
+    let restart = |store| med(storage.iter().map(|run| run.applied.get(&store)?.restart_serving_s));
+    let rss = med(storage.iter().map(|run| run.applied.get(&Store::Postgres)?.restart_rss_bytes.map(megabytes)));
+    let ratings = med(storage.iter().map(|run| run.applied.get(&Store::Postgres)?.ratings.map(|rows| rows as f64)));
+    let mut goals = Vec::new();
+    for (store, name) in [
+        (Store::Postgres, "rating apply rate, PostgreSQL (a fresh instance applying the full topic)"),
+        (Store::Sqlite, "rating apply rate, SQLite (a fresh instance applying the full topic)"),
+    ] {
+        let measured = rate(store);
+        goals.push(Goal {
+            name,
+            measured,
+            shown: show(measured, 0) + " events/s",
+            goal: "≥ 50,000 events/s",
+            met: measured.map(|value| value >= 50_000.0),
+        });
+    }
+    for (store, name) in [
+        (Store::Postgres, "restarted rating instance, spawn to SERVING, PostgreSQL"),
+        (Store::Sqlite, "restarted rating instance, spawn to SERVING, SQLite"),
+    ] {
+        let measured = restart(store);
+        goals.push(Goal {
+            name,
+            measured,
+            shown: show(measured, 3) + " s",
+            goal: "≤ 1 s",
+            met: measured.map(|value| value <= 1.0),
+        });
+    }
+    goals.push(Goal {
+        name: "rating RSS with its ratings in PostgreSQL (an instance started on them, SERVING and caught up)",
+        measured: rss,
+        shown: format!("{} MB ({} ratings)", show(rss, 0), show(ratings, 0)),
+        goal: "≤ 50 MB",
+        met: rss.map(|value| value <= 50.0),
+    });
+    goals
+}
+
+fn render_storage(out: &mut String, storage: &[StorageRun]) {
+    let events = storage.first().map_or(0, |run| run.events);
+    let _ = writeln!(
+        out,
+        "## Storage ({events} puts, in-memory Tansu, 3 partitions; one PostgreSQL 15 cluster)
+"
+    );
+    let _ = writeln!(
+        out,
+        "Each run on a fresh broker and fresh databases. A fresh rating instance on each store applies the full \
+         topic (spawn to the probe average read); the SQL stores are then restarted on what they hold. Median of \
+         the runs.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| store | applies, events/s | / bare consumer | SERVING after, s | rating CPU, cores | database CPU, cores \
+         | RSS, MB | restarted: SERVING after, s | restarted: first answer, s | restarted: RSS, MB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for store in STORES {
+        let of = |figure: fn(&StorageRun, &crate::storage::Applied) -> Option<f64>| {
+            med(storage.iter().map(|run| figure(run, run.applied.get(&store)?)))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            store.name(),
+            show(of(|run, applied| Some(run.events as f64 / applied.apply_s)), 0),
+            show(of(|run, applied| ratio(run.bare_consume_s, applied.apply_s)).map(|value| value * 100.0), 0) + " %",
+            show(of(|_, applied| Some(applied.first_serving_s)), 3),
+            show(of(|_, applied| ratio(applied.rating_cpu_s, applied.apply_s)), 2),
+            show(of(|_, applied| ratio(applied.database_cpu_s?, applied.apply_s)), 2),
+            show(of(|_, applied| Some(megabytes(applied.rss_bytes))), 0),
+            show(of(|_, applied| applied.restart_serving_s), 3),
+            show(of(|_, applied| applied.restart_answer_s), 3),
+            show(of(|_, applied| applied.restart_rss_bytes.map(megabytes)), 0),
+        );
+    }
+    let bare = med(storage.iter().map(|run| Some(run.events as f64 / run.bare_consume_s)));
+    let _ = writeln!(out, "\nThe bare consumer read the same topic at {} events/s.\n", show(bare, 0));
+
+    let _ = writeln!(out, "### GetMovieDetails on each store\n");
+    let _ = writeln!(
+        out,
+        "Metadata and rating on the same store (rating without Kafka, seeded through the RPCs), closed loop. \
+         The services' CPU is metadata + rating + movie; the database's is the PostgreSQL server's processes. \
+         Each run measures the stores in a different order.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| store | concurrency | requests/s | / memory | p50 µs | p99 µs | services CPU µs/request \
+         | database CPU µs/request | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for concurrency in DETAILS_CONCURRENCIES {
+        for store in STORES {
+            let of = |figure: fn(&crate::storage::Details) -> Option<f64>| {
+                med(storage.iter().map(|run| figure(run.details.get(&(store, concurrency))?)))
+            };
+            let versus_memory = med(storage.iter().map(|run| {
+                let memory = run.details.get(&(Store::Memory, concurrency))?;
+                ratio(run.details.get(&(store, concurrency))?.requests_per_s, memory.requests_per_s)
+            }));
+            let errors: u64 = storage
+                .iter()
+                .filter_map(|run| run.details.get(&(store, concurrency)))
+                .map(|details| details.errors)
+                .sum();
+            let _ = writeln!(
+                out,
+                "| {} | {concurrency} | {} | {} | {} | {} | {} | {} | {errors} |",
+                store.name(),
+                show(of(|details| Some(details.requests_per_s)), 0),
+                show(versus_memory.map(|value| value * 100.0), 0) + " %",
+                show(of(|details| Some(details.p50_us)), 0),
+                show(of(|details| Some(details.p99_us)), 0),
+                show(of(|details| Some(details.services_cpu_us)), 1),
+                show(of(|details| details.database_cpu_us), 1),
+            );
+        }
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "### Per run\n");
+    let _ = writeln!(out, "| figure | run 1 / run 2 / ... |\n|---|---|");
+    for store in STORES {
+        let rates = per_run(storage.iter().map(|run| run.apply_rate(store)), 0);
+        let _ = writeln!(out, "| {} applies, events/s | {rates} |", store.name());
+    }
+    for store in [Store::Sqlite, Store::Postgres] {
+        let restarts = per_run(storage.iter().map(|run| run.applied.get(&store)?.restart_serving_s), 3);
+        let _ = writeln!(out, "| {} restarted, SERVING after, s | {restarts} |", store.name());
+    }
+    for store in STORES {
+        let rps = per_run(storage.iter().map(|run| Some(run.details.get(&(store, 64))?.requests_per_s)), 0);
+        let _ = writeln!(out, "| {} GetMovieDetails c=64, requests/s | {rps} |", store.name());
+    }
+    let _ = writeln!(out);
 }
 
 /// CPU per GetMovieDetails over CPU per GetMetadata, both from the
@@ -500,7 +660,16 @@ likewise.
 batches, lz4, murmur2_random partitioner), keyed by line number; the file is read before the clock starts. \
 ratingingester's figure is its own publishing time, after it has read and validated the file (the \"in all\" row \
 includes that).
-- **RSS** is VmRSS from `/proc/<pid>/status` once the probe is read.";
+- **RSS** is VmRSS from `/proc/<pid>/status` once the probe is read.
+- **Storage**: the events are puts only (`gen-events --delete-share 0`), so each store ends up holding about as \
+many ratings as there are events; the PostgreSQL row count is read with `psql`. Each store's apply time runs from \
+spawning a fresh instance (empty SQLite file, new PostgreSQL database) against the full topic to the probe. The \
+restart is a SIGTERM then a new process on the same store: SERVING is polled every 10 ms, then the probe average \
+every 1 ms. The PostgreSQL cluster runs with `fsync=off` (a throwaway cluster: it measures the suite's work, not \
+the disk); the database CPU is that of the postmaster and every process it forked. The fresh instance's RSS, read \
+right after it applied the whole topic, is mostly what the Kafka client fetched ahead while it caught up (bounded \
+by the consumer's fetch settings, not by the ratings held); the restarted instance's RSS is the steady state of an \
+instance whose ratings are in the database.";
 
 /// The heading of the hand-off section: from this line to the end of the
 /// file, BENCHMARKS.md holds the A/B entries, which a regenerated report
