@@ -16,12 +16,12 @@ use contract::api::metadata_service_server::MetadataServiceServer;
 use contract::service::METADATA;
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
-    database::{Database, DatabaseArgs},
+    database::{DatabaseArgs, prepare_or_stop},
     discovery::{Registry, StaticRegistry},
-    server::{BoundServer, ServiceSettings},
+    server::{BoundServer, ServiceSettings, ready_after},
     shutdown::CancellationToken,
 };
-use repository::Store;
+use repository::{MIGRATIONS, Store};
 use tonic::{server::NamedService, service::Routes};
 
 /// Settings of the metadata service, from flags or environment variables.
@@ -83,29 +83,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { server, registry, store } = self;
         let stop = shutdown.child_token();
-        let (failed, mut failure) = tokio::sync::oneshot::channel();
-        let ready = prepared(store.database(), failed, stop.clone());
-        server.run(routes(store), registry, ready, stop).await?;
-        match failure.try_recv() {
-            Ok(error) => Err(anyhow::Error::new(error).context("the metadata service cannot use its database")),
-            Err(_) => Ok(()),
-        }
-    }
-}
-
-/// Completes once `database` (if any) is connected and migrated. On an error
-/// it reports it through `failed`, cancels `stop`, and never completes.
-async fn prepared(
-    database: Option<Database>,
-    failed: tokio::sync::oneshot::Sender<platform::database::DatabaseError>,
-    stop: CancellationToken,
-) {
-    let Some(database) = database else { return };
-    if let Err(error) = database.prepare(&repository::MIGRATIONS).await {
-        tracing::error!(error = %platform::errors::Chain(&error), "the metadata store cannot be prepared; stopping");
-        let _ = failed.send(error);
-        stop.cancel();
-        std::future::pending::<()>().await;
+        let (ready, mut failure) = ready_after(prepare_or_stop(METADATA, store.database(), &MIGRATIONS, &stop));
+        server.run(routes(store), registry, ready, stop.clone()).await?;
+        failure.try_recv().map_or(Ok(()), |error| Err(error.into()))
     }
 }
 

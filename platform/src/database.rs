@@ -2,7 +2,10 @@
 //! `--database-url` flag and its pool settings (shared by every service with
 //! a store), the URL's redacted form for logs and errors, opening the pool,
 //! and preparing it at start (connect, with retries for a server that is not
-//! up yet, then run the service's embedded migrations).
+//! up yet, then run the service's embedded migrations); and [`Store`], the
+//! store of a service, in memory or over that database.
+mod store;
+
 use std::{fmt, str::FromStr, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -13,6 +16,10 @@ use sqlx::{
     postgres::PgConnectOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode},
 };
+
+#[doc(hidden)]
+pub use sqlx;
+pub use store::{SqlRepository, Store, UnusableDatabase, prepare_or_stop};
 
 /// Where a service keeps its data.
 #[derive(Debug, Clone, clap::Args)]

@@ -174,6 +174,23 @@ impl BoundServer {
     }
 }
 
+/// Readiness for [`BoundServer::run`] that waits for a start-up `step`: it
+/// completes once the step succeeds. If the step fails it never completes
+/// and the error waits in the receiver; the step should then cancel the
+/// shutdown token, so that the server stops.
+pub fn ready_after<E>(
+    step: impl Future<Output = Result<(), E>>,
+) -> (impl Future<Output = ()>, tokio::sync::oneshot::Receiver<E>) {
+    let (failed, failure) = tokio::sync::oneshot::channel();
+    let ready = async move {
+        if let Err(error) = step.await {
+            let _ = failed.send(error);
+            std::future::pending::<()>().await;
+        }
+    };
+    (ready, failure)
+}
+
 /// What ended the serving phase of [`BoundServer::run`].
 enum Stopped {
     /// The shutdown token was cancelled: leave in order and drain.
@@ -464,6 +481,21 @@ mod tests {
         assert_eq!(error.to_string(), format!("cannot listen on {listen}"));
         let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
         assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::AddrInUse));
+    }
+
+    #[tokio::test]
+    async fn readiness_waits_for_the_step_and_never_comes_after_it_failed() {
+        let (ready, mut failure) = ready_after(async { Ok::<(), &str>(()) });
+        ready.await;
+        assert!(failure.try_recv().is_err(), "no error after a step that succeeded");
+
+        let (ready, mut failure) = ready_after(async { Err("the step failed") });
+        tokio::select! {
+            biased;
+            () = ready => panic!("ready after a failed step"),
+            () = std::future::ready(()) => {}
+        }
+        assert_eq!(failure.try_recv(), Ok("the step failed"));
     }
 
     fn addresses(list: &[&str]) -> Vec<SocketAddr> {

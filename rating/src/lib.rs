@@ -23,10 +23,10 @@ use event_log::{
 };
 use platform::{
     config::{DiscoveryArgs, ServerArgs},
-    database::{Database, DatabaseArgs},
+    database::{DatabaseArgs, prepare_or_stop},
     discovery::{Registry, StaticRegistry},
     errors::Chain,
-    server::{BoundServer, ServiceSettings},
+    server::{BoundServer, ServiceSettings, ready_after},
     shutdown::CancellationToken,
 };
 use repository::{MIGRATIONS, Store};
@@ -111,15 +111,9 @@ impl Application {
         let database = store.database();
         let Some(settings) = event_log else {
             let controller = Arc::new(RatingController::new(store));
-            let (failed, mut failure) = oneshot::channel();
-            let ready = async {
-                if let Err(error) = prepare(database, &stop).await {
-                    let _ = failed.send(error);
-                    std::future::pending::<()>().await;
-                }
-            };
+            let (ready, mut failure) = ready_after(prepare_or_stop(RATING, database, &MIGRATIONS, &stop));
             server.run(routes(controller, range), registry, ready, stop.clone()).await?;
-            return failure.try_recv().map_or(Ok(()), Err);
+            return failure.try_recv().map_or(Ok(()), |error| Err(error.into()));
         };
         let shares_store = store.is_shared();
         let shared = match &store {
@@ -143,7 +137,7 @@ impl Application {
             let (stop, stop_ingestion) = (stop.clone(), stop_ingestion.clone());
             async move {
                 tokio::select! {
-                    prepared = prepare(database, &stop) => prepared?,
+                    prepared = prepare_or_stop(RATING, database, &MIGRATIONS, &stop) => prepared?,
                     _ = stop_ingestion.cancelled() => return Ok(()),
                 }
                 // Replicas that share a store have nothing to catch up with:
@@ -180,18 +174,6 @@ impl Application {
         served?;
         ingested
     }
-}
-
-/// Connects to `database` (if any; waiting for a PostgreSQL server that is
-/// not up yet) and runs the migrations. On failure it logs the reason,
-/// cancels `stop` and returns the error.
-async fn prepare(database: Option<Database>, stop: &CancellationToken) -> anyhow::Result<()> {
-    let Some(database) = database else { return Ok(()) };
-    database.prepare(&MIGRATIONS).await.map_err(|error| {
-        tracing::error!(error = %Chain(&error), "the rating store cannot be prepared; stopping");
-        stop.cancel();
-        anyhow::Error::new(error).context("the rating service cannot use its database")
-    })
 }
 
 /// The gRPC routes of the service.

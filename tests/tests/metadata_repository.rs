@@ -7,7 +7,7 @@ use contract::id::MovieId;
 use e2e::postgres::{PASSWORD, Postgres};
 use metadata::{
     model::Metadata,
-    repository::{MetadataRepository, RepositoryError, Store, memory::MemoryRepository},
+    repository::{MIGRATIONS, MetadataRepository, RepositoryError, Store, memory::MemoryRepository},
 };
 use platform::database::{DatabaseArgs, DatabaseUrl, QueryError};
 
@@ -59,7 +59,7 @@ fn database_args(url: &str) -> DatabaseArgs {
 /// The store `url` names, connected and migrated.
 async fn prepared_store(url: &str) -> Store {
     let store = Store::open(&database_args(url)).expect("a valid database URL");
-    store.prepare().await.unwrap_or_else(|error| panic!("{}", platform::errors::Chain(&error)));
+    store.prepare(&MIGRATIONS).await.unwrap_or_else(|error| panic!("{}", platform::errors::Chain(&error)));
     store
 }
 

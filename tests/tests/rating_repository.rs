@@ -11,7 +11,7 @@ use e2e::postgres::Postgres;
 use platform::database::{DatabaseArgs, DatabaseUrl};
 use rating::{
     model::RatingEvent,
-    repository::{LoggedEvent, RatingRepository, RepositoryError, Store, memory::MemoryRepository},
+    repository::{LoggedEvent, MIGRATIONS, RatingRepository, RepositoryError, Store, memory::MemoryRepository},
 };
 
 const TOPIC: &str = "ratings";
@@ -185,7 +185,7 @@ fn database_args(url: &str) -> DatabaseArgs {
 /// The store `url` names, connected and migrated.
 async fn prepared_store(url: &str) -> Store {
     let store = Store::open(&database_args(url)).expect("a valid database URL");
-    store.prepare().await.unwrap_or_else(|error| panic!("{}", platform::errors::Chain(&error)));
+    store.prepare(&MIGRATIONS).await.unwrap_or_else(|error| panic!("{}", platform::errors::Chain(&error)));
     store
 }
 

@@ -6,7 +6,7 @@ pub mod sql;
 
 use std::future::Future;
 
-use platform::database::{Database, DatabaseArgs, DatabaseError, QueryError};
+use platform::database::QueryError;
 
 use crate::model::{Metadata, MovieId};
 
@@ -35,64 +35,14 @@ pub trait MetadataRepository: Send + Sync + 'static {
 }
 
 /// The store `--database-url` names.
-pub enum Store {
-    Memory(memory::MemoryRepository),
-    Sqlite(sql::SqliteRepository),
-    Postgres(sql::PostgresRepository),
-}
-
-impl Store {
-    /// Opens the store the settings name, without connecting yet.
-    pub fn open(args: &DatabaseArgs) -> Result<Self, DatabaseError> {
-        Ok(match args.open()? {
-            None => Store::Memory(memory::MemoryRepository::default()),
-            Some(Database::Sqlite { pool, name }) => Store::Sqlite(sql::SqliteRepository::new(pool, name)),
-            Some(Database::Postgres { pool, name }) => Store::Postgres(sql::PostgresRepository::new(pool, name)),
-        })
-    }
-
-    /// The database behind the store, `None` in memory.
-    pub fn database(&self) -> Option<Database> {
-        match self {
-            Store::Memory(_) => None,
-            Store::Sqlite(repository) => Some(repository.database()),
-            Store::Postgres(repository) => Some(repository.database()),
-        }
-    }
-
-    /// How logs name the store: `memory`, or the redacted database URL.
-    pub fn describe(&self) -> String {
-        match self {
-            Store::Memory(_) => "memory".into(),
-            Store::Sqlite(repository) => repository.database().name().to_string(),
-            Store::Postgres(repository) => repository.database().name().to_string(),
-        }
-    }
-
-    /// Connects (waiting for a PostgreSQL server that is not up yet) and
-    /// runs the migrations; nothing to do in memory.
-    pub async fn prepare(&self) -> Result<(), DatabaseError> {
-        match self.database() {
-            None => Ok(()),
-            Some(database) => database.prepare(&MIGRATIONS).await,
-        }
-    }
-}
+pub type Store = platform::database::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
 
 impl MetadataRepository for Store {
     async fn get(&self, id: &MovieId) -> Result<Metadata, RepositoryError> {
-        match self {
-            Store::Memory(repository) => repository.get(id).await,
-            Store::Sqlite(repository) => repository.get(id).await,
-            Store::Postgres(repository) => repository.get(id).await,
-        }
+        platform::dispatch_store!(self, repository => repository.get(id).await)
     }
 
     async fn put(&self, metadata: Metadata) -> Result<(), RepositoryError> {
-        match self {
-            Store::Memory(repository) => repository.put(metadata).await,
-            Store::Sqlite(repository) => repository.put(metadata).await,
-            Store::Postgres(repository) => repository.put(metadata).await,
-        }
+        platform::dispatch_store!(self, repository => repository.put(metadata).await)
     }
 }

@@ -8,26 +8,11 @@ const UPSERT: &str = "INSERT INTO movies (id, title, description, director) VALU
      ON CONFLICT (id) DO UPDATE SET \
      title = excluded.title, description = excluded.description, director = excluded.director";
 
-/// A repository over one engine's pool: its type, the pool type, the
-/// matching `platform::database::Database` variant, and its doc line.
+/// A repository over one engine (`Sqlite` or `Postgres`): its type, the
+/// engine, and its doc line.
 macro_rules! sql_repository {
-    ($(#[$doc:meta])* $name:ident, $pool:ty, $variant:ident) => {
-        $(#[$doc])*
-        pub struct $name {
-            pool: $pool,
-            /// The redacted URL, naming the database in errors.
-            name: String,
-        }
-
-        impl $name {
-            pub fn new(pool: $pool, name: String) -> Self {
-                Self { pool, name }
-            }
-
-            pub fn database(&self) -> platform::database::Database {
-                platform::database::Database::$variant { pool: self.pool.clone(), name: self.name.clone() }
-            }
-        }
+    ($(#[$doc:meta])* $name:ident, $engine:ident) => {
+        platform::sql_repository!($(#[$doc])* $name, $engine);
 
         impl super::MetadataRepository for $name {
             async fn get(
@@ -62,13 +47,11 @@ macro_rules! sql_repository {
 sql_repository!(
     /// Metadata in a SQLite file (`--database-url sqlite:PATH`).
     SqliteRepository,
-    sqlx::SqlitePool,
     Sqlite
 );
 
 sql_repository!(
     /// Metadata in a PostgreSQL database (`--database-url postgres://...`).
     PostgresRepository,
-    sqlx::PgPool,
     Postgres
 );

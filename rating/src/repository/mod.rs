@@ -14,7 +14,7 @@ pub mod sql;
 
 use std::{collections::HashMap, future::Future};
 
-use platform::database::{Database, DatabaseArgs, DatabaseError, QueryError};
+use platform::database::QueryError;
 
 use crate::model::{AggregatedRating, RatingEvent, RecordKey, UserId};
 
@@ -149,79 +149,26 @@ pub(crate) fn net_changes<'a>(events: impl IntoIterator<Item = &'a RatingEvent>)
     changes
 }
 
-/// The store `--database-url` names.
-pub enum Store {
-    Memory(memory::MemoryRepository),
-    Sqlite(sql::SqliteRepository),
-    Postgres(sql::PostgresRepository),
-}
-
-impl Store {
-    /// Opens the store the settings name, without connecting yet.
-    pub fn open(args: &DatabaseArgs) -> Result<Self, DatabaseError> {
-        Ok(match args.open()? {
-            None => Store::Memory(memory::MemoryRepository::default()),
-            Some(Database::Sqlite { pool, name }) => Store::Sqlite(sql::SqliteRepository::new(pool, name)),
-            Some(Database::Postgres { pool, name }) => Store::Postgres(sql::PostgresRepository::new(pool, name)),
-        })
-    }
-
-    /// The database behind the store, `None` in memory.
-    pub fn database(&self) -> Option<Database> {
-        match self {
-            Store::Memory(_) => None,
-            Store::Sqlite(repository) => Some(repository.database()),
-            Store::Postgres(repository) => Some(repository.database()),
-        }
-    }
-
-    /// How logs name the store: `memory`, or the redacted database URL.
-    pub fn describe(&self) -> String {
-        self.database().map_or_else(|| "memory".into(), |database| database.name().to_string())
-    }
-
-    /// Whether replicas share this store (PostgreSQL): they then split the
-    /// topic's partitions between them instead of each reading them all.
-    pub fn is_shared(&self) -> bool {
-        matches!(self, Store::Postgres(_))
-    }
-
-    /// Connects (waiting for a PostgreSQL server that is not up yet) and
-    /// runs the migrations; nothing to do in memory.
-    pub async fn prepare(&self) -> Result<(), DatabaseError> {
-        match self.database() {
-            None => Ok(()),
-            Some(database) => database.prepare(&MIGRATIONS).await,
-        }
-    }
-}
-
-/// Dispatches each method of [`RatingRepository`] to the store in use.
-macro_rules! dispatch {
-    ($self:ident, $repository:ident => $call:expr) => {
-        match $self {
-            Store::Memory($repository) => $call.await,
-            Store::Sqlite($repository) => $call.await,
-            Store::Postgres($repository) => $call.await,
-        }
-    };
-}
+/// The store `--database-url` names. When it is shared (PostgreSQL),
+/// replicas split the topic's partitions between them instead of each
+/// reading them all.
+pub type Store = platform::database::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
 
 impl RatingRepository for Store {
     async fn apply(&self, events: &[RatingEvent]) -> Result<(), RepositoryError> {
-        dispatch!(self, repository => repository.apply(events))
+        platform::dispatch_store!(self, repository => repository.apply(events).await)
     }
 
     async fn apply_logged(&self, topic: &str, batch: &[LoggedEvent]) -> Result<Progress, RepositoryError> {
-        dispatch!(self, repository => repository.apply_logged(topic, batch))
+        platform::dispatch_store!(self, repository => repository.apply_logged(topic, batch).await)
     }
 
     async fn positions(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
-        dispatch!(self, repository => repository.positions(topic))
+        platform::dispatch_store!(self, repository => repository.positions(topic).await)
     }
 
     async fn aggregate(&self, key: &RecordKey) -> Result<AggregatedRating, RepositoryError> {
-        dispatch!(self, repository => repository.aggregate(key))
+        platform::dispatch_store!(self, repository => repository.aggregate(key).await)
     }
 }
 

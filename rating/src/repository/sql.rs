@@ -156,28 +156,13 @@ mod sqlite {
     }
 }
 
-/// A repository over one engine: its type, the pool type, the matching
-/// `platform::database::Database` variant, the module with its batch
-/// encoding, and its doc line.
+/// A repository over one engine (`Sqlite` or `Postgres`): its type, the
+/// engine, the module with its batch encoding, and its doc line.
 macro_rules! sql_repository {
-    ($(#[$doc:meta])* $name:ident, $pool:ty, $variant:ident, $engine:ident) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name {
-            pool: $pool,
-            /// The redacted URL, naming the database in errors.
-            name: String,
-        }
+    ($(#[$doc:meta])* $name:ident, $engine:ident, $encoding:ident) => {
+        platform::sql_repository!($(#[$doc])* #[derive(Clone)] $name, $engine);
 
         impl $name {
-            pub fn new(pool: $pool, name: String) -> Self {
-                Self { pool, name }
-            }
-
-            pub fn database(&self) -> platform::database::Database {
-                platform::database::Database::$variant { pool: self.pool.clone(), name: self.name.clone() }
-            }
-
             fn error(&self, source: sqlx::Error) -> RepositoryError {
                 RepositoryError::from_sqlx(&self.name, source)
             }
@@ -185,16 +170,16 @@ macro_rules! sql_repository {
             /// Applies `events` inside `transaction`.
             async fn apply_in(
                 &self,
-                transaction: &mut sqlx::Transaction<'_, <$pool as PoolDatabase>::Database>,
+                transaction: &mut sqlx::Transaction<'_, sqlx::$engine>,
                 events: &[&RatingEvent],
             ) -> Result<(), RepositoryError> {
                 let changes = net_changes(events.iter().copied());
                 if changes.is_empty() {
                     return Ok(());
                 }
-                let batch = $engine::encode(&changes);
-                for statement in $engine::STATEMENTS.in_order() {
-                    $engine::bind(statement, &batch).execute(&mut **transaction).await.map_err(|e| self.error(e))?;
+                let batch = $encoding::encode(&changes);
+                for statement in $encoding::STATEMENTS.in_order() {
+                    $encoding::bind(statement, &batch).execute(&mut **transaction).await.map_err(|e| self.error(e))?;
                 }
                 Ok(())
             }
@@ -220,7 +205,7 @@ macro_rules! sql_repository {
                         .await
                         .map_err(|e| self.error(e))?;
                 }
-                let stored: HashMap<i32, i64> = $engine::lock_positions(topic, &partitions)
+                let stored: HashMap<i32, i64> = $encoding::lock_positions(topic, &partitions)
                     .fetch_all(&mut *transaction)
                     .await
                     .map_err(|e| self.error(e))?
@@ -269,20 +254,10 @@ macro_rules! sql_repository {
     };
 }
 
-/// The database type of a pool, to name its transactions in the macro.
-trait PoolDatabase {
-    type Database: sqlx::Database;
-}
-
-impl<DB: sqlx::Database> PoolDatabase for sqlx::Pool<DB> {
-    type Database = DB;
-}
-
 sql_repository!(
     /// Ratings in a SQLite file (`--database-url sqlite:PATH`), one per
     /// instance.
     SqliteRepository,
-    sqlx::SqlitePool,
     Sqlite,
     sqlite
 );
@@ -291,7 +266,6 @@ sql_repository!(
     /// Ratings in a PostgreSQL database (`--database-url postgres://...`),
     /// shared by every replica.
     PostgresRepository,
-    sqlx::PgPool,
     Postgres,
     postgres
 );
