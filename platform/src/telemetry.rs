@@ -10,9 +10,13 @@ use std::{
 
 use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing::{Level, Metadata};
+use tracing::{Level, Metadata, Subscriber, subscriber::Interest};
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry, filter::FilterFn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
+    filter::{FilterFn, LevelFilter},
+    fmt,
+    layer::{self, SubscriberExt},
+    util::SubscriberInitExt,
 };
 
 /// How log lines are written.
@@ -75,7 +79,7 @@ impl Drop for Telemetry {
 /// install nothing, so tests that run several services in one process can
 /// call it.
 pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter = Evaluated(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)));
     let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Pretty => fmt::layer()
             .with_writer(std::io::stderr)
@@ -125,7 +129,8 @@ fn trace_exporter(
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("movie-ratings");
-    let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(FilterFn::new(exported)).boxed();
+    let layer =
+        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(Evaluated(FilterFn::new(exported))).boxed();
     Ok(Some((layer, provider)))
 }
 
@@ -136,4 +141,56 @@ fn exported(metadata: &Metadata<'_>) -> bool {
         .iter()
         .any(|name| metadata.target().strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
     ours && (metadata.is_span() || *metadata.level() <= Level::INFO)
+}
+
+/// A per-layer filter whose callsites never cache `Interest::always`, so
+/// that it is asked about every span and event it lets through.
+///
+/// tracing-subscriber hands a per-layer filter's answer from `enabled` to
+/// its layer through a thread-local. A callsite that cached `always` skips
+/// `enabled`, and the layer then reads whatever the last `enabled` call on
+/// that thread left there: after a `log_enabled!` check that the filter
+/// refused (sqlx makes one after every query, through the `log` bridge) the
+/// next event was silently dropped from the log lines and the traces
+/// (tokio-rs/tracing#2519). Capping the interest at `sometimes` costs one
+/// evaluation of the filter per span or event that is recorded anyway.
+pub struct Evaluated<F>(pub F);
+
+impl<S: Subscriber, F: layer::Filter<S>> layer::Filter<S> for Evaluated<F> {
+    fn enabled(&self, metadata: &Metadata<'_>, cx: &layer::Context<'_, S>) -> bool {
+        self.0.enabled(metadata, cx)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        let interest = self.0.callsite_enabled(metadata);
+        if interest.is_always() { Interest::sometimes() } else { interest }
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: &layer::Context<'_, S>) -> bool {
+        self.0.event_enabled(event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.0.max_level_hint()
+    }
+
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: layer::Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx)
+    }
+
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: layer::Context<'_, S>) {
+        self.0.on_record(id, values, ctx)
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: layer::Context<'_, S>) {
+        self.0.on_enter(id, ctx)
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: layer::Context<'_, S>) {
+        self.0.on_exit(id, ctx)
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: layer::Context<'_, S>) {
+        self.0.on_close(id, ctx)
+    }
 }
