@@ -32,23 +32,31 @@ fn a_poison_pill_goes_to_the_dead_letter_topic_and_ingestion_moves_on() {
     let rating = start_rating(&broker);
     let (good_a, good_b) = (event("1", "alice", Some(5), "put"), event("1", "bob", Some(2), "put"));
     let out_of_range = event("1", "carol", Some(9), "put");
+    // What a database cannot hold: a NUL character, an id over 256 bytes.
+    let with_nul = event("1", "da\0ve", Some(4), "put");
+    let long_record = "7".repeat(300);
+    let too_long = event(&long_record, "erin", Some(4), "put");
     broker.produce_raw(
         "ratings",
         &[
             (key("1", "alice"), good_a),
             (key("1", "x"), "{not json".to_string()),
             (key("1", "carol"), out_of_range),
+            (key("1", "dave"), with_nul),
+            (key(&long_record, "erin"), too_long),
             (key("1", "bob"), good_b),
         ],
     );
     wait_until("both good events are applied", WAIT, || average(&rating, "1") == Some(3.5));
 
     let dead: Vec<Value> = broker.read_all("ratings.dlq");
-    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead.len(), 4, "{dead:?}");
     let reasons: Vec<&str> =
         dead.iter().map(|message| message["headers"]["x-dlq-reason"].as_str().unwrap_or_default()).collect();
     assert!(reasons.iter().any(|reason| reason.starts_with("malformed JSON")), "{reasons:?}");
     assert!(reasons.contains(&"ratingValue must be between 1 and 5, got 9"), "{reasons:?}");
+    assert!(reasons.iter().any(|reason| reason.contains("must not contain a NUL character")), "{reasons:?}");
+    assert!(reasons.iter().any(|reason| reason.contains("must be at most 256 bytes long, not 300")), "{reasons:?}");
     let pill = dead.iter().find(|message| message["value"] == "{not json").expect("the pill's payload is kept");
     assert_eq!(pill["headers"]["x-original-topic"], "ratings");
     assert!(pill["headers"]["x-original-offset"].as_str().is_some());

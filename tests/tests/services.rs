@@ -108,6 +108,9 @@ async fn bad_input_gets_precise_status_codes() {
         (rating_request("u", "1", "movie", 9), "rating_value must be between 1 and 5, got 9"),
         // An absent rating_value is proto3's 0.
         (rating_request("u", "1", "movie", 0), "rating_value must be between 1 and 5, got 0"),
+        // What a database cannot hold is refused for every store.
+        (rating_request("u\0x", "1", "movie", 3), "user_id must not contain a NUL character"),
+        (rating_request("u", &"9".repeat(257), "movie", 3), "record_id must be at most 256 bytes long, not 257"),
     ] {
         expect(code_and_message(rating.put_rating(request).await), Code::InvalidArgument, message);
     }
