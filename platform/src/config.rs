@@ -25,6 +25,10 @@ pub struct DiscoveryArgs {
     #[arg(long = "consul-addr", env = "CONSUL_HTTP_ADDR")]
     pub consul_address: Option<String>,
 
+    /// Consul ACL token sent with every request (read from CONSUL_HTTP_TOKEN, like Consul's own tools) [default: none]
+    #[arg(long = "consul-token", env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<Token>,
+
     /// TTL of this instance's Consul health check; heartbeats are sent every third of it
     #[arg(long, env = "CONSUL_CHECK_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub consul_check_ttl: Duration,
@@ -50,6 +54,7 @@ impl DiscoveryArgs {
             DiscoveryMode::Static => Arc::new(static_registry),
             DiscoveryMode::Consul => Arc::new(ConsulRegistry::new(ConsulSettings {
                 address: self.consul_address.clone().unwrap_or_else(|| "http://127.0.0.1:8500".into()),
+                token: self.consul_token.clone(),
                 check_ttl: self.consul_check_ttl,
                 deregister_critical_after: self.consul_deregister_after,
             })?),
@@ -58,6 +63,38 @@ impl DiscoveryArgs {
 
     pub fn registration(&self) -> RegistrationSettings {
         RegistrationSettings { heartbeat_interval: self.consul_check_ttl / 3, ..Default::default() }
+    }
+}
+
+/// A secret given in the settings (an ACL token): it shows as `***` in
+/// `Debug`, so no settings dump or log line carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself, for the request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Token {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+
+    fn from_str(secret: &str) -> Result<Self, Self::Err> {
+        Ok(Self(secret.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 

@@ -8,6 +8,11 @@
 //! * `GET /v1/health/service/:service[?passing]` (a TTL check is passing
 //!   only within its TTL of the last pass).
 //!
+//! With [`FakeConsul::start_with_token`] it enforces an ACL token as Consul
+//! does with ACLs on and a default deny: a request without the
+//! `X-Consul-Token` header is refused with 403 "Permission denied", one with
+//! another token with 403 "ACL not found".
+//!
 //! It records what it receives so tests can check the requests themselves.
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,8 +24,10 @@ use std::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{Path, Query, Request, State},
     http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, put},
 };
 use serde_json::{Value, json};
@@ -42,6 +49,9 @@ struct Agent {
     heartbeats: HashMap<String, usize>,
     deregistered: Vec<String>,
     requests: Vec<String>,
+    /// The ACL token every request must carry, if ACLs are on.
+    token: Option<String>,
+    refused: usize,
 }
 
 type Shared = Arc<Mutex<Agent>>;
@@ -60,12 +70,22 @@ impl FakeConsul {
 
     /// Starts on a given port of 127.0.0.1 (0 for any).
     pub fn start_on(port: u16) -> Self {
-        let agent: Shared = Arc::default();
+        Self::start_with(port, None)
+    }
+
+    /// Starts with ACLs on: every request must carry `token`.
+    pub fn start_with_token(token: &str) -> Self {
+        Self::start_with(0, Some(token.to_owned()))
+    }
+
+    fn start_with(port: u16, token: Option<String>) -> Self {
+        let agent: Shared = Arc::new(Mutex::new(Agent { token, ..Agent::default() }));
         let app = Router::new()
             .route("/v1/agent/service/register", put(register))
             .route("/v1/agent/service/deregister/{id}", put(deregister))
             .route("/v1/agent/check/pass/{check_id}", put(pass))
             .route("/v1/health/service/{service}", get(health))
+            .layer(middleware::from_fn_with_state(agent.clone(), acl))
             .with_state(agent.clone());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -111,6 +131,11 @@ impl FakeConsul {
         self.agent().deregistered.clone()
     }
 
+    /// How many requests the ACL check refused.
+    pub fn refused(&self) -> usize {
+        self.agent().refused
+    }
+
     /// Every request received, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.agent().requests.clone()
@@ -125,6 +150,26 @@ impl Drop for FakeConsul {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Consul's ACL check, when a token is required.
+async fn acl(State(agent): State<Shared>, request: Request, next: Next) -> Response {
+    let given = request.headers().get("x-consul-token").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let refusal = {
+        let mut agent = agent.lock().unwrap();
+        let refusal = match (&agent.token, given) {
+            (None, _) => None,
+            (Some(_), None) => Some("Permission denied: anonymous token lacks permission"),
+            (Some(required), Some(given)) if *required != given => Some("ACL not found"),
+            (Some(_), Some(_)) => None,
+        };
+        agent.refused += usize::from(refusal.is_some());
+        refusal
+    };
+    match refusal {
+        Some(message) => (StatusCode::FORBIDDEN, message).into_response(),
+        None => next.run(request).await,
     }
 }
 

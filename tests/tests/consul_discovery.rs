@@ -67,11 +67,43 @@ fn an_unreachable_consul_is_retried_until_it_answers() {
     wait_until("heartbeats follow", WAIT, || consul.heartbeats("service:metadata-late") >= 1);
 }
 
+#[test]
+fn with_acls_on_the_token_is_sent_and_never_logged() {
+    const TOKEN: &str = "0f1e2d3c-acl-token-secret";
+    let consul = FakeConsul::start_with_token(TOKEN);
+    let address = consul.http_address();
+    // The flag rather than CONSUL_HTTP_TOKEN, which the Consul client
+    // library would also read by itself.
+    let with_token = ServiceProcess::start(
+        "metadata",
+        &["--instance-id", "metadata-acl", "--consul-check-ttl", "1s", "--consul-token", TOKEN],
+        &[("CONSUL_HTTP_ADDR", address.as_str()), ("RUST_LOG", "debug")],
+    );
+    wait_until("metadata registers with its token", WAIT, || consul.registered("metadata").len() == 1);
+    wait_until("its heartbeats pass the ACL check", WAIT, || consul.heartbeats("service:metadata-acl") >= 2);
+    assert_eq!(consul.refused(), 0, "{:?}", consul.requests());
+
+    // Without the token Consul refuses, and the service says why.
+    let without = ServiceProcess::start(
+        "metadata",
+        &["--instance-id", "metadata-anonymous", "--consul-check-ttl", "1s"],
+        &[("CONSUL_HTTP_ADDR", address.as_str())],
+    );
+    without.wait_for_log("Permission denied: anonymous token lacks permission", WAIT);
+    assert_eq!(consul.registered("metadata").len(), 1);
+
+    let (status, log) = with_token.terminate_with_log(WAIT);
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(consul.deregistered(), ["metadata-acl"]);
+    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
+}
+
 #[tokio::test]
 async fn lookups_return_passing_instances_only() {
     let consul = FakeConsul::start();
     let registry = ConsulRegistry::new(ConsulSettings {
         address: consul.http_address(),
+        token: None,
         check_ttl: Duration::from_secs(30),
         deregister_critical_after: Duration::from_secs(60),
     })

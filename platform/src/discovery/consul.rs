@@ -22,6 +22,8 @@ pub const METRICS_PORT_META: &str = "metrics_port";
 pub struct ConsulSettings {
     /// Consul's HTTP address, e.g. `http://127.0.0.1:8500` or `consul:8500`.
     pub address: String,
+    /// The ACL token sent with every request (`X-Consul-Token`), if any.
+    pub token: Option<crate::config::Token>,
     /// The TTL of each instance's check; heartbeats go out well inside it.
     pub check_ttl: Duration,
     /// How long an instance may stay critical before Consul removes it.
@@ -43,10 +45,12 @@ impl ConsulRegistry {
             address: settings.address.clone(),
             source,
         };
-        let client_settings = ConsulClientSettingsBuilder::default()
-            .address(settings.address.clone())
-            .build()
-            .map_err(|error| invalid_settings(error.into()))?;
+        let mut builder = ConsulClientSettingsBuilder::default();
+        builder.address(settings.address.clone());
+        if let Some(token) = &settings.token {
+            builder.token(token.expose());
+        }
+        let client_settings = builder.build().map_err(|error| invalid_settings(error.into()))?;
         let client = ConsulClient::new(client_settings).map_err(|error| invalid_settings(error.into()))?;
         Ok(Self { client, settings })
     }
@@ -172,6 +176,7 @@ mod tests {
     fn registry(address: String) -> ConsulRegistry {
         ConsulRegistry::new(ConsulSettings {
             address,
+            token: None,
             check_ttl: Duration::from_secs(10),
             deregister_critical_after: Duration::from_secs(60),
         })
