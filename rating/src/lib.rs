@@ -17,7 +17,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs, service::RATING};
 use event_log::{
-    AppliedOffsets, EventLogArgs, EventLogSettings,
+    AppliedOffsets, EventLogArgs, EventLogSettings, Prefetch,
     consumer::{EventConsumer, Sharing},
     writer::KafkaEventLog,
 };
@@ -115,6 +115,8 @@ impl Application {
             server.run(routes(controller, range), registry, ready, stop.clone()).await?;
             return failure.try_recv().map_or(Ok(()), |error| Err(error.into()));
         };
+        let prefetch = if database.is_some() { Prefetch::Lean } else { Prefetch::Full };
+        let settings = EventLogSettings { prefetch, ..settings };
         let shares_store = store.is_shared();
         let shared = match &store {
             Store::Postgres(repository) => Some(repository.clone()),
