@@ -22,7 +22,10 @@ impl From<RepositoryError> for MetadataError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::NotFound(id) => MetadataError::NotFound(id),
-            RepositoryError::Database(QueryError::Unavailable { .. }) => MetadataError::Unavailable(error),
+            // A conflict is a transaction to run again: the caller may retry.
+            RepositoryError::Database(QueryError::Unavailable { .. } | QueryError::Conflict { .. }) => {
+                MetadataError::Unavailable(error)
+            }
             RepositoryError::Database(QueryError::ValueRefused { .. }) => MetadataError::ValueRefused(error),
             RepositoryError::Database(QueryError::Failed { .. }) => MetadataError::Storage(error),
         }

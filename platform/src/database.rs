@@ -168,6 +168,14 @@ pub enum QueryError {
         #[source]
         source: sqlx::Error,
     },
+    /// The transaction collided with a concurrent one (a deadlock, a
+    /// serialization failure) and was rolled back: run it again.
+    #[error("database {database} rolled the transaction back after a conflict with a concurrent one")]
+    Conflict {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The database refused a value (its encoding or its length): the
     /// request is at fault (gRPC INVALID_ARGUMENT).
     #[error("database {database} refused the value")]
@@ -191,6 +199,7 @@ impl QueryError {
         let database = database.to_string();
         match classify(&source) {
             Kind::Unavailable => Self::Unavailable { database, source },
+            Kind::Conflict => Self::Conflict { database, source },
             Kind::ValueRefused => Self::ValueRefused { database, source },
             Kind::Failed => Self::Failed { database, source },
         }
@@ -200,10 +209,17 @@ impl QueryError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+
+    /// Whether running the same transaction again will do (a deadlock or a
+    /// serialization failure).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
 }
 
 enum Kind {
     Unavailable,
+    Conflict,
     ValueRefused,
     Failed,
 }
@@ -216,12 +232,14 @@ fn classify(error: &sqlx::Error) -> Kind {
         sqlx::Error::Database(database) => match database.code().as_deref() {
             // PostgreSQL SQLSTATE classes: 08 connection exception, 53
             // insufficient resources, 57 operator intervention (shutting
-            // down, starting up); 22 data exception (e.g. a NUL byte, a
-            // string too long); 54000 program limit (e.g. an index row too
-            // large).
+            // down, starting up); 40 transaction rollback (40001
+            // serialization failure, 40P01 deadlock); 22 data exception
+            // (e.g. a NUL byte, a string too long); 54000 program limit
+            // (e.g. an index row too large).
             Some(code) if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") => {
                 Kind::Unavailable
             }
+            Some(code) if code.starts_with("40") => Kind::Conflict,
             Some(code) if code.starts_with("22") || code == "54000" => Kind::ValueRefused,
             // SQLite result codes: 5 BUSY, 6 LOCKED, 14 CANTOPEN; 18 TOOBIG.
             Some("5" | "6" | "14") => Kind::Unavailable,

@@ -28,7 +28,10 @@ impl From<RepositoryError> for RatingError {
     fn from(error: RepositoryError) -> Self {
         match error {
             RepositoryError::NotFound(key) => RatingError::NotFound(key),
-            RepositoryError::Database(error @ QueryError::Unavailable { .. }) => RatingError::Unavailable(error),
+            // A conflict is a transaction to run again: the caller may retry.
+            RepositoryError::Database(error @ (QueryError::Unavailable { .. } | QueryError::Conflict { .. })) => {
+                RatingError::Unavailable(error)
+            }
             RepositoryError::Database(error @ QueryError::ValueRefused { .. }) => RatingError::ValueRefused(error),
             RepositoryError::Database(error @ QueryError::Failed { .. }) => RatingError::Storage(error),
         }

@@ -167,11 +167,57 @@ async fn concurrent_appliers_contract<R: RatingRepository>(repository: Arc<R>) {
     assert_eq!(repository.positions("race").await.unwrap(), HashMap::from([(0, 1000)]));
 }
 
+/// Two appliers of different partitions at once (two replicas of a
+/// consumer group) whose events rate the same records, met in opposite
+/// orders: neither waits on the other for ever, and every sum and count is
+/// exact.
+async fn appliers_of_different_partitions_contract<R: RatingRepository>(repository: Arc<R>) {
+    let records: Vec<String> = (0..20).map(|record| format!("shared{record}")).collect();
+    let batches = |partition: i32| -> Vec<Vec<LoggedEvent>> {
+        (0..20_i64)
+            .map(|round| {
+                let mut order = records.clone();
+                if partition == 1 {
+                    order.reverse();
+                }
+                let events = order.iter().enumerate().map(|(i, record)| {
+                    put(record, &format!("p{partition}-u{round}"), 1 + ((i as i32 + partition) % 5))
+                });
+                events.enumerate().map(|(i, event)| logged(partition, round * 20 + i as i64, event)).collect()
+            })
+            .collect()
+    };
+    let appliers: Vec<_> = [0, 1]
+        .into_iter()
+        .map(|partition| {
+            let (repository, batches) = (repository.clone(), batches(partition));
+            tokio::spawn(async move {
+                for batch in &batches {
+                    repository.apply_logged("split", batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for applier in appliers {
+        applier.await.unwrap();
+    }
+    for (i, record) in records.iter().enumerate() {
+        // Partition 0 rates record i with 1 + i % 5 twenty times; partition
+        // 1 meets the records reversed, so record i is its (19 - i)th.
+        let (first, second) = (1 + (i as i32 % 5), 1 + ((19 - i as i32 + 1) % 5));
+        let expected = f64::from(first * 20 + second * 20) / 40.0;
+        assert_eq!(average(repository.as_ref(), record).await, Some((expected, 40)), "{record}");
+    }
+    assert_eq!(repository.positions("split").await.unwrap(), HashMap::from([(0, 400), (1, 400)]));
+}
+
 async fn repository_contract<R: RatingRepository>(repository: R) {
     direct_writes_contract(&repository).await;
     logged_events_contract(&repository).await;
     large_batches_contract(&repository).await;
-    concurrent_appliers_contract(Arc::new(repository)).await;
+    let repository = Arc::new(repository);
+    concurrent_appliers_contract(repository.clone()).await;
+    appliers_of_different_partitions_contract(repository).await;
 }
 
 fn database_args(url: &str) -> DatabaseArgs {
@@ -231,4 +277,42 @@ async fn postgres_positions_can_be_read_without_the_runtime() {
     drop(postgres);
     let error = tokio::task::block_in_place(|| store.positions_blocking(TOPIC)).unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
+}
+
+/// Two transactions that lock the same rows in opposite orders: PostgreSQL
+/// rolls one back (deadlock detected), and that failure is a conflict to
+/// run again, which ingestion retries, not a refusal of the events (which
+/// would dead-letter them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_a_conflict_to_run_again() {
+    let server = Postgres::start();
+    let url = server.create_database();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE rows (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO rows VALUES (1, 0), (2, 0)").execute(&pool).await.unwrap();
+    let (first_locked, first_holds) = tokio::sync::oneshot::channel();
+    let (second_locked, second_holds) = tokio::sync::oneshot::channel();
+    let update = "UPDATE rows SET n = n + 1 WHERE id = $1";
+    let in_order = |pool: sqlx::PgPool,
+                    first: i32,
+                    locked: tokio::sync::oneshot::Sender<()>,
+                    other_holds: tokio::sync::oneshot::Receiver<()>| async move {
+        let mut transaction = pool.begin().await.unwrap();
+        sqlx::query(update).bind(first).execute(&mut *transaction).await.unwrap();
+        locked.send(()).unwrap();
+        other_holds.await.unwrap();
+        sqlx::query(update).bind(3 - first).execute(&mut *transaction).await?;
+        transaction.commit().await
+    };
+    let (one, two) = tokio::join!(
+        in_order(pool.clone(), 1, first_locked, second_holds),
+        in_order(pool.clone(), 2, second_locked, first_holds)
+    );
+    let failure = match (one, two) {
+        (Err(error), Ok(())) | (Ok(()), Err(error)) => error,
+        other => panic!("one transaction is rolled back, the other commits: {other:?}"),
+    };
+    let error = platform::database::QueryError::from_sqlx("test", failure);
+    assert!(error.is_conflict(), "{error:?}");
+    assert!(RepositoryError::Database(error).is_conflict());
 }

@@ -56,6 +56,8 @@ use crate::{
 
 /// The most messages applied in one transaction.
 const MAX_BATCH: usize = 5_000;
+/// How long a batch rolled back by a conflict waits before it runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(5);
 
 /// Reads the store's positions from librdkafka's rebalance callback, which
 /// cannot await.
@@ -404,6 +406,15 @@ impl<R: RatingRepository> EventConsumer<R> {
                     metrics::counter!("rating_events_applied_total", "event_type" => "delete")
                         .increment(progress.deletes);
                     return Applied::Done;
+                }
+                Err(error) if error.is_conflict() => {
+                    // Another replica's transaction held what this one
+                    // needed: the database rolled this one back whole.
+                    tracing::debug!(error = %Chain(&error), "the batch collided with a concurrent one; applying it again");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Applied::Stopped,
+                        _ = tokio::time::sleep(CONFLICT_RETRY) => {}
+                    }
                 }
                 Err(error) if error.is_unavailable() => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));

@@ -39,6 +39,12 @@ impl RepositoryError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Database(error) if error.is_unavailable())
     }
+
+    /// A deadlock or serialization failure with a concurrent transaction
+    /// (another replica's batch): the same batch can be applied again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Database(error) if error.is_conflict())
+    }
 }
 
 /// An event read from the topic at `offset` of `partition`. `None` when it

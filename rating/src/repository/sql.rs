@@ -34,6 +34,7 @@ macro_rules! batch_statements {
                    ON r.record_type = b.record_type AND r.record_id = b.record_id AND r.user_id = b.user_id \
                  WHERE true \
                  GROUP BY b.record_type, b.record_id \
+                 ORDER BY b.record_type, b.record_id \
                  ON CONFLICT (record_type, record_id) DO UPDATE SET \
                    rating_sum = rating_totals.rating_sum + excluded.rating_sum, \
                    rating_count = rating_totals.rating_count + excluded.rating_count"
@@ -90,8 +91,8 @@ mod postgres {
 
     /// The positions of the batch's partitions, locked until the transaction
     /// ends.
-    pub(super) const LOCK_POSITIONS: &str =
-        "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = $1 AND partition_id = ANY($2) FOR UPDATE";
+    pub(super) const LOCK_POSITIONS: &str = "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = $1 AND partition_id = ANY($2) \
+         ORDER BY partition_id FOR UPDATE";
 
     /// The changes as the four columns of the batch.
     pub(super) struct Batch {
