@@ -159,16 +159,9 @@ impl RatingEvent {
     /// contain `/`: `%` is written `%25` and `/` is written `%2F`, nothing
     /// else changes. Ids without those two characters appear verbatim
     /// (`movie/1/105`), and splitting the key on `/` always gives back the
-    /// three escaped parts.
+    /// three escaped parts; [`KafkaKey::parse`] reads a key back.
     pub fn kafka_key(&self) -> String {
-        let key = self.key();
-        let mut encoded = String::new();
-        push_escaped(&mut encoded, key.record_type.as_str());
-        encoded.push('/');
-        push_escaped(&mut encoded, key.record_id.as_str());
-        encoded.push('/');
-        push_escaped(&mut encoded, self.user().as_str());
-        encoded
+        encode_key(self.key(), self.user())
     }
 
     /// The record the event is about.
@@ -209,6 +202,60 @@ struct CanonicalEvent<'a> {
     event_type: &'static str,
 }
 
+/// The record and the user a Kafka message key names: what
+/// [`RatingEvent::kafka_key`] writes, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaKey {
+    pub record: RecordKey,
+    pub user: UserId,
+}
+
+/// Why a Kafka message key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key is not UTF-8")]
+    NotUtf8,
+    #[error("the key must have three parts, recordType/recordId/userId, got {found}")]
+    Parts { found: usize },
+    #[error("{field} in the key has a '%' that starts neither %25 nor %2F")]
+    Escape { field: &'static str },
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+}
+
+impl KafkaKey {
+    /// Reads a key written by [`RatingEvent::kafka_key`]. Strict: exactly
+    /// three parts, escaped only as `kafka_key` escapes, each a valid id; so
+    /// every key accepted is the one `kafka_key` writes for what it names.
+    pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| KeyError::NotUtf8)?;
+        let parts: Vec<&str> = text.split('/').collect();
+        let [record_type, record_id, user] = parts[..] else {
+            return Err(KeyError::Parts { found: parts.len() });
+        };
+        let record_type = RecordType::parse(field::RECORD_TYPE, unescape(field::RECORD_TYPE, record_type)?)?;
+        let record_id = RecordId::parse(field::RECORD_ID, unescape(field::RECORD_ID, record_id)?)?;
+        let user = UserId::parse(field::USER_ID, unescape(field::USER_ID, user)?)?;
+        Ok(KafkaKey { record: RecordKey { record_type, record_id }, user })
+    }
+}
+
+impl fmt::Display for KafkaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&encode_key(&self.record, &self.user))
+    }
+}
+
+fn encode_key(record: &RecordKey, user: &UserId) -> String {
+    let mut encoded = String::new();
+    push_escaped(&mut encoded, record.record_type.as_str());
+    encoded.push('/');
+    push_escaped(&mut encoded, record.record_id.as_str());
+    encoded.push('/');
+    push_escaped(&mut encoded, user.as_str());
+    encoded
+}
+
 fn push_escaped(out: &mut String, part: &str) {
     for character in part.chars() {
         match character {
@@ -217,6 +264,24 @@ fn push_escaped(out: &mut String, part: &str) {
             other => out.push(other),
         }
     }
+}
+
+/// The inverse of [`push_escaped`]: `%25` and `%2F` only.
+fn unescape(field: &'static str, part: &str) -> Result<String, KeyError> {
+    let mut pieces = part.split('%');
+    let mut out = pieces.next().unwrap_or_default().to_owned();
+    for piece in pieces {
+        let (character, rest) = if let Some(rest) = piece.strip_prefix("25") {
+            ('%', rest)
+        } else if let Some(rest) = piece.strip_prefix("2F") {
+            ('/', rest)
+        } else {
+            return Err(KeyError::Escape { field });
+        };
+        out.push(character);
+        out.push_str(rest);
+    }
+    Ok(out)
 }
 
 /// Takes a field that must be present and a string.
@@ -572,17 +637,26 @@ mod tests {
         assert_eq!(second, "movie/a/b%2Fc");
         // The escape character is escaped too, so "%2F" in an id is not a slash.
         assert_eq!(put("movie", "a%2Fb", "c", 1).kafka_key(), "movie/a%252Fb/c");
-        // Every key splits back into exactly three parts that decode to the ids.
+        // Every key reads back as the ids it was written from.
         for (record_type, record_id, user) in
             [("movie", "a/b", "c"), ("movie", "a", "b/c"), ("tv/show", "%", "%2F"), ("movie", "/", "/")]
         {
-            let key = put(record_type, record_id, user, 1).kafka_key();
-            let parts: Vec<String> = key.split('/').map(unescape).collect();
-            assert_eq!(parts, [record_type, record_id, user], "{key}");
+            let event = put(record_type, record_id, user, 1);
+            let key = KafkaKey::parse(event.kafka_key().as_bytes()).unwrap();
+            assert_eq!(key, KafkaKey { record: event.key().clone(), user: event.user().clone() });
+            assert_eq!(key.to_string(), event.kafka_key());
         }
     }
 
-    fn unescape(part: &str) -> String {
-        part.replace("%2F", "/").replace("%25", "%")
+    #[test]
+    fn only_keys_kafka_key_writes_are_read_back() {
+        let refusal = |key: &[u8]| KafkaKey::parse(key).unwrap_err().to_string();
+        assert_eq!(refusal(b"movie/1"), "the key must have three parts, recordType/recordId/userId, got 2");
+        assert_eq!(refusal(b"movie/1/2/3"), "the key must have three parts, recordType/recordId/userId, got 4");
+        assert_eq!(refusal(b"movie/\xFF/1"), "the key is not UTF-8");
+        assert_eq!(refusal(b"movie/a%2fb/1"), "recordId in the key has a '%' that starts neither %25 nor %2F");
+        assert_eq!(refusal(b"movie/1/50%"), "userId in the key has a '%' that starts neither %25 nor %2F");
+        assert_eq!(refusal(b"movie//1"), "recordId must not be empty");
+        assert_eq!(refusal(b"movie/1/a\0"), "userId must not contain a NUL character");
     }
 }
