@@ -268,17 +268,29 @@ impl Publisher {
         }
     }
 
-    /// Publishes every event (key [`RatingEvent::kafka_key`], value
-    /// [`RatingEvent::to_json`]) and waits for all delivery reports.
-    /// `Ok` only when every event was acknowledged. Once per producer: the
-    /// delivery counts are the producer's.
+    /// Publishes the events (key [`RatingEvent::kafka_key`], value
+    /// [`RatingEvent::to_json`]) as the iterator yields them, `expected` in
+    /// all, and waits for every delivery report. `Ok` only when `expected`
+    /// events were acknowledged. Once per producer: the delivery counts are
+    /// the producer's.
     ///
     /// Sending stops at the first failed delivery: librdkafka has already
     /// retried it, so the broker is gone or refusing and every further event
-    /// would fail the same way, one timeout later. The run fails either way,
-    /// and publishing the file again is safe (each event is a keyed upsert
-    /// or delete of one user's rating).
-    pub fn publish(self, events: &[RatingEvent], progress: &ProgressBar) -> Result<Delivery, PublishError> {
+    /// would fail the same way, one timeout later. It also stops at the
+    /// first `Err` from `events` (the input could not be read again), whose
+    /// message is then the reason the rest was not sent. The run fails either
+    /// way, and publishing the file again is safe (each event is a keyed
+    /// upsert or delete of one user's rating).
+    ///
+    /// Memory stays bounded whatever `expected` is: the iterator is pulled
+    /// only as fast as librdkafka's queue, bounded by [`producer_config`],
+    /// makes room.
+    pub fn publish<E: fmt::Display>(
+        self,
+        events: impl IntoIterator<Item = Result<RatingEvent, E>>,
+        expected: u64,
+        progress: &ProgressBar,
+    ) -> Result<Delivery, PublishError> {
         let started = Instant::now();
         let reports = self.producer.context();
         let topic = self.settings.topic.as_str();
@@ -289,10 +301,19 @@ impl Publisher {
         let trace = contract::kafka::headers(&platform::trace_context::current_headers());
         // Events handed to librdkafka or refused by it: each gets one report.
         let mut processed = 0_u64;
+        let mut unsent_because = None;
         for event in events {
             if reports.failed.load(Ordering::Relaxed) > 0 {
+                unsent_because = Some("not sent after the first failure".to_owned());
                 break;
             }
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    unsent_because = Some(format!("not sent: {error}"));
+                    break;
+                }
+            };
             let key = event.kafka_key();
             let payload = event.to_json();
             let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
@@ -330,13 +351,14 @@ impl Publisher {
         if unreported > 0 {
             reports.count_failure(reports.timed_out.clone(), unreported);
         }
-        let unsent = events.len() as u64 - processed;
+        let unsent = expected.saturating_sub(processed);
         if unsent > 0 {
-            reports.count_failure("not sent after the first failure".to_owned(), unsent);
+            let reason = unsent_because.unwrap_or_else(|| "not sent: the input ended early".to_owned());
+            reports.count_failure(reason, unsent);
         }
         let delivery = Delivery {
             topic: topic.to_owned(),
-            events: events.len() as u64,
+            events: expected.max(processed),
             delivered: reports.delivered.load(Ordering::Relaxed),
             failures: std::mem::take(&mut *reports.lock_failures()),
             elapsed: started.elapsed(),
