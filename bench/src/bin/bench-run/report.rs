@@ -498,8 +498,8 @@ check, assignment included) to the probe; the bare consumer's time includes its 
 likewise.
 - **Bare producer** uses ratingingester's producer settings (idempotent, acks=all, linger 5 ms, 10,000-message \
 batches, lz4, murmur2_random partitioner), keyed by line number; the file is read before the clock starts. \
-ratingingester's figure is its own publishing time, after it has read and validated the file (the \"in all\" row \
-includes that).
+ratingingester's figure is its own publishing time, after its first pass has validated the file; it includes \
+the second pass, which reads the file again alongside the sending (the \"in all\" row includes the first pass too).
 - **RSS** is VmRSS from `/proc/<pid>/status` once the probe is read.";
 
 /// The heading of the hand-off section: from this line to the end of the
