@@ -159,16 +159,9 @@ impl RatingEvent {
     /// contain `/`: `%` is written `%25` and `/` is written `%2F`, nothing
     /// else changes. Ids without those two characters appear verbatim
     /// (`movie/1/105`), and splitting the key on `/` always gives back the
-    /// three escaped parts.
+    /// three escaped parts; [`KafkaKey::parse`] reads a key back.
     pub fn kafka_key(&self) -> String {
-        let key = self.key();
-        let mut encoded = String::new();
-        push_escaped(&mut encoded, key.record_type.as_str());
-        encoded.push('/');
-        push_escaped(&mut encoded, key.record_id.as_str());
-        encoded.push('/');
-        push_escaped(&mut encoded, self.user().as_str());
-        encoded
+        encode_key(self.key(), self.user())
     }
 
     /// The record the event is about.
@@ -209,6 +202,60 @@ struct CanonicalEvent<'a> {
     event_type: &'static str,
 }
 
+/// The record and the user a Kafka message key names: what
+/// [`RatingEvent::kafka_key`] writes, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaKey {
+    pub record: RecordKey,
+    pub user: UserId,
+}
+
+/// Why a Kafka message key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key is not UTF-8")]
+    NotUtf8,
+    #[error("the key must have three parts, recordType/recordId/userId, got {found}")]
+    Parts { found: usize },
+    #[error("{field} in the key has a '%' that starts neither %25 nor %2F")]
+    Escape { field: &'static str },
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+}
+
+impl KafkaKey {
+    /// Reads a key written by [`RatingEvent::kafka_key`]. Strict: exactly
+    /// three parts, escaped only as `kafka_key` escapes, each a valid id; so
+    /// every key accepted is the one `kafka_key` writes for what it names.
+    pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| KeyError::NotUtf8)?;
+        let parts: Vec<&str> = text.split('/').collect();
+        let [record_type, record_id, user] = parts[..] else {
+            return Err(KeyError::Parts { found: parts.len() });
+        };
+        let record_type = RecordType::parse(field::RECORD_TYPE, unescape(field::RECORD_TYPE, record_type)?)?;
+        let record_id = RecordId::parse(field::RECORD_ID, unescape(field::RECORD_ID, record_id)?)?;
+        let user = UserId::parse(field::USER_ID, unescape(field::USER_ID, user)?)?;
+        Ok(KafkaKey { record: RecordKey { record_type, record_id }, user })
+    }
+}
+
+impl fmt::Display for KafkaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&encode_key(&self.record, &self.user))
+    }
+}
+
+fn encode_key(record: &RecordKey, user: &UserId) -> String {
+    let mut encoded = String::new();
+    push_escaped(&mut encoded, record.record_type.as_str());
+    encoded.push('/');
+    push_escaped(&mut encoded, record.record_id.as_str());
+    encoded.push('/');
+    push_escaped(&mut encoded, user.as_str());
+    encoded
+}
+
 fn push_escaped(out: &mut String, part: &str) {
     for character in part.chars() {
         match character {
@@ -217,6 +264,24 @@ fn push_escaped(out: &mut String, part: &str) {
             other => out.push(other),
         }
     }
+}
+
+/// The inverse of [`push_escaped`]: `%25` and `%2F` only.
+fn unescape(field: &'static str, part: &str) -> Result<String, KeyError> {
+    let mut pieces = part.split('%');
+    let mut out = pieces.next().unwrap_or_default().to_owned();
+    for piece in pieces {
+        let (character, rest) = if let Some(rest) = piece.strip_prefix("25") {
+            ('%', rest)
+        } else if let Some(rest) = piece.strip_prefix("2F") {
+            ('/', rest)
+        } else {
+            return Err(KeyError::Escape { field });
+        };
+        out.push(character);
+        out.push_str(rest);
+    }
+    Ok(out)
 }
 
 /// Takes a field that must be present and a string.
@@ -572,17 +637,258 @@ mod tests {
         assert_eq!(second, "movie/a/b%2Fc");
         // The escape character is escaped too, so "%2F" in an id is not a slash.
         assert_eq!(put("movie", "a%2Fb", "c", 1).kafka_key(), "movie/a%252Fb/c");
-        // Every key splits back into exactly three parts that decode to the ids.
+        // Every key reads back as the ids it was written from.
         for (record_type, record_id, user) in
             [("movie", "a/b", "c"), ("movie", "a", "b/c"), ("tv/show", "%", "%2F"), ("movie", "/", "/")]
         {
-            let key = put(record_type, record_id, user, 1).kafka_key();
-            let parts: Vec<String> = key.split('/').map(unescape).collect();
-            assert_eq!(parts, [record_type, record_id, user], "{key}");
+            let event = put(record_type, record_id, user, 1);
+            let key = KafkaKey::parse(event.kafka_key().as_bytes()).unwrap();
+            assert_eq!(key, KafkaKey { record: event.key().clone(), user: event.user().clone() });
+            assert_eq!(key.to_string(), event.kafka_key());
         }
     }
 
-    fn unescape(part: &str) -> String {
-        part.replace("%2F", "/").replace("%25", "%")
+    #[test]
+    fn only_keys_kafka_key_writes_are_read_back() {
+        let refusal = |key: &[u8]| KafkaKey::parse(key).unwrap_err().to_string();
+        assert_eq!(refusal(b"movie/1"), "the key must have three parts, recordType/recordId/userId, got 2");
+        assert_eq!(refusal(b"movie/1/2/3"), "the key must have three parts, recordType/recordId/userId, got 4");
+        assert_eq!(refusal(b"movie/\xFF/1"), "the key is not UTF-8");
+        assert_eq!(refusal(b"movie/a%2fb/1"), "recordId in the key has a '%' that starts neither %25 nor %2F");
+        assert_eq!(refusal(b"movie/1/50%"), "userId in the key has a '%' that starts neither %25 nor %2F");
+        assert_eq!(refusal(b"movie//1"), "recordId must not be empty");
+        assert_eq!(refusal(b"movie/1/a\0"), "userId must not contain a NUL character");
+    }
+
+    /// Properties of the decoder, the validator and the key, over generated
+    /// input: what a data provider might send, and plain garbage.
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::*;
+        use crate::validation::MAX_ID_BYTES;
+
+        /// The rules an accepted id must follow, written out here rather
+        /// than taken from the code under test.
+        fn is_valid_id(id: &str) -> bool {
+            !id.trim().is_empty() && id.len() <= MAX_ID_BYTES && !id.contains('\0')
+        }
+
+        /// Ids as they may come: short ones of the characters the key escapes
+        /// and JSON must quote, any text, and both sides of the length limit.
+        fn raw_id() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => r#"[a%/2F5 é"\\\n\t\x00]{0,8}"#,
+                4 => ".{0,40}",
+                1 => ".{80,300}",
+                1 => Just("x".repeat(MAX_ID_BYTES)),
+                1 => Just("y".repeat(MAX_ID_BYTES + 1)),
+            ]
+        }
+
+        fn valid_id() -> impl Strategy<Value = String> {
+            raw_id().prop_filter("a valid id", |id| is_valid_id(id))
+        }
+
+        /// A JSON value of any type, leaning towards those an event holds.
+        fn any_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter_map("a finite number", |float| serde_json::Number::from_f64(float).map(Value::Number)),
+                (-3_i64..12).prop_map(Value::from),
+                raw_id().prop_map(Value::from),
+                // Around the length at which a refusal shortens what it quotes.
+                ".{50,80}".prop_map(Value::from),
+                prop_oneof![Just("put"), Just("delete"), Just("PUT"), Just("")].prop_map(Value::from),
+                Just(json!([1, "a"])),
+                Just(json!({"recordId": "1"})),
+            ]
+        }
+
+        /// An object with each event field absent or of some type; often
+        /// enough an event that is accepted.
+        fn event_object() -> impl Strategy<Value = Map<String, Value>> {
+            let id = || {
+                let id = prop_oneof![
+                    8 => valid_id().prop_map(Value::from),
+                    1 => raw_id().prop_map(Value::from),
+                    1 => any_value(),
+                ];
+                proptest::option::weighted(0.95, id)
+            };
+            let number = |presence| {
+                proptest::option::weighted(
+                    presence,
+                    prop_oneof![4 => (-1_i64..8).prop_map(Value::from), 1 => any_value()],
+                )
+            };
+            let event_type = proptest::option::weighted(
+                0.6,
+                prop_oneof![3 => Just(Value::from("put")), 2 => Just(Value::from("delete")), 1 => any_value()],
+            );
+            let extra = proptest::collection::btree_map("[a-zA-Z]{1,10}", any_value(), 0..3);
+            (id(), id(), id(), number(0.7), number(0.3), event_type, extra).prop_map(
+                |(record_id, record_type, user_id, rating_value, value, event_type, extra)| {
+                    let mut object: Map<String, Value> = extra.into_iter().collect();
+                    for (name, field) in [
+                        (field::RECORD_ID, record_id),
+                        (field::RECORD_TYPE, record_type),
+                        (field::USER_ID, user_id),
+                        (field::RATING_VALUE, rating_value),
+                        (field::VALUE, value),
+                        (field::EVENT_TYPE, event_type),
+                    ] {
+                        match field {
+                            Some(field) => object.insert(name.to_owned(), field),
+                            None => object.remove(name),
+                        };
+                    }
+                    object
+                },
+            )
+        }
+
+        /// The default range, or another one (a single value at times).
+        fn any_range() -> impl Strategy<Value = RatingRange> {
+            let other = (-5_i32..8, 0_i32..6).prop_map(|(min, span)| RatingRange::new(min, min + span).unwrap());
+            prop_oneof![Just(RatingRange::default()), other]
+        }
+
+        fn valid_event() -> impl Strategy<Value = (RatingEvent, RatingRange)> {
+            (valid_id(), valid_id(), valid_id(), any_range(), any::<bool>(), any::<u32>()).prop_map(
+                |(record_type, record_id, user, range, is_put, pick)| {
+                    let key = RecordKey::parse(record_type, record_id).unwrap();
+                    let user = UserId::parse("userId", user).unwrap();
+                    let span = (range.max() - range.min()) as u32 + 1;
+                    let value = range.min() + (pick % span) as i32;
+                    let event = if is_put {
+                        RatingEvent::Put { key, user, value: RatingValue::parse("ratingValue", value, range).unwrap() }
+                    } else {
+                        RatingEvent::Delete { key, user }
+                    };
+                    (event, range)
+                },
+            )
+        }
+
+        /// The canonical JSON of a valid event with some of its bytes replaced.
+        fn damaged_event() -> impl Strategy<Value = Vec<u8>> {
+            let damage = proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4);
+            (valid_event(), damage).prop_map(|((event, _), damage)| {
+                let mut bytes = event.to_json();
+                for (index, byte) in damage {
+                    let at = index.index(bytes.len());
+                    bytes[at] = byte;
+                }
+                bytes
+            })
+        }
+
+        /// A key as the key is written (three parts, escapes), or garbage.
+        fn key_like() -> impl Strategy<Value = Vec<u8>> {
+            let part = || "[a%25Ff/]{1,6}";
+            prop_oneof![
+                (part(), part(), part()).prop_map(|(a, b, c)| format!("{a}/{b}/{c}").into_bytes()),
+                "[a%/25Ff ]{0,16}".prop_map(String::into_bytes),
+                ".{0,20}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..32),
+            ]
+        }
+
+        fn key_of(event: &RatingEvent) -> KafkaKey {
+            KafkaKey { record: event.key().clone(), user: event.user().clone() }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoder(
+                bytes in prop_oneof![proptest::collection::vec(any::<u8>(), 0..256), damaged_event()],
+                range in any_range(),
+            ) {
+                let _ = RatingEvent::from_json(&bytes, range);
+            }
+
+            #[test]
+            fn everything_accepted_is_valid(object in event_object(), range in any_range()) {
+                let text = serde_json::to_vec(&object).unwrap();
+                let decoded = RatingEvent::from_json(&text, range);
+                // The same verdict from the text as from the decoded value
+                // (the ingester reads arrays as values); the words may differ
+                // only in how a float is printed back.
+                let from_value = RatingEvent::from_value(Value::Object(object.clone()), range);
+                prop_assert_eq!(decoded.clone().map_err(|error| error.kind()), from_value.map_err(|error| error.kind()));
+                let Ok(event) = decoded else { return Ok(()) };
+
+                let ids = [
+                    (field::RECORD_TYPE, event.key().record_type.as_str()),
+                    (field::RECORD_ID, event.key().record_id.as_str()),
+                    (field::USER_ID, event.user().as_str()),
+                ];
+                for (name, id) in ids {
+                    prop_assert_eq!(object.get(name), Some(&Value::from(id)), "{} is the one sent", name);
+                    prop_assert!(is_valid_id(id), "{} {:?} is not a valid id", name, id);
+                }
+                let event_type = object.get(field::EVENT_TYPE).filter(|kind| !kind.is_null());
+                match &event {
+                    RatingEvent::Put { value, .. } => {
+                        let value = value.get();
+                        prop_assert!((range.min()..=range.max()).contains(&value), "{} is outside {}", value, range);
+                        prop_assert!(event_type.is_none() || event_type == Some(&json!("put")), "{:?}", event_type);
+                        let given: Vec<&Value> = [field::RATING_VALUE, field::VALUE]
+                            .into_iter()
+                            .filter_map(|name| object.get(name).filter(|given| !given.is_null()))
+                            .collect();
+                        prop_assert!(!given.is_empty());
+                        prop_assert!(given.iter().all(|given| given.as_i64() == Some(i64::from(value))), "{:?}", given);
+                    }
+                    RatingEvent::Delete { .. } => prop_assert_eq!(event_type, Some(&json!("delete"))),
+                }
+
+                // Valid again, and the same event, once written canonically.
+                prop_assert_eq!(RatingEvent::from_json(&event.to_json(), range), Ok(event.clone()));
+                prop_assert_eq!(KafkaKey::parse(event.kafka_key().as_bytes()), Ok(key_of(&event)));
+            }
+
+            #[test]
+            fn refusals_quote_a_short_excerpt(text in ".{0,200}") {
+                let objects = [
+                    json!({"recordId": [text.clone()]}),
+                    json!({"recordId": "1", "recordType": "movie", "userId": "1", "eventType": text}),
+                ];
+                for object in objects {
+                    if let Err(error) = RatingEvent::from_value(object, RatingRange::default()) {
+                        let message = error.to_string();
+                        prop_assert!(message.chars().count() <= 110, "{}", message);
+                    }
+                }
+            }
+
+            #[test]
+            fn every_valid_event_round_trips((event, range) in valid_event()) {
+                prop_assert_eq!(RatingEvent::from_json(&event.to_json(), range), Ok(event.clone()));
+            }
+
+            #[test]
+            fn keys_round_trip((event, _) in valid_event()) {
+                let key = event.kafka_key();
+                prop_assert_eq!(key.split('/').count(), 3, "{}", key);
+                prop_assert_eq!(KafkaKey::parse(key.as_bytes()), Ok(key_of(&event)));
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_key_decoder(bytes in key_like()) {
+                // What is read back is written back the same: one key per (record, user).
+                if let Ok(key) = KafkaKey::parse(&bytes) {
+                    prop_assert_eq!(key.to_string().into_bytes(), bytes);
+                }
+            }
+        }
     }
 }

@@ -2,17 +2,18 @@
 //! validates all of them, and only then publishes them to the Kafka topic the
 //! rating service consumes.
 //!
-//! [`input`] reads and validates (pure), [`publish`] talks to Kafka, and
-//! [`run`] ties them together; [`summary`] reports the run. What a user must
-//! read (each refused record as `FILE:record N: reason`, the final summary)
-//! goes to stderr as plain lines like a compiler's diagnostics, or, with
-//! `--summary json`, the summary goes to stdout as one JSON object for
-//! machines; operational detail goes through `tracing`.
+//! [`input`] reads and validates, one record at a time, [`publish`] talks to
+//! Kafka, and [`run`] ties them together in two passes over the input, so
+//! that memory stays bounded whatever its size; [`summary`] reports the run.
+//! What a user must read (each refused record as `FILE:record N: reason`,
+//! the final summary) goes to stderr as plain lines like a compiler's
+//! diagnostics, or, with `--summary json`, the summary goes to stdout as one
+//! JSON object for machines; operational detail goes through `tracing`.
 pub mod input;
 pub mod publish;
 pub mod summary;
 
-use std::{io::IsTerminal, path::PathBuf, time::Duration};
+use std::{io::IsTerminal, ops::ControlFlow, path::PathBuf, time::Duration};
 
 use contract::{
     kafka::KafkaArgs,
@@ -37,7 +38,7 @@ use crate::{
         (eventType put or delete). Nothing is published unless every event is valid, or --skip-invalid is given."
 )]
 pub struct Config {
-    /// File of rating events: a JSON array or one JSON object per line; `-` reads stdin
+    /// File of rating events: a JSON array or one JSON object per line; `-` reads stdin (into a temporary file, as the input is read twice)
     #[arg(default_value = "ratingsdata.json")]
     pub file: PathBuf,
 
@@ -163,30 +164,36 @@ pub fn run(config: &Config) -> Report {
 /// [`run`], noting the input's counts in `counts` as soon as they are known.
 fn ingest(config: &Config, counts: &mut Option<InputCounts>) -> Result<Summary, IngestError> {
     let range = config.rating_range()?;
-    let input = config.input_source();
+    let source = config.input_source();
+    let input_error = |error| IngestError::Input { input: source.clone(), error };
     // Settings are checked before a possibly large input is read.
     let publisher = Publisher::new(config.publish_settings())?;
 
-    let bytes = input::read(&input).map_err(|error| IngestError::Input { input: input.clone(), error })?;
-    let validated =
-        input::validate(&bytes, range).map_err(|error| IngestError::Input { input: input.clone(), error })?;
-    drop(bytes);
-    for rejection in &validated.rejected {
-        eprintln!("{input}:{rejection}");
-    }
+    let mut input = input::open(&source).map_err(input_error)?;
+    let scan = input
+        .scan(range, |record| {
+            if let Err(rejection) = record {
+                eprintln!("{source}:{rejection}");
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(input_error)?;
     // What a refusal reports: nothing skipped, nothing to publish.
-    let found = InputCounts { records: validated.records(), invalid: validated.rejected.len(), skipped: 0, events: 0 };
+    let found = InputCounts { records: scan.records, invalid: scan.invalid, skipped: 0, events: 0 };
     *counts = Some(found);
-    let events = input::events_to_publish(validated, config.skip_invalid)
-        .map_err(|refusal| IngestError::Refused { input: input.clone(), refusal })?;
+    let events = scan
+        .events_to_publish(config.skip_invalid)
+        .map_err(|refusal| IngestError::Refused { input: source.clone(), refusal })?;
     let skipped = found.invalid;
-    *counts = Some(InputCounts { skipped, events: events.len(), ..found });
-    tracing::info!(%input, events = events.len(), skipped, "input validated");
+    *counts = Some(InputCounts { skipped, events, ..found });
+    tracing::info!(input = %source, events, skipped, "input validated");
 
     let partitions = publisher.check_topic()?;
+    input.ensure_unchanged().map_err(input_error)?;
     tracing::info!(brokers = %config.kafka.brokers_or_local(), topic = %config.kafka.topic, partitions, "publishing");
-    let progress = publish::progress_bar(events.len(), std::io::stderr().is_terminal());
-    let delivery = publisher.publish(&events, &progress)?;
+    let progress = publish::progress_bar(events, std::io::stderr().is_terminal());
+    let delivery =
+        input.replay_alongside(&scan, range, |replayed| publisher.publish(replayed, events as u64, &progress))?;
     Ok(Summary { delivery, skipped })
 }
 

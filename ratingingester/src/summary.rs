@@ -32,7 +32,8 @@ pub enum Outcome {
     /// Publishing started and some events were not acknowledged.
     Undelivered,
     /// Anything else stopped the run before publishing: the settings, a
-    /// missing or unreadable file, no broker, no topic.
+    /// missing or unreadable file, a file changed while it was validated, no
+    /// broker, no topic.
     Error,
 }
 
@@ -44,7 +45,9 @@ impl Outcome {
             Err(IngestError::Refused { .. }) => Outcome::InvalidInput,
             Err(IngestError::Input { error, .. }) => match error {
                 InputError::Empty | InputError::EmptyArray | InputError::NotJson { .. } => Outcome::InvalidInput,
-                InputError::NotFound | InputError::Unreadable(_) => Outcome::Error,
+                InputError::NotFound | InputError::Unreadable(_) | InputError::Spool(_) | InputError::Changed => {
+                    Outcome::Error
+                }
             },
             Err(IngestError::Publish(PublishError::Undelivered(_))) => Outcome::Undelivered,
             Err(IngestError::Range(_) | IngestError::Publish(_)) => Outcome::Error,

@@ -1,10 +1,11 @@
 //! The ratingingester binary against a real broker: the repo's
 //! ratingsdata.json reaches the rating service (a changed rating and a
-//! delete included), bad input publishes nothing, and `--summary json`
-//! counts both for machines.
+//! delete included), from a file or piped to stdin, bad input publishes
+//! nothing, and `--summary json` counts both for machines.
 use std::{
+    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -120,6 +121,15 @@ fn bad_input_is_reported_precisely_and_publishes_nothing() {
             r#"record 2: eventType must be "put" or "delete", got "upsert""#,
         ),
         ("empty.json", String::new(), "empty"),
+        (
+            "late-invalid.ndjson",
+            format!(
+                "{}{}",
+                format!("{good}\n").repeat(50_000),
+                r#"{"recordId": "1", "recordType": "movie", "userId": "3", "ratingValue": 0}"#
+            ),
+            "line 50001: ratingValue must be between 1 and 5, got 0",
+        ),
     ];
     for (name, content, expected) in &cases {
         let path = directory.join(name);
@@ -143,6 +153,28 @@ fn bad_input_is_reported_precisely_and_publishes_nothing() {
     assert!(stderr.contains("recordType must be a string, got 1"), "{stderr}");
     assert_eq!(broker.message_count("ratings"), 1);
     let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn events_piped_to_stdin_are_published() {
+    let broker = Broker::start_in_memory();
+    let _rating = start_rating(&broker); // creates the topic
+    let mut ingester = Command::new(binary("ratingingester"))
+        .arg("-")
+        .env("KAFKA_BROKERS", broker.address())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ratingingester");
+    let events = std::fs::read(repo_file("ratingsdata.json")).unwrap();
+    // Written, then closed: stdin is read to its end before anything is checked.
+    ingester.stdin.take().unwrap().write_all(&events).unwrap();
+    let output = ingester.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("sent 20 of 20 rating events"), "{stderr}");
+    assert_eq!(broker.message_count("ratings"), 20);
 }
 
 #[test]

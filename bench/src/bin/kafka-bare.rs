@@ -113,7 +113,8 @@ fn produce(brokers: &str, file: &PathBuf, topic: &str, partitions: i32, timeout:
         contract::kafka::producer_config(brokers, "kafka-bare", timeout)
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "200000")
+            .set("queue.buffering.max.messages", "50000")
+            .set("queue.buffering.max.kbytes", "16384")
             .set("compression.type", "lz4")
             .create()?;
     // Connected and the topic known before the clock starts, as ratingingester checks it first.

@@ -658,8 +658,8 @@ check, assignment included) to the probe; the bare consumer's time includes its 
 likewise.
 - **Bare producer** uses ratingingester's producer settings (idempotent, acks=all, linger 5 ms, 10,000-message \
 batches, lz4, murmur2_random partitioner), keyed by line number; the file is read before the clock starts. \
-ratingingester's figure is its own publishing time, after it has read and validated the file (the \"in all\" row \
-includes that).
+ratingingester's figure is its own publishing time, after its first pass has validated the file; it includes \
+the second pass, which reads the file again alongside the sending (the \"in all\" row includes the first pass too).
 - **RSS** is VmRSS from `/proc/<pid>/status` once the probe is read.
 - **Storage**: the events are puts only (`gen-events --delete-share 0`), so each store ends up holding about as \
 many ratings as there are events; the PostgreSQL row count is read with `psql`. Each store's apply time runs from \
