@@ -32,6 +32,51 @@ pub struct KafkaArgs {
     /// Topic of rating events
     #[arg(long, env = "RATINGS_TOPIC", default_value = DEFAULT_TOPIC)]
     pub topic: String,
+
+    /// A librdkafka property for every Kafka client, KEY=VALUE, set after the suite's own (repeatable; in the environment, separated by ';'), e.g. security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.username=..., sasl.password=..., ssl.ca.location=...
+    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ';', value_parser = KafkaProperty::parse, hide_env_values = true)]
+    pub properties: Vec<KafkaProperty>,
+}
+
+/// A librdkafka property given in the settings. Its value may be a secret
+/// (a SASL password, a key), so `Debug` shows only the key of a property
+/// whose name says it holds one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaProperty {
+    pub key: String,
+    pub value: String,
+}
+
+impl KafkaProperty {
+    /// Reads `KEY=VALUE` (the value may hold `=`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok(Self { key: key.trim().to_owned(), value: value.to_owned() })
+            }
+            _ => Err("expected KEY=VALUE, e.g. security.protocol=SASL_SSL".to_owned()),
+        }
+    }
+
+    /// Whether the property's name says its value is a secret.
+    pub fn is_secret(&self) -> bool {
+        ["password", "secret", "key", "token", "jaas", "credential"].iter().any(|word| self.key.contains(word))
+    }
+}
+
+impl std::fmt::Debug for KafkaProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.is_secret() { "***" } else { self.value.as_str() };
+        write!(f, "{}={value}", self.key)
+    }
+}
+
+/// Sets `properties` on `config`, after (and so over) what it holds.
+pub fn with_properties<'c>(config: &'c mut ClientConfig, properties: &[KafkaProperty]) -> &'c mut ClientConfig {
+    for KafkaProperty { key, value } in properties {
+        config.set(key, value);
+    }
+    config
 }
 
 impl KafkaArgs {
@@ -125,5 +170,32 @@ mod tests {
             assert_eq!(config.get(key), Some(value), "{key}");
         }
         assert_eq!(producer_config("k", "t", Duration::ZERO).get("message.timeout.ms"), Some("1"));
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+
+    #[test]
+    fn a_property_is_key_equals_value_and_a_secret_never_shows() {
+        let password = KafkaProperty::parse("sasl.password=hunter2=x").unwrap();
+        assert_eq!((password.key.as_str(), password.value.as_str()), ("sasl.password", "hunter2=x"));
+        assert_eq!(format!("{password:?}"), "sasl.password=***");
+        let protocol = KafkaProperty::parse("security.protocol=SASL_SSL").unwrap();
+        assert_eq!(format!("{protocol:?}"), "security.protocol=SASL_SSL");
+        assert!(KafkaProperty::parse("no-equals-sign").is_err());
+        assert!(KafkaProperty::parse("=value").is_err());
+    }
+
+    #[test]
+    fn given_properties_win_over_the_suites_own() {
+        let mut config = producer_config("127.0.0.1:9092", "test", Duration::from_secs(5));
+        let given =
+            [KafkaProperty::parse("message.timeout.ms=9000").unwrap(), KafkaProperty::parse("client.rack=r1").unwrap()];
+        with_properties(&mut config, &given);
+        assert_eq!(config.get("message.timeout.ms"), Some("9000"));
+        assert_eq!(config.get("client.rack"), Some("r1"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 }

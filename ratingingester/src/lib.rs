@@ -84,6 +84,7 @@ impl Config {
             topic: self.kafka.topic.clone(),
             compression: self.compression,
             timeout: self.timeout,
+            properties: self.kafka.properties.clone(),
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct PublishSettings {
     /// Bound on reaching the broker, on each message's delivery, and on the
     /// final wait for outstanding delivery reports.
     pub timeout: Duration,
+    /// librdkafka properties from the settings, set last.
+    pub properties: Vec<kafka::KafkaProperty>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +434,7 @@ fn producer_config(settings: &PublishSettings) -> Result<ClientConfig, PublishEr
         .set("queue.buffering.max.messages", QUEUED_MESSAGES.to_string())
         .set("queue.buffering.max.kbytes", QUEUED_KBYTES.to_string())
         .set("compression.type", settings.compression.librdkafka_name());
+    kafka::with_properties(&mut config, &settings.properties);
     Ok(config)
 }
 
@@ -458,6 +461,7 @@ mod tests {
             topic: "ratings".into(),
             compression: Compression::Lz4,
             timeout,
+            properties: Vec::new(),
         }
     }
 

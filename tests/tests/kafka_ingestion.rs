@@ -7,7 +7,7 @@ use e2e::{
     broker::Broker,
     free_port,
     process::ServiceProcess,
-    rating::{self, average, health, start_with_kafka as start_rating},
+    rating::{self, average, health, start_with_kafka as start_rating, start_with_kafka_and as start_rating_and},
     wait_until,
 };
 use serde_json::{Value, json};
@@ -152,4 +152,35 @@ fn a_broker_restart_loses_nothing_and_counts_nothing_twice() {
     drop(fresh);
     broker.stop();
     let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// librdkafka properties from the settings reach every client (one that
+/// does not exist stops the service, naming it), and a secret among them
+/// never reaches the log.
+#[test]
+fn kafka_properties_are_passed_through_and_secrets_never_logged() {
+    const SECRET: &str = "s3cret-kafka-password";
+    let broker = Broker::start_in_memory();
+    let properties = format!("client.rack=rack-1;sasl.password={SECRET}");
+    let rating = start_rating_and(&broker, &[("KAFKA_PROPERTIES", properties.as_str()), ("RUST_LOG", "debug")]);
+    broker.produce_raw("ratings", &[(key("7", "ann"), event("7", "ann", Some(4), "put"))]);
+    wait_until("the event is applied", WAIT, || average(&rating, "7") == Some(4.0));
+    let (status, log) = rating.terminate_with_log(WAIT);
+    assert!(status.success(), "exit status {status}");
+    assert!(!log.contains(SECRET), "the password is in the log:\n{log}");
+
+    let mut refused = std::process::Command::new(e2e::process::binary("rating"))
+        .args(["--listen", "127.0.0.1:0", "--kafka-brokers", &broker.address()])
+        .args(["--kafka-property", "no.such.property=1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rating");
+    let exited = testbed::poll_until(std::time::Instant::now() + WAIT, Duration::from_millis(20), || {
+        refused.try_wait().unwrap()
+    })
+    .expect("rating stops");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(refused.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!exited.success(), "{stderr}");
+    assert!(stderr.contains("no.such.property"), "the error names the property:\n{stderr}");
 }

@@ -248,3 +248,12 @@ fn the_json_summary_counts_what_was_sent_and_what_was_refused() {
     let error = summary["error"].as_str().unwrap_or_default();
     assert!(error.starts_with(&format!("cannot reach a Kafka broker at {nowhere}")), "{summary}");
 }
+
+#[test]
+fn a_kafka_property_that_does_not_exist_is_named_and_nothing_is_sent() {
+    let broker = Broker::start_in_memory();
+    let output = ingest(&broker.address(), &repo_file("ratingsdata.json"), &["--kafka-property", "no.such.property=1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("no.such.property"), "the error names the property:\n{stderr}");
+}

@@ -14,7 +14,7 @@ pub mod writer;
 use std::time::Duration;
 
 pub use applied::AppliedOffsets;
-use contract::kafka::{KafkaArgs, client_config, producer_config};
+use contract::kafka::{KafkaArgs, KafkaProperty, client_config, producer_config, with_properties};
 use rdkafka::{
     ClientConfig,
     consumer::{ConsumerContext, StreamConsumer},
@@ -88,6 +88,7 @@ impl EventLogArgs {
             replication: 1,
             write_timeout: self.write_timeout,
             prefetch: Prefetch::Full,
+            properties: self.kafka.properties.clone(),
         })
     }
 }
@@ -109,16 +110,21 @@ pub struct EventLogSettings {
     /// event to be applied here.
     pub write_timeout: Duration,
     pub prefetch: Prefetch,
+    /// librdkafka properties from the settings, set last on every client.
+    pub properties: Vec<KafkaProperty>,
 }
 
 impl EventLogSettings {
     fn client_config(&self) -> ClientConfig {
-        client_config(&self.brokers, CLIENT_ID)
+        let mut config = client_config(&self.brokers, CLIENT_ID);
+        with_properties(&mut config, &self.properties);
+        config
     }
 
     /// The process's one producer, for writes and dead letters.
     pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
-        producer_config(&self.brokers, CLIENT_ID, self.write_timeout).set("linger.ms", "1").create()
+        let mut config = producer_config(&self.brokers, CLIENT_ID, self.write_timeout);
+        with_properties(config.set("linger.ms", "1"), &self.properties).create()
     }
 
     /// A consumer that commits nothing (the store keeps the positions): a
@@ -149,7 +155,7 @@ impl EventLogSettings {
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "50")
             // Statistics every few seconds: the consumer lag per partition.
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(context)
+            .set("statistics.interval.ms", "5000");
+        with_properties(&mut config, &self.properties).create_with_context(context)
     }
 }
