@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod entry;
 pub mod errors;
 pub mod metrics;
+pub mod overload;
 pub mod server;
 pub mod server_calls;
 pub mod shutdown;
