@@ -1,6 +1,6 @@
 //! Command-line and environment settings that every service shares, flattened
 //! into each service's own clap `Config`.
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use bytesize::ByteSize;
 
@@ -118,6 +118,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_MESSAGE_SIZE", default_value = "4MiB")]
     pub max_message_size: ByteSize,
 
+    /// RPCs this instance serves at once; past it, a new call is refused at once with RESOURCE_EXHAUSTED instead of waiting (health checks and reflection never are)
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value = "1000")]
+    pub max_concurrent_requests: NonZeroUsize,
+
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
 
@@ -163,6 +167,13 @@ mod tests {
         let probe = ServerProbe::try_parse_from(["probe", "--max-message-size", "1000"]).unwrap();
         assert_eq!(probe.server.max_message_size(), 1000);
         assert!(ServerProbe::try_parse_from(["probe", "--max-message-size", "lots"]).is_err());
+    }
+
+    #[test]
+    fn a_concurrency_limit_of_zero_is_refused() {
+        assert!(ServerProbe::try_parse_from(["probe", "--max-concurrent-requests", "0"]).is_err());
+        let probe = ServerProbe::try_parse_from(["probe", "--max-concurrent-requests", "2"]).unwrap();
+        assert_eq!(probe.server.max_concurrent_requests.get(), 2);
     }
 
     #[test]

@@ -1,14 +1,22 @@
 //! What keeps a server standing under overload, as tower layers around its
 //! routes: a request message over the size limit is refused before it is
-//! read, with RESOURCE_EXHAUSTED.
+//! read, and past a number of RPCs in flight a new call is shed at once
+//! rather than queued. Both answer RESOURCE_EXHAUSTED, as a gRPC status;
+//! health checks and reflection are never shed, so that probes still get
+//! through under load.
 use std::{
+    future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
 use http_body::Frame;
+use tokio::sync::Semaphore;
 use tonic::{Status, body::Body};
+
+use crate::metrics;
 
 /// Refuses a request whose message is over `limit` bytes as soon as the
 /// message's length prefix arrives. Tonic's own limit answers OUT_OF_RANGE;
@@ -123,9 +131,91 @@ impl Frames {
     }
 }
 
+/// Serves at most `limit` calls of the service's own API at once; past it,
+/// a call is answered RESOURCE_EXHAUSTED at once (and counted), so that a
+/// burst cannot pile up work and memory behind it. One layer per server:
+/// its clones, one per connection, share the count.
+#[derive(Debug, Clone)]
+pub struct ConcurrencyLimitLayer {
+    service: Arc<str>,
+    limit: usize,
+    permits: Arc<Semaphore>,
+}
+
+impl ConcurrencyLimitLayer {
+    /// A limit of `limit` calls in flight for the service named `service`
+    /// (as errors name it).
+    pub fn new(service: &str, limit: usize) -> Self {
+        Self { service: service.into(), limit, permits: Arc::new(Semaphore::new(limit)) }
+    }
+}
+
+impl<S> tower::Layer<S> for ConcurrencyLimitLayer {
+    type Service = ConcurrencyLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConcurrencyLimit { inner, limit: self.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConcurrencyLimit<S> {
+    inner: S,
+    limit: ConcurrencyLimitLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ConcurrencyLimit<S>
+where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResponseBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let Some((rpc_service, rpc_method)) = metrics::counted_call(request.uri().path()) else {
+            return Box::pin(self.inner.call(request));
+        };
+        match self.limit.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                // Held until the response is ready: for a unary call, until
+                // the handler has answered.
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let response = response.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(_) => {
+                metrics::record_shed_call(rpc_service.to_owned(), rpc_method.to_owned());
+                let ConcurrencyLimitLayer { service, limit, .. } = &self.limit;
+                tracing::debug!(%service, limit, rpc_method, "shedding a call: too many in flight");
+                let status = Status::resource_exhausted(format!(
+                    "the {service} service is serving its limit of {limit} concurrent requests (--max-concurrent-requests); try again later"
+                ));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use http_body_util::BodyExt as _;
+    use tokio::sync::oneshot;
+    use tower::{Layer as _, Service as _, ServiceExt as _};
 
     use super::*;
 
@@ -168,5 +258,71 @@ mod tests {
             status.message(),
             "the request message is 2000 bytes, over this server's limit of 1000 bytes (--max-message-size)"
         );
+    }
+
+    type Held = oneshot::Receiver<()>;
+
+    /// A service whose calls answer when the test says so.
+    fn held_service(
+        calls: tokio::sync::mpsc::UnboundedSender<oneshot::Sender<()>>,
+    ) -> impl tower::Service<
+        http::Request<()>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + 'static,
+    > + Clone {
+        tower::service_fn(move |_: http::Request<()>| {
+            let (release, held): (_, Held) = oneshot::channel();
+            let _ = calls.send(release);
+            async move {
+                let _ = held.await;
+                Ok::<_, Infallible>(http::Response::new(Body::empty()))
+            }
+        })
+    }
+
+    fn request(path: &str) -> http::Request<()> {
+        http::Request::builder().uri(path).body(()).unwrap()
+    }
+
+    fn grpc_status(response: &http::Response<Body>) -> Option<&str> {
+        response.headers().get("grpc-status").and_then(|value| value.to_str().ok())
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_calls_are_shed_but_health_checks_are_not() {
+        let (calls, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+        let layer = ConcurrencyLimitLayer::new("rating", 2);
+        let mut service = layer.layer(held_service(calls));
+        let mut in_flight = Vec::new();
+        for _ in 0..2 {
+            let call = service.ready().await.unwrap().call(request("/RatingService/GetAggregatedRating"));
+            let call = tokio::spawn(call);
+            in_flight.push((call, arrived.recv().await.expect("the call reached the service")));
+        }
+
+        // Another clone (another connection) shares the limit.
+        let mut other_connection = layer.layer(held_service(tokio::sync::mpsc::unbounded_channel().0));
+        let shed = other_connection.ready().await.unwrap().call(request("/RatingService/PutRating")).await.unwrap();
+        assert_eq!(grpc_status(&shed), Some("8"));
+        let message = shed.extensions().get::<Status>().map(|status| status.message().to_owned());
+        assert_eq!(
+            message.as_deref(),
+            Some(
+                "the rating service is serving its limit of 2 concurrent requests (--max-concurrent-requests); try again later"
+            )
+        );
+
+        let health = tokio::spawn(service.ready().await.unwrap().call(request("/grpc.health.v1.Health/Check")));
+        arrived.recv().await.expect("the health check reached the service").send(()).unwrap();
+        assert_eq!(grpc_status(&health.await.unwrap().unwrap()), None, "health checks are not shed");
+
+        // One call ends: the next one is served.
+        let (call, release) = in_flight.remove(0);
+        release.send(()).unwrap();
+        assert_eq!(grpc_status(&call.await.unwrap().unwrap()), None);
+        let next = tokio::spawn(service.ready().await.unwrap().call(request("/RatingService/PutRating")));
+        arrived.recv().await.expect("the next call reached the service").send(()).unwrap();
+        assert_eq!(grpc_status(&next.await.unwrap().unwrap()), None);
     }
 }

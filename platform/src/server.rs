@@ -18,7 +18,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
-    overload::MessageSizeLayer,
+    overload::{ConcurrencyLimitLayer, MessageSizeLayer},
     server_calls::ServerCallLayer,
 };
 
@@ -43,6 +43,8 @@ pub struct ServiceSettings {
     pub registration: RegistrationSettings,
     /// Largest request message taken, in bytes.
     pub max_message_size: usize,
+    /// Calls of the service's own API served at once; more are shed.
+    pub max_concurrent_requests: usize,
 }
 
 impl ServiceSettings {
@@ -64,6 +66,7 @@ impl ServiceSettings {
             metrics_address: server.metrics.metrics_addr,
             registration: discovery.registration(),
             max_message_size: server.max_message_size(),
+            max_concurrent_requests: server.max_concurrent_requests.get(),
         }
     }
 }
@@ -150,8 +153,11 @@ impl BoundServer {
         let spans = crate::telemetry::exporting_traces();
         let metrics = settings.metrics_address.is_some();
         let calls = (spans || metrics).then_some(ServerCallLayer { spans, metrics });
-        let message_size = MessageSizeLayer { limit: settings.max_message_size };
-        let mut server = ServerTask::spawn(routes, listener, calls, message_size);
+        let limits = Limits {
+            message_size: MessageSizeLayer { limit: settings.max_message_size },
+            concurrency: ConcurrencyLimitLayer::new(settings.service.as_str(), settings.max_concurrent_requests),
+        };
+        let mut server = ServerTask::spawn(routes, listener, calls, limits);
         tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address, "listening");
 
         let mut registration = None;
@@ -260,6 +266,12 @@ fn start_registration(
     }
 }
 
+/// The overload limits around a server's routes.
+struct Limits {
+    message_size: MessageSizeLayer,
+    concurrency: ConcurrencyLimitLayer,
+}
+
 /// The tonic server, serving in a task of its own until told to stop accepting.
 struct ServerTask {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -267,16 +279,13 @@ struct ServerTask {
 }
 
 impl ServerTask {
-    fn spawn(
-        routes: Routes,
-        listener: TcpListener,
-        calls: Option<ServerCallLayer>,
-        message_size: MessageSizeLayer,
-    ) -> Self {
+    fn spawn(routes: Routes, listener: TcpListener, calls: Option<ServerCallLayer>, limits: Limits) -> Self {
         let stop_accepting = CancellationToken::new();
+        // Outermost first: a shed call is still timed and counted.
         let server = tonic::transport::Server::builder()
             .layer(tower::util::option_layer(calls))
-            .layer(message_size)
+            .layer(limits.concurrency)
+            .layer(limits.message_size)
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
         Self { task: tokio::spawn(server), stop_accepting }
@@ -416,6 +425,7 @@ mod tests {
             metrics_address: None,
             registration: RegistrationSettings::default(),
             max_message_size: 4 * 1024 * 1024,
+            max_concurrent_requests: 100,
         }
     }
 

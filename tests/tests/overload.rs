@@ -1,9 +1,18 @@
 //! The services' limits under overload, in the test process through typed
 //! clients: a message over `--max-message-size` is refused
-//! RESOURCE_EXHAUSTED.
+//! RESOURCE_EXHAUSTED, calls past `--max-concurrent-requests` are shed at
+//! once (health checks never are) and served again once the load drops.
+use std::time::{Duration, Instant};
+
 use contract::api::{GetMovieDetailsRequest, Metadata, PutMetadataRequest};
-use e2e::app::{spawn_metadata, spawn_movie, spawn_rating};
+use e2e::{
+    app::{spawn_metadata, spawn_movie, spawn_rating},
+    stand_in::GatedMetadata,
+};
 use tonic::{Code, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const START: Duration = Duration::from_secs(10);
 
 fn movie_with_description(description: String) -> PutMetadataRequest {
     PutMetadataRequest {
@@ -69,4 +78,49 @@ async fn movie_limits_its_requests_and_its_dependencies_answers() {
     let (code, message) = failure(movie.client.clone().get_movie_details(details("1")).await);
     assert_eq!(code, Code::Internal, "{message}");
     assert!(message.starts_with("metadata service failed"), "{message}");
+}
+
+#[tokio::test]
+async fn calls_past_the_concurrency_limit_are_shed_at_once_until_the_load_drops() {
+    let metadata = GatedMetadata::start().await;
+    let rating = spawn_rating(&[]).await;
+    let movie = spawn_movie(
+        &metadata.authority(),
+        &rating.authority(),
+        &["--max-concurrent-requests", "2", "--upstream-timeout", "30s"],
+    )
+    .await;
+    movie.wait_until_serving(START).await;
+
+    // Two calls held by the slow dependency fill the limit.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = movie.client.clone();
+            tokio::spawn(async move { client.get_movie_details(details("1")).await })
+        })
+        .collect();
+    metadata.wait_for_in_flight(2, START).await;
+
+    // A third is refused at once, rather than queued behind them.
+    let started = Instant::now();
+    let third = tokio::time::timeout(Duration::from_secs(5), movie.client.clone().get_movie_details(details("1")))
+        .await
+        .expect("the call past the limit is answered at once, not queued");
+    let (code, message) = failure(third);
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert_eq!(
+        message,
+        "the movie service is serving its limit of 2 concurrent requests (--max-concurrent-requests); try again later"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "shed after {:?}", started.elapsed());
+    assert_eq!(movie.health_status().await, Some(ServingStatus::Serving), "health checks are never shed");
+    assert_eq!(metadata.in_flight(), 2, "the shed call never reached the dependency");
+
+    // The dependency answers: the held calls succeed, and new calls are served again.
+    metadata.open();
+    for call in held {
+        let answer = call.await.expect("the task ran").expect("a held call succeeds");
+        assert!(answer.into_inner().movie_details.is_some());
+    }
+    movie.client.clone().get_movie_details(details("1")).await.expect("served once the load dropped");
 }
