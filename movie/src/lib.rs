@@ -42,7 +42,7 @@ pub struct Config {
     #[arg(long, env = "RATING_ADDRS", value_delimiter = ',', default_value = "127.0.0.1:8082")]
     pub rating_addrs: Vec<String>,
 
-    /// Deadline of each call to the metadata or rating service, retries on other instances included
+    /// Deadline of each call to the metadata or rating service, retries on other instances included; a caller's shorter deadline (its grpc-timeout) wins
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod database;
+pub mod deadline;
 pub mod discovery;
 pub mod entry;
 pub mod errors;

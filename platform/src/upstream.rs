@@ -2,20 +2,21 @@
 //! each with one reused gRPC channel, refreshed from the registry in the
 //! background. Calls go to a random instance; an instance that refuses a
 //! call (UNAVAILABLE) is dropped from the pool until the registry lists it
-//! again, and the call moves on to another one, all within one deadline.
+//! again, and the call moves on to another one, all within one deadline: the
+//! request timeout, or the caller's own deadline when that comes first.
 use std::{
     future::Future,
     sync::{Arc, Weak},
     time::Duration,
 };
 
-use tokio::{
-    sync::{Mutex, watch},
-    time::Instant,
-};
+use tokio::sync::{Mutex, watch};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::discovery::{Instance, Registry, ServiceName};
+use crate::{
+    deadline::Deadline,
+    discovery::{Instance, Registry, ServiceName},
+};
 
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -119,15 +120,21 @@ impl Upstream {
     }
 
     /// Runs `call` against a healthy instance's channel, trying other
-    /// instances when one is unavailable, within the request timeout.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, UpstreamError>
+    /// instances when one is unavailable, within the request timeout or by
+    /// `deadline` (the caller's), whichever comes first. `call` gets the time
+    /// left, for the `grpc-timeout` of its request.
+    pub async fn call<T, F, Fut>(&self, deadline: Option<Deadline>, mut call: F) -> Result<T, UpstreamError>
     where
-        F: FnMut(Channel, &Instance) -> Fut,
+        F: FnMut(Channel, &Instance, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let inner = &self.inner;
-        let timeout = inner.settings.request_timeout;
-        let deadline = Instant::now() + timeout;
+        let own = Deadline::after(inner.settings.request_timeout);
+        let (deadline, timeout) = match deadline {
+            Some(caller) if caller < own => (caller, whole_milliseconds(caller.remaining())),
+            _ => (own, inner.settings.request_timeout),
+        };
+        let deadline_exceeded = || UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout };
         let attempt_all = async {
             let mut members = inner.snapshot();
             if members.is_empty() {
@@ -142,8 +149,11 @@ impl Upstream {
             let mut last_status = None;
             for offset in 0..attempts {
                 let member = &members[(start + offset) % members.len()];
-                match call(member.channel.clone(), &member.instance).await {
+                match call(member.channel.clone(), &member.instance, deadline.remaining()).await {
                     Ok(value) => return Ok(value),
+                    // The instance's timer, or the channel's, ended the call
+                    // at the deadline: CANCELLED or DEADLINE_EXCEEDED.
+                    Err(_) if deadline.remaining().is_zero() => return Err(deadline_exceeded()),
                     Err(status) if status.code() == tonic::Code::Unavailable => {
                         tracing::warn!(service = %inner.service, instance = %member.instance.id,
                             address = %member.instance.authority(), error = %status.message(),
@@ -151,9 +161,7 @@ impl Upstream {
                         inner.evict(&member.instance);
                         last_status = Some(status);
                     }
-                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
-                        return Err(UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout });
-                    }
+                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => return Err(deadline_exceeded()),
                     Err(status) => return Err(UpstreamError::Status { service: inner.service.clone(), status }),
                 }
             }
@@ -162,9 +170,9 @@ impl Upstream {
                 status: last_status.unwrap_or_else(|| tonic::Status::unavailable("no instance answered")),
             })
         };
-        match tokio::time::timeout_at(deadline, attempt_all).await {
+        match tokio::time::timeout_at(deadline.instant(), attempt_all).await {
             Ok(result) => result,
-            Err(_) => Err(UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout }),
+            Err(_) => Err(deadline_exceeded()),
         }
     }
 }
@@ -232,6 +240,11 @@ impl Inner {
     }
 }
 
+/// `duration` without its fraction of a millisecond, for error messages.
+fn whole_milliseconds(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
 async fn refresh_periodically(inner: Weak<Inner>) {
     loop {
         let Some(strong) = inner.upgrade() else { return };
@@ -244,6 +257,8 @@ async fn refresh_periodically(inner: Weak<Inner>) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
     use crate::discovery::{InstanceId, MemoryRegistry};
 
@@ -281,7 +296,7 @@ mod tests {
     #[tokio::test]
     async fn no_instance_is_an_error_naming_the_service() {
         let upstream = Upstream::new(ServiceName::new("rating"), Arc::new(MemoryRegistry::default()), settings());
-        let error = upstream.call(|_, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap_err();
+        let error = upstream.call(None, |_, _, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap_err();
         assert!(matches!(error, UpstreamError::NoHealthyInstance { .. }));
         assert_eq!(error.to_string(), "no healthy instance of the rating service is registered");
     }
@@ -307,7 +322,7 @@ mod tests {
         // start at rating-b: odds of 2^-100), then five more.
         let refused = std::sync::atomic::AtomicUsize::new(0);
         let call = || {
-            upstream.call(|_, instance| {
+            upstream.call(None, |_, instance, _| {
                 let port = instance.port;
                 if port == 1 {
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -339,7 +354,7 @@ mod tests {
         let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let error = upstream
-            .call(|_, _| {
+            .call(None, |_, _, _| {
                 attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async { Err::<(), _>(tonic::Status::not_found("no ratings")) }
             })
@@ -361,7 +376,7 @@ mod tests {
         let upstream =
             Upstream::new(ServiceName::new("rating"), registry, UpstreamSettings { request_timeout, ..settings() });
         let started = Instant::now();
-        let never_answered = upstream.call(|_, _| std::future::pending::<Result<(), tonic::Status>>());
+        let never_answered = upstream.call(None, |_, _, _| std::future::pending::<Result<(), tonic::Status>>());
         let error = tokio::time::timeout(Duration::from_secs(60), never_answered)
             .await
             .expect("the call gave up by itself")
@@ -375,12 +390,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_caller_deadline_sooner_than_the_request_timeout_is_the_one_kept() {
+        let registry = Arc::new(MemoryRegistry::default());
+        registry.register(&instance("rating-a", 1)).await.unwrap();
+        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
+        let caller = Duration::from_millis(100);
+        let started = Instant::now();
+        let given = std::sync::Mutex::new(Vec::new());
+        // The instance's own timer ends the call at the deadline, as a
+        // `grpc-timeout` would: CANCELLED, which is the deadline all the same.
+        let error = upstream
+            .call(Some(Deadline::after(caller)), |_, _, left| {
+                given.lock().unwrap().push(left);
+                async move {
+                    tokio::time::sleep(left).await;
+                    Err::<(), _>(tonic::Status::cancelled("Timeout expired"))
+                }
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::DeadlineExceeded { timeout, .. } if timeout == caller), "{error}");
+        assert_eq!(error.to_string(), "the rating service did not answer within 100ms");
+        let waited = started.elapsed();
+        assert!(waited >= caller && waited < caller * 2, "gave up after {waited:?}");
+        assert_eq!(given.into_inner().unwrap(), [caller], "the attempt was told the time left");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn deregistered_instances_leave_the_pool_and_new_ones_join() {
         let registry = Arc::new(MemoryRegistry::default());
         registry.register(&instance("rating-a", 1)).await.unwrap();
         registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
         let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), settings());
-        upstream.call(|_, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
+        upstream.call(None, |_, _, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
         registry.deregister(&instance("rating-a", 1)).await.unwrap();
         registry.register(&instance("rating-b", 2)).await.unwrap();
         registry.report_healthy(&instance("rating-b", 2)).await.unwrap();

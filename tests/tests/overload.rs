@@ -1,7 +1,8 @@
 //! The services' limits under overload, in the test process through typed
 //! clients: a message over `--max-message-size` is refused
 //! RESOURCE_EXHAUSTED, calls past `--max-concurrent-requests` are shed at
-//! once (health checks never are) and served again once the load drops.
+//! once (health checks never are), and a caller's deadline shorter than
+//! `--upstream-timeout` is the one movie keeps, and passes on.
 use std::time::{Duration, Instant};
 
 use contract::api::{GetMovieDetailsRequest, Metadata, PutMetadataRequest};
@@ -123,4 +124,41 @@ async fn calls_past_the_concurrency_limit_are_shed_at_once_until_the_load_drops(
         assert!(answer.into_inner().movie_details.is_some());
     }
     movie.client.clone().get_movie_details(details("1")).await.expect("served once the load dropped");
+}
+
+#[tokio::test]
+async fn a_caller_deadline_shorter_than_the_upstream_timeout_bounds_the_call() {
+    let metadata = GatedMetadata::start().await;
+    let rating = spawn_rating(&[]).await;
+    let movie = spawn_movie(&metadata.authority(), &rating.authority(), &["--upstream-timeout", "10s"]).await;
+    movie.wait_until_serving(START).await;
+
+    let deadline = Duration::from_millis(500);
+    let mut request = tonic::Request::new(details("1"));
+    request.set_timeout(deadline);
+    let started = Instant::now();
+    let (code, message) = failure(movie.client.clone().get_movie_details(request).await);
+    let took = started.elapsed();
+    assert_eq!(code, Code::DeadlineExceeded, "{message}");
+    assert!(message.starts_with("metadata service did not answer within"), "{message}");
+    assert!(took < deadline + Duration::from_millis(250), "answered after {took:?}, not within about {deadline:?}");
+
+    // Metadata was told how long movie's caller would wait.
+    let timeouts = metadata.timeouts();
+    let sent = timeouts.first().cloned().flatten().expect("the call to metadata carried a grpc-timeout");
+    let sent = parse_grpc_timeout(&sent);
+    assert!(sent > Duration::ZERO && sent < deadline, "metadata was given {sent:?}");
+}
+
+/// A `grpc-timeout` as tonic writes it: digits and a unit.
+fn parse_grpc_timeout(value: &str) -> Duration {
+    let (amount, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = amount.parse().expect("digits");
+    match unit {
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        other => panic!("unexpected unit {other:?}"),
+    }
 }

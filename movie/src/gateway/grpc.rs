@@ -1,5 +1,6 @@
 //! Gateways over gRPC: each call goes to a healthy instance of the service
-//! through the shared upstream pool (reused channels, one deadline).
+//! through the shared upstream pool (reused channels, one deadline, sent
+//! along as the request's `grpc-timeout`).
 use contract::{
     api::{
         GetAggregatedRatingRequest, GetMetadataRequest, metadata_service_client::MetadataServiceClient,
@@ -8,7 +9,9 @@ use contract::{
     id::MOVIE_RECORD_TYPE,
 };
 use contract::{id::MovieId, metadata::Metadata};
-use platform::{metrics::timed_client_call, trace_context::inject_into_request, upstream::Upstream};
+use platform::{
+    deadline::Deadline, metrics::timed_client_call, trace_context::inject_into_request, upstream::Upstream,
+};
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
 
@@ -28,10 +31,11 @@ impl GrpcGateway {
 }
 
 impl MetadataGateway for GrpcGateway {
-    async fn get(&self, id: &MovieId) -> Result<Metadata, GatewayError> {
+    async fn get(&self, id: &MovieId, deadline: Option<Deadline>) -> Result<Metadata, GatewayError> {
         let limit = self.max_message_size;
-        let call = self.upstream.call(|channel, _| {
+        let call = self.upstream.call(deadline, |channel, _, time_left| {
             let mut request = tonic::Request::new(GetMetadataRequest { movie_id: id.as_str().to_string() });
+            request.set_timeout(time_left);
             inject_into_request(&mut request);
             let mut client =
                 MetadataServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
@@ -46,13 +50,14 @@ impl MetadataGateway for GrpcGateway {
 }
 
 impl RatingGateway for GrpcGateway {
-    async fn aggregated(&self, id: &MovieId) -> Result<f64, GatewayError> {
+    async fn aggregated(&self, id: &MovieId, deadline: Option<Deadline>) -> Result<f64, GatewayError> {
         let limit = self.max_message_size;
-        let call = self.upstream.call(|channel, _| {
+        let call = self.upstream.call(deadline, |channel, _, time_left| {
             let mut request = tonic::Request::new(GetAggregatedRatingRequest {
                 record_id: id.as_str().to_string(),
                 record_type: MOVIE_RECORD_TYPE.to_string(),
             });
+            request.set_timeout(time_left);
             inject_into_request(&mut request);
             let mut client =
                 RatingServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
