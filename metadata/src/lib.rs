@@ -44,10 +44,14 @@ pub struct Config {
 
 type Handler = handler::MetadataHandler<Store>;
 
-/// The gRPC routes of the service over `store`.
-pub fn routes(store: Store) -> Routes {
+/// The gRPC routes of the service over `store`, taking and sending messages
+/// of at most `max_message_size` bytes.
+pub fn routes(store: Store, max_message_size: usize) -> Routes {
     let controller = controller::MetadataController::new(store);
-    Routes::new(MetadataServiceServer::new(Handler::new(std::sync::Arc::new(controller))))
+    let server = MetadataServiceServer::new(Handler::new(std::sync::Arc::new(controller)))
+        .max_decoding_message_size(max_message_size)
+        .max_encoding_message_size(max_message_size);
+    Routes::new(server)
 }
 
 /// A metadata service whose listener is bound: its address is known, and it
@@ -56,6 +60,7 @@ pub struct Application {
     server: BoundServer,
     registry: std::sync::Arc<dyn Registry>,
     store: Store,
+    max_message_size: usize,
 }
 
 impl Application {
@@ -68,7 +73,7 @@ impl Application {
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), store = %store.describe(),
             "starting metadata service");
         let server = BoundServer::bind(settings).await?;
-        Ok(Self { server, registry, store })
+        Ok(Self { server, registry, store, max_message_size: config.server.max_message_size() })
     }
 
     /// The address the listener is bound to (the real port when asked for 0).
@@ -81,10 +86,10 @@ impl Application {
     /// prepared (a failed migration, a SQLite file that cannot be opened)
     /// stops the service with that error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, registry, store } = self;
+        let Self { server, registry, store, max_message_size } = self;
         let stop = shutdown.child_token();
         let (ready, mut failure) = ready_after(prepare_or_stop(METADATA, store.database(), &MIGRATIONS, &stop));
-        server.run(routes(store), registry, ready, stop.clone()).await?;
+        server.run(routes(store, max_message_size), registry, ready, stop.clone()).await?;
         failure.try_recv().map_or(Ok(()), |error| Err(error.into()))
     }
 }

@@ -2,7 +2,7 @@
 //! fetched concurrently; a movie nobody rated yet has details without a
 //! rating; what happens when the rating service fails is a policy.
 use contract::id::MovieId;
-use platform::discovery::ServiceName;
+use platform::{deadline::Deadline, discovery::ServiceName};
 
 use crate::{
     gateway::{GatewayError, MetadataGateway, RatingGateway},
@@ -39,8 +39,9 @@ impl<M: MetadataGateway, R: RatingGateway> MovieController<M, R> {
         Self { metadata, rating, policy }
     }
 
-    pub async fn details(&self, id: &MovieId) -> Result<MovieDetails, MovieError> {
-        let (metadata, rating) = tokio::join!(self.metadata.get(id), self.rating.aggregated(id));
+    /// The details of movie `id`, by the caller's `deadline` if it has one.
+    pub async fn details(&self, id: &MovieId, deadline: Option<Deadline>) -> Result<MovieDetails, MovieError> {
+        let (metadata, rating) = tokio::join!(self.metadata.get(id, deadline), self.rating.aggregated(id, deadline));
         let metadata = metadata.map_err(|error| match error {
             GatewayError::NotFound { .. } => MovieError::NotFound(id.clone()),
             other => MovieError::Dependency(other),
@@ -121,13 +122,13 @@ mod tests {
     }
 
     impl MetadataGateway for Fixed<Metadata> {
-        async fn get(&self, _: &MovieId) -> Result<Metadata, GatewayError> {
+        async fn get(&self, _: &MovieId, _: Option<Deadline>) -> Result<Metadata, GatewayError> {
             self.answer().await
         }
     }
 
     impl RatingGateway for Fixed<f64> {
-        async fn aggregated(&self, _: &MovieId) -> Result<f64, GatewayError> {
+        async fn aggregated(&self, _: &MovieId, _: Option<Deadline>) -> Result<f64, GatewayError> {
             self.answer().await
         }
     }
@@ -142,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn details_combine_metadata_and_the_average() {
-        let details = controller(Ok(heat()), Ok(4.5), RatingFailurePolicy::Omit).details(&id("1")).await.unwrap();
+        let details = controller(Ok(heat()), Ok(4.5), RatingFailurePolicy::Omit).details(&id("1"), None).await.unwrap();
         assert_eq!(details, MovieDetails { metadata: heat(), rating: Rating::Rated(4.5) });
     }
 
@@ -150,7 +151,7 @@ mod tests {
     async fn a_movie_nobody_rated_has_details_without_a_rating() {
         let not_rated = GatewayError::NotFound { service: rating_service(), message: "no ratings".into() };
         for policy in [RatingFailurePolicy::Omit, RatingFailurePolicy::Fail] {
-            let details = controller(Ok(heat()), Err(not_rated.clone()), policy).details(&id("1")).await.unwrap();
+            let details = controller(Ok(heat()), Err(not_rated.clone()), policy).details(&id("1"), None).await.unwrap();
             assert_eq!(details.rating, Rating::NotRated);
         }
     }
@@ -158,7 +159,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_movie_is_not_found() {
         let missing = GatewayError::NotFound { service: metadata_service(), message: "no metadata".into() };
-        let error = controller(Err(missing), Ok(3.0), RatingFailurePolicy::Omit).details(&id("9")).await.unwrap_err();
+        let error =
+            controller(Err(missing), Ok(3.0), RatingFailurePolicy::Omit).details(&id("9"), None).await.unwrap_err();
         assert_eq!(error, MovieError::NotFound(id("9")));
         assert_eq!(error.to_string(), "movie \"9\" not found");
     }
@@ -166,7 +168,7 @@ mod tests {
     #[tokio::test]
     async fn metadata_down_is_a_dependency_error_naming_the_service() {
         let error = controller(Err(down(metadata_service())), Ok(3.0), RatingFailurePolicy::Omit)
-            .details(&id("1"))
+            .details(&id("1"), None)
             .await
             .unwrap_err();
         assert_eq!(error, MovieError::Dependency(down(metadata_service())));
@@ -176,7 +178,7 @@ mod tests {
     #[tokio::test]
     async fn rating_down_follows_the_policy() {
         let omitted = controller(Ok(heat()), Err(down(rating_service())), RatingFailurePolicy::Omit)
-            .details(&id("1"))
+            .details(&id("1"), None)
             .await
             .unwrap();
         assert_eq!(omitted.rating, Rating::Unavailable);
@@ -184,7 +186,7 @@ mod tests {
 
         let timeout = GatewayError::DeadlineExceeded { service: rating_service(), timeout: Duration::from_secs(1) };
         let failed = controller(Ok(heat()), Err(timeout.clone()), RatingFailurePolicy::Fail)
-            .details(&id("1"))
+            .details(&id("1"), None)
             .await
             .unwrap_err();
         assert_eq!(failed, MovieError::Dependency(timeout));
@@ -200,7 +202,7 @@ mod tests {
             Fixed { barrier: Some(barrier), ..Fixed::new(Ok(2.0)) },
             RatingFailurePolicy::Omit,
         );
-        let details = tokio::time::timeout(Duration::from_secs(5), controller.details(&id("1"))).await;
+        let details = tokio::time::timeout(Duration::from_secs(5), controller.details(&id("1"), None)).await;
         assert!(details.is_ok(), "the calls ran one after the other");
         assert_eq!(controller.metadata.calls.load(Ordering::SeqCst), 1);
         assert_eq!(controller.rating.calls.load(Ordering::SeqCst), 1);

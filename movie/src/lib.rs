@@ -42,7 +42,7 @@ pub struct Config {
     #[arg(long, env = "RATING_ADDRS", value_delimiter = ',', default_value = "127.0.0.1:8082")]
     pub rating_addrs: Vec<String>,
 
-    /// Deadline of each call to the metadata or rating service, retries on other instances included
+    /// Deadline of each call to the metadata or rating service, retries on other instances included; a caller's shorter deadline (its grpc-timeout) wins
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
@@ -68,11 +68,18 @@ pub fn routes(config: &Config, registry: Arc<dyn Registry>) -> Routes {
         request_timeout: config.upstream_timeout,
         ..UpstreamSettings::default()
     };
+    let limit = config.server.max_message_size();
     let metadata = Upstream::new(controller::metadata_service(), registry.clone(), settings.clone());
     let rating = Upstream::new(controller::rating_service(), registry, settings);
-    let controller =
-        MovieController::new(GrpcGateway::new(metadata), GrpcGateway::new(rating), config.on_rating_failure);
-    Routes::new(MovieServiceServer::new(MovieHandler::new(Arc::new(controller))))
+    let controller = MovieController::new(
+        GrpcGateway::new(metadata, limit),
+        GrpcGateway::new(rating, limit),
+        config.on_rating_failure,
+    );
+    let server = MovieServiceServer::new(MovieHandler::new(Arc::new(controller)))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    Routes::new(server)
 }
 
 type Handler = MovieHandler<GrpcGateway, GrpcGateway>;

@@ -1,6 +1,8 @@
 //! Command-line and environment settings that every service shares, flattened
 //! into each service's own clap `Config`.
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+
+use bytesize::ByteSize;
 
 use crate::discovery::{
     ConsulRegistry, ConsulSettings, DiscoveryError, InstanceId, RegistrationSettings, Registry, StaticRegistry,
@@ -112,6 +114,14 @@ pub struct ServerArgs {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Largest gRPC message this instance takes or sends (e.g. 4MiB, 65536); a larger request is refused with RESOURCE_EXHAUSTED. The movie service's calls to its dependencies have the same limit
+    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value = "4MiB")]
+    pub max_message_size: ByteSize,
+
+    /// RPCs this instance serves at once; past it, a new call is refused at once with RESOURCE_EXHAUSTED instead of waiting (health checks and reflection never are)
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value = "1000")]
+    pub max_concurrent_requests: NonZeroUsize,
+
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
 
@@ -122,6 +132,11 @@ pub struct ServerArgs {
 impl ServerArgs {
     pub fn instance_id(&self) -> Option<InstanceId> {
         self.instance_id.as_deref().map(InstanceId::new)
+    }
+
+    /// `--max-message-size` in bytes, as tonic's limits take it.
+    pub fn max_message_size(&self) -> usize {
+        usize::try_from(self.max_message_size.as_u64()).unwrap_or(usize::MAX)
     }
 }
 
@@ -135,6 +150,30 @@ mod tests {
     struct Probe {
         #[command(flatten)]
         discovery: DiscoveryArgs,
+    }
+
+    #[derive(Parser)]
+    struct ServerProbe {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn message_sizes_take_units_and_default_to_4_mib() {
+        let probe = ServerProbe::try_parse_from(["probe"]).unwrap();
+        assert_eq!(probe.server.max_message_size(), 4 * 1024 * 1024);
+        let probe = ServerProbe::try_parse_from(["probe", "--max-message-size", "64KiB"]).unwrap();
+        assert_eq!(probe.server.max_message_size(), 64 * 1024);
+        let probe = ServerProbe::try_parse_from(["probe", "--max-message-size", "1000"]).unwrap();
+        assert_eq!(probe.server.max_message_size(), 1000);
+        assert!(ServerProbe::try_parse_from(["probe", "--max-message-size", "lots"]).is_err());
+    }
+
+    #[test]
+    fn a_concurrency_limit_of_zero_is_refused() {
+        assert!(ServerProbe::try_parse_from(["probe", "--max-concurrent-requests", "0"]).is_err());
+        let probe = ServerProbe::try_parse_from(["probe", "--max-concurrent-requests", "2"]).unwrap();
+        assert_eq!(probe.server.max_concurrent_requests.get(), 2);
     }
 
     #[test]

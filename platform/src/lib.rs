@@ -10,10 +10,12 @@
 
 pub mod config;
 pub mod database;
+pub mod deadline;
 pub mod discovery;
 pub mod entry;
 pub mod errors;
 pub mod metrics;
+pub mod overload;
 pub mod server;
 pub mod server_calls;
 pub mod shutdown;

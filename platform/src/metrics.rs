@@ -18,6 +18,8 @@ use crate::upstream::UpstreamError;
 pub const SERVER_CALL_DURATION: &str = "rpc_server_call_duration_seconds";
 /// Calls to other services (the movie service's fan-out).
 pub const CLIENT_CALL_DURATION: &str = "rpc_client_call_duration_seconds";
+/// Server calls refused because too many were in flight.
+pub const SERVER_CALLS_SHED: &str = "rpc_server_calls_shed_total";
 
 /// Histogram buckets of call durations, in seconds: sub-millisecond answers
 /// up to the longest deadline a caller would set.
@@ -98,6 +100,11 @@ pub(crate) fn record_server_call(rpc_service: String, rpc_method: String, code: 
     metrics::histogram!(SERVER_CALL_DURATION,
         "rpc_service" => rpc_service, "rpc_method" => rpc_method, "rpc_grpc_status_code" => code_label(code))
     .record(started.elapsed().as_secs_f64());
+}
+
+/// Counts a call shed under [`SERVER_CALLS_SHED`].
+pub(crate) fn record_shed_call(rpc_service: String, rpc_method: String) {
+    metrics::counter!(SERVER_CALLS_SHED, "rpc_service" => rpc_service, "rpc_method" => rpc_method).increment(1);
 }
 
 #[cfg(test)]

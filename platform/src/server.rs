@@ -1,6 +1,7 @@
 //! The gRPC server every service runs: its own services plus server
 //! reflection (v1 and v1alpha) and `grpc.health.v1`, registration in the
-//! registry once ready, and the shutdown order
+//! registry once ready, the overload limits of [`crate::overload`] around
+//! every call, and the shutdown order
 //! NOT_SERVING → deregister → stop accepting → drain (bounded) → return.
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,6 +18,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
+    overload::{ConcurrencyLimitLayer, MessageSizeLayer},
     server_calls::ServerCallLayer,
 };
 
@@ -39,6 +41,10 @@ pub struct ServiceSettings {
     /// Where Prometheus metrics are served; `None`: no metrics.
     pub metrics_address: Option<SocketAddr>,
     pub registration: RegistrationSettings,
+    /// Largest request message taken, in bytes.
+    pub max_message_size: usize,
+    /// Calls of the service's own API served at once; more are shed.
+    pub max_concurrent_requests: usize,
 }
 
 impl ServiceSettings {
@@ -59,6 +65,8 @@ impl ServiceSettings {
             shutdown_timeout: server.shutdown_timeout,
             metrics_address: server.metrics.metrics_addr,
             registration: discovery.registration(),
+            max_message_size: server.max_message_size(),
+            max_concurrent_requests: server.max_concurrent_requests.get(),
         }
     }
 }
@@ -145,7 +153,11 @@ impl BoundServer {
         let spans = crate::telemetry::exporting_traces();
         let metrics = settings.metrics_address.is_some();
         let calls = (spans || metrics).then_some(ServerCallLayer { spans, metrics });
-        let mut server = ServerTask::spawn(routes, listener, calls);
+        let limits = Limits {
+            message_size: MessageSizeLayer { limit: settings.max_message_size },
+            concurrency: ConcurrencyLimitLayer::new(settings.service.as_str(), settings.max_concurrent_requests),
+        };
+        let mut server = ServerTask::spawn(routes, listener, calls, limits);
         tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address, "listening");
 
         let mut registration = None;
@@ -254,6 +266,12 @@ fn start_registration(
     }
 }
 
+/// The overload limits around a server's routes.
+struct Limits {
+    message_size: MessageSizeLayer,
+    concurrency: ConcurrencyLimitLayer,
+}
+
 /// The tonic server, serving in a task of its own until told to stop accepting.
 struct ServerTask {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -261,10 +279,13 @@ struct ServerTask {
 }
 
 impl ServerTask {
-    fn spawn(routes: Routes, listener: TcpListener, calls: Option<ServerCallLayer>) -> Self {
+    fn spawn(routes: Routes, listener: TcpListener, calls: Option<ServerCallLayer>, limits: Limits) -> Self {
         let stop_accepting = CancellationToken::new();
+        // Outermost first: a shed call is still timed and counted.
         let server = tonic::transport::Server::builder()
             .layer(tower::util::option_layer(calls))
+            .layer(limits.concurrency)
+            .layer(limits.message_size)
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
         Self { task: tokio::spawn(server), stop_accepting }
@@ -403,6 +424,8 @@ mod tests {
             shutdown_timeout: Duration::from_secs(5),
             metrics_address: None,
             registration: RegistrationSettings::default(),
+            max_message_size: 4 * 1024 * 1024,
+            max_concurrent_requests: 100,
         }
     }
 

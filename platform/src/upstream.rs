@@ -2,20 +2,25 @@
 //! each with one reused gRPC channel, refreshed from the registry in the
 //! background. Calls go to a random instance; an instance that refuses a
 //! call (UNAVAILABLE) is dropped from the pool until the registry lists it
-//! again, and the call moves on to another one, all within one deadline.
+//! again, and the call moves on to another one, all within one deadline: the
+//! request timeout, or the caller's own deadline when that comes first. When
+//! every instance tried refused, the call is made again after a pause
+//! (exponential, with jitter) while the deadline leaves time: calls made
+//! through it must be reads, which may safely reach an instance twice.
 use std::{
     future::Future,
     sync::{Arc, Weak},
     time::Duration,
 };
 
-use tokio::{
-    sync::{Mutex, watch},
-    time::Instant,
-};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{Mutex, watch};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::discovery::{Instance, Registry, ServiceName};
+use crate::{
+    deadline::Deadline,
+    discovery::{Instance, Registry, ServiceName},
+};
 
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -25,9 +30,15 @@ pub struct UpstreamSettings {
     pub request_timeout: Duration,
     /// How long opening a connection to an instance may take.
     pub connect_timeout: Duration,
-    /// How many distinct instances one call may try.
+    /// How many distinct instances one round of attempts may try.
     pub max_attempts: usize,
+    /// How many more rounds a call may make after every instance refused.
+    pub max_retries: usize,
 }
+
+/// The pause before the first retry; each one after doubles it, with jitter.
+const RETRY_MIN_DELAY: Duration = Duration::from_millis(25);
+const RETRY_MAX_DELAY: Duration = Duration::from_millis(250);
 
 impl Default for UpstreamSettings {
     fn default() -> Self {
@@ -36,6 +47,7 @@ impl Default for UpstreamSettings {
             request_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
             max_attempts: 3,
+            max_retries: 2,
         }
     }
 }
@@ -119,57 +131,109 @@ impl Upstream {
     }
 
     /// Runs `call` against a healthy instance's channel, trying other
-    /// instances when one is unavailable, within the request timeout.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, UpstreamError>
+    /// instances when one is unavailable, and every instance again after a
+    /// pause when all refused, within the request timeout or by `deadline`
+    /// (the caller's), whichever comes first. `call` gets the time left, for
+    /// the `grpc-timeout` of its request. For reads only: `call` may run more
+    /// than once, and a write must not be repeated blindly.
+    pub async fn call<T, F, Fut>(&self, deadline: Option<Deadline>, mut call: F) -> Result<T, UpstreamError>
     where
-        F: FnMut(Channel, &Instance) -> Fut,
+        F: FnMut(Channel, &Instance, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let inner = &self.inner;
-        let timeout = inner.settings.request_timeout;
-        let deadline = Instant::now() + timeout;
+        let own = Deadline::after(inner.settings.request_timeout);
+        let (deadline, timeout) = match deadline {
+            Some(caller) if caller < own => (caller, whole_milliseconds(caller.remaining())),
+            _ => (own, inner.settings.request_timeout),
+        };
+        let deadline_exceeded = || UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout };
         let attempt_all = async {
-            let mut members = inner.snapshot();
-            if members.is_empty() {
-                inner.refresh().await;
-                members = inner.snapshot();
-            }
-            if members.is_empty() {
-                return Err(UpstreamError::NoHealthyInstance { service: inner.service.clone() });
-            }
-            let start = rand::random_range(0..members.len());
-            let attempts = members.len().min(inner.settings.max_attempts.max(1));
-            let mut last_status = None;
-            for offset in 0..attempts {
-                let member = &members[(start + offset) % members.len()];
-                match call(member.channel.clone(), &member.instance).await {
-                    Ok(value) => return Ok(value),
-                    Err(status) if status.code() == tonic::Code::Unavailable => {
-                        tracing::warn!(service = %inner.service, instance = %member.instance.id,
-                            address = %member.instance.authority(), error = %status.message(),
-                            "instance unavailable; leaving it out until the registry lists it again");
-                        inner.evict(&member.instance);
-                        last_status = Some(status);
+            let mut pauses = ExponentialBuilder::default()
+                .with_min_delay(RETRY_MIN_DELAY)
+                .with_max_delay(RETRY_MAX_DELAY)
+                .with_jitter()
+                .with_max_times(inner.settings.max_retries)
+                .build();
+            loop {
+                let refused = match inner.round(&mut call, deadline).await {
+                    Round::Finished(result) => return result,
+                    Round::DeadlineExceeded => return Err(deadline_exceeded()),
+                    Round::Refused(error) => error,
+                };
+                // Pause, then ask the registry again, only if time is left for
+                // another round after the pause.
+                match pauses.next() {
+                    Some(pause) if pause < deadline.remaining() => {
+                        tracing::debug!(service = %inner.service, ?pause, "no instance answered; trying again after a pause");
+                        tokio::time::sleep(pause).await;
+                        inner.refresh().await;
                     }
-                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
-                        return Err(UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout });
-                    }
-                    Err(status) => return Err(UpstreamError::Status { service: inner.service.clone(), status }),
+                    _ => return Err(refused),
                 }
             }
-            Err(UpstreamError::Unavailable {
-                service: inner.service.clone(),
-                status: last_status.unwrap_or_else(|| tonic::Status::unavailable("no instance answered")),
-            })
         };
-        match tokio::time::timeout_at(deadline, attempt_all).await {
+        match tokio::time::timeout_at(deadline.instant(), attempt_all).await {
             Ok(result) => result,
-            Err(_) => Err(UpstreamError::DeadlineExceeded { service: inner.service.clone(), timeout }),
+            Err(_) => Err(deadline_exceeded()),
         }
     }
 }
 
+/// What one round of attempts came to.
+enum Round<T> {
+    /// An answer, or an error that another attempt would not change.
+    Finished(Result<T, UpstreamError>),
+    DeadlineExceeded,
+    /// Every instance tried refused the call, or none is listed.
+    Refused(UpstreamError),
+}
+
 impl Inner {
+    /// Tries distinct instances, from a random one on, until one answers or
+    /// `max_attempts` refused.
+    async fn round<T, F, Fut>(&self, call: &mut F, deadline: Deadline) -> Round<T>
+    where
+        F: FnMut(Channel, &Instance, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut members = self.snapshot();
+        if members.is_empty() {
+            self.refresh().await;
+            members = self.snapshot();
+        }
+        if members.is_empty() {
+            return Round::Refused(UpstreamError::NoHealthyInstance { service: self.service.clone() });
+        }
+        let start = rand::random_range(0..members.len());
+        let attempts = members.len().min(self.settings.max_attempts.max(1));
+        let mut last_status = None;
+        for offset in 0..attempts {
+            let member = &members[(start + offset) % members.len()];
+            match call(member.channel.clone(), &member.instance, deadline.remaining()).await {
+                Ok(value) => return Round::Finished(Ok(value)),
+                // The instance's timer, or the channel's, ended the call at
+                // the deadline: CANCELLED or DEADLINE_EXCEEDED.
+                Err(_) if deadline.remaining().is_zero() => return Round::DeadlineExceeded,
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    tracing::warn!(service = %self.service, instance = %member.instance.id,
+                        address = %member.instance.authority(), error = %status.message(),
+                        "instance unavailable; leaving it out until the registry lists it again");
+                    self.evict(&member.instance);
+                    last_status = Some(status);
+                }
+                Err(status) if status.code() == tonic::Code::DeadlineExceeded => return Round::DeadlineExceeded,
+                Err(status) => {
+                    return Round::Finished(Err(UpstreamError::Status { service: self.service.clone(), status }));
+                }
+            }
+        }
+        Round::Refused(UpstreamError::Unavailable {
+            service: self.service.clone(),
+            status: last_status.unwrap_or_else(|| tonic::Status::unavailable("no instance answered")),
+        })
+    }
+
     fn snapshot(&self) -> Arc<Vec<Member>> {
         self.members.borrow().clone()
     }
@@ -232,6 +296,11 @@ impl Inner {
     }
 }
 
+/// `duration` without its fraction of a millisecond, for error messages.
+fn whole_milliseconds(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
 async fn refresh_periodically(inner: Weak<Inner>) {
     loop {
         let Some(strong) = inner.upgrade() else { return };
@@ -244,6 +313,8 @@ async fn refresh_periodically(inner: Weak<Inner>) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
     use crate::discovery::{InstanceId, MemoryRegistry};
 
@@ -281,7 +352,7 @@ mod tests {
     #[tokio::test]
     async fn no_instance_is_an_error_naming_the_service() {
         let upstream = Upstream::new(ServiceName::new("rating"), Arc::new(MemoryRegistry::default()), settings());
-        let error = upstream.call(|_, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap_err();
+        let error = upstream.call(None, |_, _, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap_err();
         assert!(matches!(error, UpstreamError::NoHealthyInstance { .. }));
         assert_eq!(error.to_string(), "no healthy instance of the rating service is registered");
     }
@@ -307,7 +378,7 @@ mod tests {
         // start at rating-b: odds of 2^-100), then five more.
         let refused = std::sync::atomic::AtomicUsize::new(0);
         let call = || {
-            upstream.call(|_, instance| {
+            upstream.call(None, |_, instance, _| {
                 let port = instance.port;
                 if port == 1 {
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -339,7 +410,7 @@ mod tests {
         let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let error = upstream
-            .call(|_, _| {
+            .call(None, |_, _, _| {
                 attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async { Err::<(), _>(tonic::Status::not_found("no ratings")) }
             })
@@ -361,7 +432,7 @@ mod tests {
         let upstream =
             Upstream::new(ServiceName::new("rating"), registry, UpstreamSettings { request_timeout, ..settings() });
         let started = Instant::now();
-        let never_answered = upstream.call(|_, _| std::future::pending::<Result<(), tonic::Status>>());
+        let never_answered = upstream.call(None, |_, _, _| std::future::pending::<Result<(), tonic::Status>>());
         let error = tokio::time::timeout(Duration::from_secs(60), never_answered)
             .await
             .expect("the call gave up by itself")
@@ -375,12 +446,101 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_caller_deadline_sooner_than_the_request_timeout_is_the_one_kept() {
+        let registry = Arc::new(MemoryRegistry::default());
+        registry.register(&instance("rating-a", 1)).await.unwrap();
+        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
+        let caller = Duration::from_millis(100);
+        let started = Instant::now();
+        let given = std::sync::Mutex::new(Vec::new());
+        // The instance's own timer ends the call at the deadline, as a
+        // `grpc-timeout` would: CANCELLED, which is the deadline all the same.
+        let error = upstream
+            .call(Some(Deadline::after(caller)), |_, _, left| {
+                given.lock().unwrap().push(left);
+                async move {
+                    tokio::time::sleep(left).await;
+                    Err::<(), _>(tonic::Status::cancelled("Timeout expired"))
+                }
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::DeadlineExceeded { timeout, .. } if timeout == caller), "{error}");
+        assert_eq!(error.to_string(), "the rating service did not answer within 100ms");
+        let waited = started.elapsed();
+        assert!(waited >= caller && waited < caller * 2, "gave up after {waited:?}");
+        assert_eq!(given.into_inner().unwrap(), [caller], "the attempt was told the time left");
+    }
+
+    /// A registry listing one instance, `rating-a` on port 1.
+    async fn one_instance() -> Arc<MemoryRegistry> {
+        let registry = Arc::new(MemoryRegistry::default());
+        registry.register(&instance("rating-a", 1)).await.unwrap();
+        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        registry
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_read_is_tried_again_after_growing_pauses() {
+        let upstream = Upstream::new(ServiceName::new("rating"), one_instance().await, settings());
+        let attempts = std::sync::Mutex::new(Vec::new());
+        let answer = upstream
+            .call(None, |_, _, _| {
+                let mut attempts = attempts.lock().unwrap();
+                attempts.push(Instant::now());
+                let refused = attempts.len() <= 2;
+                async move { if refused { Err(tonic::Status::unavailable("connection refused")) } else { Ok(7) } }
+            })
+            .await;
+        assert_eq!(answer.unwrap(), 7);
+        let attempts = attempts.into_inner().unwrap();
+        assert_eq!(attempts.len(), 3);
+        let pauses: Vec<Duration> = attempts.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        assert!(pauses[0] >= RETRY_MIN_DELAY && pauses[0] < RETRY_MIN_DELAY * 2, "{pauses:?}");
+        assert!(pauses[1] >= RETRY_MIN_DELAY * 2 && pauses[1] < RETRY_MIN_DELAY * 4, "{pauses:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lasting_refusal_is_unavailable_after_the_retries_well_before_the_deadline() {
+        let upstream = Upstream::new(ServiceName::new("rating"), one_instance().await, settings());
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let started = Instant::now();
+        let error = upstream
+            .call(None, |_, _, _| {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), _>(tonic::Status::unavailable("connection refused")) }
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Unavailable { .. }), "{error}");
+        assert_eq!(attempts.into_inner(), 3, "one try and two retries");
+        assert!(started.elapsed() < Duration::from_secs(1), "gave up after {:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_that_the_deadline_would_cut_short() {
+        let settings = UpstreamSettings { request_timeout: RETRY_MIN_DELAY / 2, ..settings() };
+        let upstream = Upstream::new(ServiceName::new("rating"), one_instance().await, settings);
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let error = upstream
+            .call(None, |_, _, _| {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), _>(tonic::Status::unavailable("connection refused")) }
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::Unavailable { .. }), "{error}");
+        assert_eq!(attempts.into_inner(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn deregistered_instances_leave_the_pool_and_new_ones_join() {
         let registry = Arc::new(MemoryRegistry::default());
         registry.register(&instance("rating-a", 1)).await.unwrap();
         registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
         let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), settings());
-        upstream.call(|_, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
+        upstream.call(None, |_, _, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
         registry.deregister(&instance("rating-a", 1)).await.unwrap();
         registry.register(&instance("rating-b", 2)).await.unwrap();
         registry.report_healthy(&instance("rating-b", 2)).await.unwrap();

@@ -76,6 +76,7 @@ pub struct Application {
     range: RatingRange,
     event_log: Option<EventLogSettings>,
     store: Store,
+    max_message_size: usize,
 }
 
 impl Application {
@@ -91,7 +92,7 @@ impl Application {
             kafka = event_log.as_ref().map_or("off", |kafka| kafka.brokers.as_str()),
             topic = %config.event_log.kafka.topic, store = %store.describe(), "starting rating service");
         let server = BoundServer::bind(settings).await?;
-        Ok(Self { server, registry, range, event_log, store })
+        Ok(Self { server, registry, range, event_log, store, max_message_size: config.server.max_message_size() })
     }
 
     /// The address the listener is bound to (the real port when asked for 0).
@@ -106,13 +107,13 @@ impl Application {
     /// have drained. A store that cannot be prepared, or ingestion that
     /// cannot go on, stops the service with the reason.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, registry, range, event_log, store } = self;
+        let Self { server, registry, range, event_log, store, max_message_size } = self;
         let stop = shutdown.child_token();
         let database = store.database();
         let Some(settings) = event_log else {
             let controller = Arc::new(RatingController::new(store));
             let (ready, mut failure) = ready_after(prepare_or_stop(RATING, database, &MIGRATIONS, &stop));
-            server.run(routes(controller, range), registry, ready, stop.clone()).await?;
+            server.run(routes(controller, range, max_message_size), registry, ready, stop.clone()).await?;
             return failure.try_recv().map_or(Ok(()), |error| Err(error.into()));
         };
         let prefetch = if database.is_some() { Prefetch::Lean } else { Prefetch::Full };
@@ -163,7 +164,7 @@ impl Application {
                 std::future::pending::<()>().await;
             }
         };
-        let served = server.run(routes(controller, range), registry, ready, stop).await;
+        let served = server.run(routes(controller, range, max_message_size), registry, ready, stop).await;
         stop_ingestion.cancel();
         let ingested = match tokio::time::timeout(INGESTION_STOP_TIMEOUT, ingestion).await {
             Ok(Ok(result)) => result,
@@ -178,9 +179,13 @@ impl Application {
     }
 }
 
-/// The gRPC routes of the service.
-fn routes(controller: Arc<RatingController<Store>>, range: RatingRange) -> Routes {
-    Routes::new(RatingServiceServer::new(handler::RatingHandler::new(controller, range)))
+/// The gRPC routes of the service, taking and sending messages of at most
+/// `max_message_size` bytes.
+fn routes(controller: Arc<RatingController<Store>>, range: RatingRange, max_message_size: usize) -> Routes {
+    let server = RatingServiceServer::new(handler::RatingHandler::new(controller, range))
+        .max_decoding_message_size(max_message_size)
+        .max_encoding_message_size(max_message_size);
+    Routes::new(server)
 }
 
 impl platform::entry::ServiceConfig for Config {

@@ -1,5 +1,6 @@
 //! Gateways over gRPC: each call goes to a healthy instance of the service
-//! through the shared upstream pool (reused channels, one deadline).
+//! through the shared upstream pool (reused channels, one deadline, sent
+//! along as the request's `grpc-timeout`).
 use contract::{
     api::{
         GetAggregatedRatingRequest, GetMetadataRequest, metadata_service_client::MetadataServiceClient,
@@ -8,7 +9,9 @@ use contract::{
     id::MOVIE_RECORD_TYPE,
 };
 use contract::{id::MovieId, metadata::Metadata};
-use platform::{metrics::timed_client_call, trace_context::inject_into_request, upstream::Upstream};
+use platform::{
+    deadline::Deadline, metrics::timed_client_call, trace_context::inject_into_request, upstream::Upstream,
+};
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
 
@@ -16,20 +19,27 @@ use super::{GatewayError, MetadataGateway, RatingGateway};
 /// service as a [`MetadataGateway`], the rating service as a [`RatingGateway`].
 pub struct GrpcGateway {
     upstream: Upstream,
+    max_message_size: usize,
 }
 
 impl GrpcGateway {
-    pub fn new(upstream: Upstream) -> Self {
-        Self { upstream }
+    /// Calls through `upstream`, with messages of at most `max_message_size`
+    /// bytes either way.
+    pub fn new(upstream: Upstream, max_message_size: usize) -> Self {
+        Self { upstream, max_message_size }
     }
 }
 
 impl MetadataGateway for GrpcGateway {
-    async fn get(&self, id: &MovieId) -> Result<Metadata, GatewayError> {
-        let call = self.upstream.call(|channel, _| {
+    async fn get(&self, id: &MovieId, deadline: Option<Deadline>) -> Result<Metadata, GatewayError> {
+        let limit = self.max_message_size;
+        let call = self.upstream.call(deadline, |channel, _, time_left| {
             let mut request = tonic::Request::new(GetMetadataRequest { movie_id: id.as_str().to_string() });
+            request.set_timeout(time_left);
             inject_into_request(&mut request);
-            async move { MetadataServiceClient::new(channel).get_metadata(request).await }
+            let mut client =
+                MetadataServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
+            async move { client.get_metadata(request).await }
         });
         let response = timed_client_call("MetadataService", "GetMetadata", call).await?;
         Metadata::parse(response.into_inner().metadata).map_err(|error| GatewayError::Failed {
@@ -40,14 +50,18 @@ impl MetadataGateway for GrpcGateway {
 }
 
 impl RatingGateway for GrpcGateway {
-    async fn aggregated(&self, id: &MovieId) -> Result<f64, GatewayError> {
-        let call = self.upstream.call(|channel, _| {
+    async fn aggregated(&self, id: &MovieId, deadline: Option<Deadline>) -> Result<f64, GatewayError> {
+        let limit = self.max_message_size;
+        let call = self.upstream.call(deadline, |channel, _, time_left| {
             let mut request = tonic::Request::new(GetAggregatedRatingRequest {
                 record_id: id.as_str().to_string(),
                 record_type: MOVIE_RECORD_TYPE.to_string(),
             });
+            request.set_timeout(time_left);
             inject_into_request(&mut request);
-            async move { RatingServiceClient::new(channel).get_aggregated_rating(request).await }
+            let mut client =
+                RatingServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
+            async move { client.get_aggregated_rating(request).await }
         });
         let response = timed_client_call("RatingService", "GetAggregatedRating", call).await?;
         Ok(response.into_inner().rating_value)

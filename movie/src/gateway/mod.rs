@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 
 use contract::{id::MovieId, metadata::Metadata};
 pub use grpc::GrpcGateway;
-use platform::{discovery::ServiceName, upstream::UpstreamError};
+use platform::{deadline::Deadline, discovery::ServiceName, upstream::UpstreamError};
 
 /// Why a dependency did not give an answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -43,11 +43,21 @@ impl From<UpstreamError> for GatewayError {
     }
 }
 
+/// Each call gives up by `deadline` (the caller's), when there is one, or
+/// after the gateway's own timeout, whichever comes first.
 pub trait MetadataGateway: Send + Sync + 'static {
-    fn get(&self, id: &MovieId) -> impl Future<Output = Result<Metadata, GatewayError>> + Send;
+    fn get(
+        &self,
+        id: &MovieId,
+        deadline: Option<Deadline>,
+    ) -> impl Future<Output = Result<Metadata, GatewayError>> + Send;
 }
 
 pub trait RatingGateway: Send + Sync + 'static {
     /// The average rating of a movie; `NotFound` when it has none yet.
-    fn aggregated(&self, id: &MovieId) -> impl Future<Output = Result<f64, GatewayError>> + Send;
+    fn aggregated(
+        &self,
+        id: &MovieId,
+        deadline: Option<Deadline>,
+    ) -> impl Future<Output = Result<f64, GatewayError>> + Send;
 }

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use contract::api::{GetMovieDetailsRequest, GetMovieDetailsResponse, movie_service_server::MovieService};
 use contract::id::MovieId;
+use platform::deadline::Deadline;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
@@ -47,9 +48,10 @@ impl<M: MetadataGateway, R: RatingGateway> MovieService for MovieHandler<M, R> {
         &self,
         request: Request<GetMovieDetailsRequest>,
     ) -> Result<Response<GetMovieDetailsResponse>, Status> {
+        let deadline = Deadline::of_request(&request);
         let id = MovieId::parse("movie_id", request.into_inner().movie_id)?;
-        tracing::debug!("fetching metadata and rating");
-        let details = self.controller.details(&id).await.inspect_err(|error| match error {
+        tracing::debug!(?deadline, "fetching metadata and rating");
+        let details = self.controller.details(&id, deadline).await.inspect_err(|error| match error {
             MovieError::NotFound(_) => tracing::debug!(movie_id = %id, %error, "no details"),
             MovieError::Dependency(_) => tracing::warn!(movie_id = %id, %error, "no details"),
         })?;
