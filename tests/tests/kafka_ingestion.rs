@@ -44,15 +44,20 @@ fn a_poison_pill_goes_to_the_dead_letter_topic_and_ingestion_moves_on() {
             (key("1", "carol"), out_of_range),
             (key("1", "dave"), with_nul),
             (key(&long_record, "erin"), too_long),
+            // Hostile shapes: nothing at all, valid JSON of the wrong shape.
+            (key("1", "empty"), String::new()),
+            (key("1", "array"), "[1, 2, 3]".to_string()),
+            (key("1", "object"), r#"{"recordId": 5, "userId": ["x"]}"#.to_string()),
             (key("1", "bob"), good_b),
         ],
     );
     wait_until("both good events are applied", WAIT, || average(&rating, "1") == Some(3.5));
 
     let dead: Vec<Value> = broker.read_all("ratings.dlq");
-    assert_eq!(dead.len(), 4, "{dead:?}");
+    assert_eq!(dead.len(), 7, "{dead:?}");
     let reasons: Vec<&str> =
         dead.iter().map(|message| message["headers"]["x-dlq-reason"].as_str().unwrap_or_default()).collect();
+    assert!(reasons.iter().all(|reason| !reason.is_empty()), "each dead letter says why: {reasons:?}");
     assert!(reasons.iter().any(|reason| reason.starts_with("malformed JSON")), "{reasons:?}");
     assert!(reasons.contains(&"ratingValue must be between 1 and 5, got 9"), "{reasons:?}");
     assert!(reasons.iter().any(|reason| reason.contains("must not contain a NUL character")), "{reasons:?}");
