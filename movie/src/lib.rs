@@ -22,6 +22,7 @@ use platform::{
     discovery::{Registry, StaticRegistry},
     server::{BoundServer, ServiceSettings},
     shutdown::CancellationToken,
+    tls::{ClientTls, UpstreamTlsArgs},
     upstream::{Upstream, UpstreamSettings},
 };
 use tonic::{server::NamedService, service::Routes};
@@ -55,17 +56,22 @@ pub struct Config {
     pub on_rating_failure: RatingFailurePolicy,
 
     #[command(flatten)]
+    pub upstream_tls: UpstreamTlsArgs,
+
+    #[command(flatten)]
     pub server: ServerArgs,
 
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }
 
-/// The gRPC routes of the service, calling its dependencies found in `registry`.
-pub fn routes(config: &Config, registry: Arc<dyn Registry>) -> Routes {
+/// The gRPC routes of the service, calling its dependencies found in
+/// `registry`, over TLS when `upstream_tls` is given.
+pub fn routes(config: &Config, registry: Arc<dyn Registry>, upstream_tls: Option<ClientTls>) -> Routes {
     let settings = UpstreamSettings {
         refresh_interval: config.discovery_refresh,
         request_timeout: config.upstream_timeout,
+        tls: upstream_tls,
         ..UpstreamSettings::default()
     };
     let limit = config.server.max_message_size();
@@ -89,6 +95,7 @@ type Handler = MovieHandler<GrpcGateway, GrpcGateway>;
 pub struct Application {
     server: BoundServer,
     registry: Arc<dyn Registry>,
+    upstream_tls: Option<ClientTls>,
     config: Config,
 }
 
@@ -99,12 +106,14 @@ impl Application {
             .with_service(controller::metadata_service(), &config.metadata_addrs)?
             .with_service(controller::rating_service(), &config.rating_addrs)?;
         let registry = config.discovery.registry(peers)?;
+        let upstream_tls = config.upstream_tls.client_tls()?;
         let served = vec![<MovieServiceServer<Handler> as NamedService>::NAME];
         let settings = ServiceSettings::from_args(MOVIE, served, config.listen, &config.server, &config.discovery);
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), upstream_timeout = ?config.upstream_timeout,
-            on_rating_failure = ?config.on_rating_failure, "starting movie service");
+            on_rating_failure = ?config.on_rating_failure, upstream_tls = upstream_tls.as_ref().map(tracing::field::display),
+            "starting movie service");
         let server = BoundServer::bind(settings).await?;
-        Ok(Self { server, registry, config })
+        Ok(Self { server, registry, upstream_tls, config })
     }
 
     /// The address the listener is bound to (the real port when asked for 0).
@@ -114,7 +123,7 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let routes = routes(&self.config, self.registry.clone());
+        let routes = routes(&self.config, self.registry.clone(), self.upstream_tls);
         self.server.run(routes, self.registry, std::future::ready(()), shutdown).await?;
         Ok(())
     }
@@ -129,4 +138,24 @@ impl platform::entry::ServiceConfig for Config {
 /// Builds the service, then serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     Application::build(config).await?.run_until_stopped(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn upstream_tls_settings_are_checked_before_the_service_listens() {
+        let argv = ["movie", "--listen", "127.0.0.1:0", "--upstream-tls-domain", "metadata.internal"];
+        let config = Config::try_parse_from(argv).unwrap();
+        let Some(error) = Application::build(config).await.err() else {
+            panic!("movie started with a server name but no CA to check it against");
+        };
+        assert_eq!(
+            error.to_string(),
+            "--upstream-tls-domain (UPSTREAM_TLS_DOMAIN) needs --upstream-tls-ca (UPSTREAM_TLS_CA)"
+        );
+    }
 }

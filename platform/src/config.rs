@@ -127,6 +127,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub logging: crate::telemetry::LogArgs,
+
+    #[command(flatten)]
+    pub tls: crate::tls::ServerTlsArgs,
 }
 
 impl ServerArgs {

@@ -1,7 +1,7 @@
 //! What every service of the movie-rating suite runs on: service discovery,
 //! the gRPC server bootstrap (reflection, health, registration, graceful
 //! shutdown), the upstream channel pool, the database settings and pool,
-//! shutdown signals and telemetry.
+//! shutdown signals, telemetry and TLS settings.
 //! What services and tools agree on (the API, ids, events) is in `contract`.
 //!
 //! A service crate brings its own domain, controller, repository and handler;
@@ -20,5 +20,6 @@ pub mod server;
 pub mod server_calls;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod trace_context;
 pub mod upstream;

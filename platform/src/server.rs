@@ -12,7 +12,7 @@ use tokio::{
 };
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
+use tonic::{service::Routes, transport::ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -20,6 +20,7 @@ use crate::{
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
     overload::{ConcurrencyLimitLayer, MessageSizeLayer},
     server_calls::ServerCallLayer,
+    tls::ServerTlsArgs,
 };
 
 /// The services every server offers besides its own.
@@ -45,6 +46,8 @@ pub struct ServiceSettings {
     pub max_message_size: usize,
     /// Calls of the service's own API served at once; more are shed.
     pub max_concurrent_requests: usize,
+    /// The server's certificate and key (and client CA); none: plaintext.
+    pub tls: ServerTlsArgs,
 }
 
 impl ServiceSettings {
@@ -67,6 +70,7 @@ impl ServiceSettings {
             registration: discovery.registration(),
             max_message_size: server.max_message_size(),
             max_concurrent_requests: server.max_concurrent_requests.get(),
+            tls: server.tls.clone(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub enum ServeError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A service whose listener is bound, so its real address (after asking for
@@ -95,10 +101,12 @@ pub struct BoundServer {
     settings: ServiceSettings,
     listener: TcpListener,
     local_address: SocketAddr,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl BoundServer {
     pub async fn bind(settings: ServiceSettings) -> Result<Self, ServeError> {
+        let tls = settings.tls.server_config()?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServeError::Bind { address: settings.listen, source })?;
@@ -107,7 +115,7 @@ impl BoundServer {
         if let Some(address) = settings.metrics_address {
             crate::metrics::serve(address, settings.service.as_str())?;
         }
-        Ok(Self { settings, listener, local_address })
+        Ok(Self { settings, listener, local_address, tls })
     }
 
     pub fn local_address(&self) -> SocketAddr {
@@ -147,7 +155,7 @@ impl BoundServer {
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
         let instance = self.instance().await;
-        let Self { settings, listener, local_address } = self;
+        let Self { settings, listener, local_address, tls } = self;
         let (health, routes) = Health::not_serving(routes, &settings.grpc_services).await;
         let routes = with_reflection(routes, &settings.grpc_services)?;
         let spans = crate::telemetry::exporting_traces();
@@ -157,8 +165,9 @@ impl BoundServer {
             message_size: MessageSizeLayer { limit: settings.max_message_size },
             concurrency: ConcurrencyLimitLayer::new(settings.service.as_str(), settings.max_concurrent_requests),
         };
-        let mut server = ServerTask::spawn(routes, listener, calls, limits);
-        tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address, "listening");
+        let mut server = ServerTask::spawn(routes, listener, calls, limits, tls)?;
+        tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address,
+            tls = settings.tls.mode(), "listening");
 
         let mut registration = None;
         let stopped = tokio::select! {
@@ -279,16 +288,26 @@ struct ServerTask {
 }
 
 impl ServerTask {
-    fn spawn(routes: Routes, listener: TcpListener, calls: Option<ServerCallLayer>, limits: Limits) -> Self {
+    fn spawn(
+        routes: Routes,
+        listener: TcpListener,
+        calls: Option<ServerCallLayer>,
+        limits: Limits,
+        tls: Option<ServerTlsConfig>,
+    ) -> Result<Self, ServeError> {
         let stop_accepting = CancellationToken::new();
+        let builder = match tls {
+            Some(tls) => tonic::transport::Server::builder().tls_config(tls)?,
+            None => tonic::transport::Server::builder(),
+        };
         // Outermost first: a shed call is still timed and counted.
-        let server = tonic::transport::Server::builder()
+        let server = builder
             .layer(tower::util::option_layer(calls))
             .layer(limits.concurrency)
             .layer(limits.message_size)
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
-        Self { task: tokio::spawn(server), stop_accepting }
+        Ok(Self { task: tokio::spawn(server), stop_accepting })
     }
 
     /// Completes when the server task ends on its own. Cancel-safe.
@@ -426,6 +445,7 @@ mod tests {
             registration: RegistrationSettings::default(),
             max_message_size: 4 * 1024 * 1024,
             max_concurrent_requests: 100,
+            tls: ServerTlsArgs::default(),
         }
     }
 

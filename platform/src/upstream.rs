@@ -20,6 +20,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::{
     deadline::Deadline,
     discovery::{Instance, Registry, ServiceName},
+    errors::Chain,
+    tls::ClientTls,
 };
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub struct UpstreamSettings {
     pub max_attempts: usize,
     /// How many more rounds a call may make after every instance refused.
     pub max_retries: usize,
+    /// TLS towards every instance (its CA, a client certificate); none:
+    /// plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 /// The pause before the first retry; each one after doubles it, with jitter.
@@ -48,6 +53,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_millis(500),
             max_attempts: 3,
             max_retries: 2,
+            tls: None,
         }
     }
 }
@@ -189,6 +195,24 @@ enum Round<T> {
     Refused(UpstreamError),
 }
 
+/// A call that got no answer because the connection failed under it (the
+/// instance refused the TLS handshake, the connection broke) comes back from
+/// tonic as UNKNOWN or CANCELLED, with the transport error as its source
+/// (a status the instance sent has none): for routing and for callers the
+/// instance is UNAVAILABLE.
+fn unreachable_as_unavailable(status: tonic::Status) -> tonic::Status {
+    let transport_failure = std::error::Error::source(&status)
+        .filter(|source| {
+            matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
+                && source.is::<tonic::transport::Error>()
+        })
+        .map(|source| Chain(source).to_string());
+    match transport_failure {
+        Some(reason) => tonic::Status::unavailable(reason),
+        None => status,
+    }
+}
+
 impl Inner {
     /// Tries distinct instances, from a random one on, until one answers or
     /// `max_attempts` refused.
@@ -210,7 +234,10 @@ impl Inner {
         let mut last_status = None;
         for offset in 0..attempts {
             let member = &members[(start + offset) % members.len()];
-            match call(member.channel.clone(), &member.instance, deadline.remaining()).await {
+            match call(member.channel.clone(), &member.instance, deadline.remaining())
+                .await
+                .map_err(unreachable_as_unavailable)
+            {
                 Ok(value) => return Round::Finished(Ok(value)),
                 // The instance's timer, or the channel's, ended the call at
                 // the deadline: CANCELLED or DEADLINE_EXCEEDED.
@@ -287,7 +314,13 @@ impl Inner {
     }
 
     fn connect(&self, instance: &Instance) -> Result<Channel, tonic::transport::Error> {
-        Ok(Endpoint::from_shared(format!("http://{}", instance.authority()))?
+        let endpoint = match &self.settings.tls {
+            Some(tls) => {
+                Endpoint::from_shared(format!("https://{}", instance.authority()))?.tls_config(tls.config())?
+            }
+            None => Endpoint::from_shared(format!("http://{}", instance.authority()))?,
+        };
+        Ok(endpoint
             .connect_timeout(self.settings.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))

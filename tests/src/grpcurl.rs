@@ -33,8 +33,18 @@ impl GrpcurlOutput {
 
 /// `grpcurl -plaintext [-d DATA] [extra...] ADDRESS [METHOD]`.
 pub fn grpcurl(address: &str, method: Option<&str>, data: Option<&str>, extra: &[&str]) -> GrpcurlOutput {
+    run(&["-plaintext"], address, method, data, extra)
+}
+
+/// `grpcurl [tls...] [-d DATA] ADDRESS [METHOD]` over TLS, with `tls` such
+/// as `-cacert ca.pem -cert client.pem -key client.key`.
+pub fn grpcurl_tls(address: &str, method: Option<&str>, data: Option<&str>, tls: &[&str]) -> GrpcurlOutput {
+    run(tls, address, method, data, &[])
+}
+
+fn run(transport: &[&str], address: &str, method: Option<&str>, data: Option<&str>, extra: &[&str]) -> GrpcurlOutput {
     let mut command = Command::new("grpcurl");
-    command.arg("-plaintext").args(extra);
+    command.args(transport).args(extra);
     if let Some(data) = data {
         command.args(["-d", data]);
     }

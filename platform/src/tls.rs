@@ -1,0 +1,398 @@
+//! TLS for the suite's gRPC traffic: a server's certificate and key (and,
+//! for mutual TLS, the CA its clients' certificates must chain to), and a
+//! client's CA, certificate and expected server name (the movie service's
+//! calls to its upstreams, the `healthcheck` probe).
+//!
+//! PEM files are read and checked at start-up, so a wrong path or a file of
+//! the wrong kind stops the process with a message that names the setting
+//! and the file. Key material never reaches a message or a `Debug` output.
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+/// How long a client may take to complete the TLS handshake (and how long
+/// a client waits for the server's); a connection that stalls in it is
+/// closed instead of holding a slot.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const TLS_CERT: &str = "--tls-cert (TLS_CERT)";
+const TLS_KEY: &str = "--tls-key (TLS_KEY)";
+const TLS_CLIENT_CA: &str = "--tls-client-ca (TLS_CLIENT_CA)";
+
+/// A server's TLS settings, flattened into [`crate::config::ServerArgs`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerTlsArgs {
+    /// PEM certificate (chain) of this server; with --tls-key the server speaks only TLS [default: plaintext]
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): clients must present a certificate signed by one of them (mutual TLS) [default: no client certificate asked for]
+    #[arg(long, env = "TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    /// `off`, `on` or `mutual`, for the start-up log line.
+    pub fn mode(&self) -> &'static str {
+        match (self.tls_cert.is_some(), self.tls_client_ca.is_some()) {
+            (false, _) => "off",
+            (true, false) => "on",
+            (true, true) => "mutual",
+        }
+    }
+
+    /// The server's TLS configuration, its files read and checked; `None`
+    /// when TLS is off.
+    pub fn server_config(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+        let Some((cert, key)) = both((TLS_CERT, self.tls_cert.as_deref()), (TLS_KEY, self.tls_key.as_deref()))? else {
+            if self.tls_client_ca.is_some() {
+                return Err(TlsError::Needs { given: TLS_CLIENT_CA, needed: "--tls-cert and --tls-key" });
+            }
+            return Ok(None);
+        };
+        let identity = Identity::from_pem(read_certificates(TLS_CERT, cert)?, read_private_key(TLS_KEY, key)?);
+        let mut config = ServerTlsConfig::new().identity(identity).timeout(HANDSHAKE_TIMEOUT);
+        if let Some(client_ca) = &self.tls_client_ca {
+            config = config.client_ca_root(Certificate::from_pem(read_certificates(TLS_CLIENT_CA, client_ca)?));
+        }
+        // Builds what the server will build, so that a key that does not
+        // match its certificate, or a CA file rustls cannot use, stops the
+        // start instead of every handshake.
+        if let Err(source) = tonic::transport::Server::builder().tls_config(config.clone()) {
+            let settings = format!("certificate {}, key {}", cert.display(), key.display());
+            return Err(TlsError::Unusable { settings, source });
+        }
+        Ok(Some(config))
+    }
+}
+
+/// The movie service's TLS settings for its calls to the metadata and
+/// rating services.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UpstreamTlsArgs {
+    /// PEM CA certificate(s) the metadata and rating services' certificates must chain to; calls to them then use TLS [default: plaintext]
+    #[arg(long, env = "UPSTREAM_TLS_CA")]
+    pub upstream_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to the metadata and rating services (for their --tls-client-ca), with --upstream-tls-key
+    #[arg(long, env = "UPSTREAM_TLS_CERT")]
+    pub upstream_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-tls-cert
+    #[arg(long, env = "UPSTREAM_TLS_KEY")]
+    pub upstream_tls_key: Option<PathBuf>,
+
+    /// Name the upstreams' certificates must be issued for, when instances are addressed by IP and their certificates name a host [default: the host of each instance's address]
+    #[arg(long, env = "UPSTREAM_TLS_DOMAIN")]
+    pub upstream_tls_domain: Option<String>,
+}
+
+impl UpstreamTlsArgs {
+    /// The client TLS configuration of upstream calls; `None` when TLS is off.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, TlsError> {
+        ClientTlsFiles {
+            ca: ("--upstream-tls-ca (UPSTREAM_TLS_CA)", self.upstream_tls_ca.as_deref()),
+            cert: ("--upstream-tls-cert (UPSTREAM_TLS_CERT)", self.upstream_tls_cert.as_deref()),
+            key: ("--upstream-tls-key (UPSTREAM_TLS_KEY)", self.upstream_tls_key.as_deref()),
+            domain: ("--upstream-tls-domain (UPSTREAM_TLS_DOMAIN)", self.upstream_tls_domain.as_deref()),
+        }
+        .client_tls()
+    }
+}
+
+/// A client's TLS settings, each with the name it was given under (e.g.
+/// `--upstream-tls-ca (UPSTREAM_TLS_CA)`) for the error messages.
+pub struct ClientTlsFiles<'a> {
+    /// The CA that server certificates must chain to; TLS is on when set.
+    pub ca: (&'static str, Option<&'a Path>),
+    /// The client certificate, for mutual TLS; with `key`.
+    pub cert: (&'static str, Option<&'a Path>),
+    pub key: (&'static str, Option<&'a Path>),
+    /// The name server certificates must carry, instead of the address's host.
+    pub domain: (&'static str, Option<&'a str>),
+}
+
+impl ClientTlsFiles<'_> {
+    /// The configuration these settings describe, its files read and
+    /// checked; `None` when no CA is given (plaintext). A certificate, key
+    /// or domain without a CA is an error: with no CA, nothing could be
+    /// trusted.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, TlsError> {
+        let identity = both(self.cert, self.key)?;
+        let (ca_name, Some(ca)) = self.ca else {
+            let given = [self.cert, self.key].into_iter().find(|(_, path)| path.is_some()).map(|(name, _)| name);
+            let given = given.or(self.domain.1.map(|_| self.domain.0));
+            return match given {
+                Some(given) => Err(TlsError::Needs { given, needed: self.ca.0 }),
+                None => Ok(None),
+            };
+        };
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read_certificates(ca_name, ca)?))
+            .timeout(HANDSHAKE_TIMEOUT);
+        let mut description = format!("CA {}", ca.display());
+        if let Some((cert, key)) = identity {
+            config = config.identity(Identity::from_pem(
+                read_certificates(self.cert.0, cert)?,
+                read_private_key(self.key.0, key)?,
+            ));
+            description.push_str(&format!(", client certificate {}", cert.display()));
+        }
+        if let Some(domain) = self.domain.1 {
+            config = config.domain_name(domain);
+            description.push_str(&format!(", server name {domain}"));
+        }
+        // Builds a connector as each connection will, so that a key that
+        // does not match its certificate stops the start.
+        if let Err(source) = Endpoint::from_static("https://localhost").tls_config(config.clone()) {
+            return Err(TlsError::Unusable { settings: description, source });
+        }
+        Ok(Some(ClientTls { config, description }))
+    }
+}
+
+/// A client's checked TLS configuration. Its `Debug` names the files, never
+/// their contents (tonic's own configuration would print the key).
+#[derive(Clone)]
+pub struct ClientTls {
+    config: ClientTlsConfig,
+    description: String,
+}
+
+impl ClientTls {
+    pub fn config(&self) -> ClientTlsConfig {
+        self.config.clone()
+    }
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientTls({})", self.description)
+    }
+}
+
+impl fmt::Display for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+/// Why TLS settings cannot be used. Messages name settings and files, never
+/// what the files hold.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{given} is set but {missing} is not: give both or neither")]
+    Incomplete { given: &'static str, missing: &'static str },
+    #[error("{given} needs {needed}")]
+    Needs { given: &'static str, needed: &'static str },
+    #[error("cannot read {setting} file {}", .path.display())]
+    Read {
+        setting: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{setting} file {} is not valid PEM: {problem}", .path.display())]
+    InvalidPem { setting: &'static str, path: PathBuf, problem: &'static str },
+    #[error("{setting} file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .path.display())]
+    NoCertificate { setting: &'static str, path: PathBuf },
+    #[error(
+        "{setting} file {} holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)",
+        .path.display()
+    )]
+    NoPrivateKey { setting: &'static str, path: PathBuf },
+    #[error("the TLS settings ({settings}) cannot be used")]
+    Unusable {
+        settings: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Both halves of a certificate and its key, or neither.
+fn both<'a>(
+    cert: (&'static str, Option<&'a Path>),
+    key: (&'static str, Option<&'a Path>),
+) -> Result<Option<(&'a Path, &'a Path)>, TlsError> {
+    match (cert, key) {
+        ((_, Some(cert)), (_, Some(key))) => Ok(Some((cert, key))),
+        ((_, None), (_, None)) => Ok(None),
+        ((given, Some(_)), (missing, None)) | ((missing, None), (given, Some(_))) => {
+            Err(TlsError::Incomplete { given, missing })
+        }
+    }
+}
+
+fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { setting, path: path.to_owned(), source })
+}
+
+/// The file's bytes, once it is known to hold at least one PEM certificate.
+fn read_certificates(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read(setting, path)?;
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|error| invalid_pem(setting, path, &error))?;
+    if certificates.is_empty() {
+        return Err(TlsError::NoCertificate { setting, path: path.to_owned() });
+    }
+    Ok(pem)
+}
+
+/// The file's bytes, once it is known to hold a PEM private key.
+fn read_private_key(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read(setting, path)?;
+    match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(_) => Ok(pem),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+            Err(TlsError::NoPrivateKey { setting, path: path.to_owned() })
+        }
+        Err(error) => Err(invalid_pem(setting, path, &error)),
+    }
+}
+
+/// The PEM parser's errors can quote the file (a line, base64 text): only
+/// what kind of problem it is goes into the message.
+fn invalid_pem(setting: &'static str, path: &Path, error: &rustls_pki_types::pem::Error) -> TlsError {
+    use rustls_pki_types::pem::Error;
+    let problem = match error {
+        Error::MissingSectionEnd { .. } => "a section has no -----END line",
+        Error::IllegalSectionStart { .. } => "a -----BEGIN line is malformed",
+        Error::Base64Decode(_) => "a section is not valid base64",
+        Error::SectionTooLarge => "a section is too large",
+        _ => "it cannot be parsed",
+    };
+    TlsError::InvalidPem { setting, path: path.to_owned(), problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(contents: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), contents).unwrap();
+        file
+    }
+
+    fn server(cert: Option<&Path>, key: Option<&Path>, client_ca: Option<&Path>) -> ServerTlsArgs {
+        ServerTlsArgs {
+            tls_cert: cert.map(Path::to_owned),
+            tls_key: key.map(Path::to_owned),
+            tls_client_ca: client_ca.map(Path::to_owned),
+        }
+    }
+
+    fn message(error: &TlsError) -> String {
+        crate::errors::Chain(error).to_string()
+    }
+
+    #[test]
+    fn no_settings_is_plaintext() {
+        assert!(ServerTlsArgs::default().server_config().unwrap().is_none());
+        assert!(UpstreamTlsArgs::default().client_tls().unwrap().is_none());
+        assert_eq!(ServerTlsArgs::default().mode(), "off");
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_or_a_key_without_its_certificate_is_refused() {
+        let pem = file("unused");
+        let error = server(Some(pem.path()), None, None).server_config().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--tls-cert (TLS_CERT) is set but --tls-key (TLS_KEY) is not: give both or neither"
+        );
+        let error = server(None, Some(pem.path()), None).server_config().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--tls-key (TLS_KEY) is set but --tls-cert (TLS_CERT) is not: give both or neither"
+        );
+        let error = server(None, None, Some(pem.path())).server_config().unwrap_err();
+        assert_eq!(error.to_string(), "--tls-client-ca (TLS_CLIENT_CA) needs --tls-cert and --tls-key");
+    }
+
+    #[test]
+    fn a_client_certificate_or_server_name_without_a_ca_is_refused() {
+        let pem = file("unused");
+        let upstream = UpstreamTlsArgs { upstream_tls_cert: Some(pem.path().into()), ..Default::default() };
+        let error = upstream.client_tls().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--upstream-tls-cert (UPSTREAM_TLS_CERT) is set but --upstream-tls-key (UPSTREAM_TLS_KEY) is not: give both or neither"
+        );
+        let upstream = UpstreamTlsArgs { upstream_tls_domain: Some("metadata".into()), ..Default::default() };
+        assert_eq!(
+            upstream.client_tls().unwrap_err().to_string(),
+            "--upstream-tls-domain (UPSTREAM_TLS_DOMAIN) needs --upstream-tls-ca (UPSTREAM_TLS_CA)"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named_with_the_reason() {
+        let missing = Path::new("/nonexistent/server.pem");
+        let error = server(Some(missing), Some(missing), None).server_config().unwrap_err();
+        assert!(matches!(error, TlsError::Read { .. }));
+        assert_eq!(
+            message(&error),
+            "cannot read --tls-cert (TLS_CERT) file /nonexistent/server.pem: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn files_of_the_wrong_kind_are_named_and_key_material_never_printed() {
+        let secret = "c2VjcmV0LWtleS1tYXRlcmlhbA";
+        let not_pem = file(&format!("{secret}\n"));
+        let error = server(Some(not_pem.path()), Some(not_pem.path()), None).server_config().unwrap_err();
+        assert_eq!(
+            message(&error),
+            format!(
+                "--tls-cert (TLS_CERT) file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                not_pem.path().display()
+            )
+        );
+
+        // A key given where a CA belongs.
+        let key = file(&format!("-----BEGIN PRIVATE KEY-----\n{secret}==\n-----END PRIVATE KEY-----\n"));
+        let ca = UpstreamTlsArgs { upstream_tls_ca: Some(key.path().into()), ..Default::default() };
+        let error = ca.client_tls().unwrap_err();
+        assert_eq!(
+            message(&error),
+            format!(
+                "--upstream-tls-ca (UPSTREAM_TLS_CA) file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                key.path().display()
+            )
+        );
+
+        let broken = file(&format!("-----BEGIN PRIVATE KEY-----\n{secret}!!\n-----END PRIVATE KEY-----\n"));
+        let certificate = file("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n");
+        let error = server(Some(certificate.path()), Some(broken.path()), None).server_config().unwrap_err();
+        assert_eq!(
+            message(&error),
+            format!(
+                "--tls-key (TLS_KEY) file {} is not valid PEM: a section is not valid base64",
+                broken.path().display()
+            )
+        );
+
+        let unterminated = file(&format!("-----BEGIN PRIVATE KEY-----\n{secret}\n"));
+        let error = server(Some(certificate.path()), Some(unterminated.path()), None).server_config().unwrap_err();
+        assert!(message(&error).ends_with("is not valid PEM: a section has no -----END line"), "{error}");
+
+        // Well-formed PEM that is no key: rustls refuses it, without quoting it.
+        let error = server(Some(certificate.path()), Some(key.path()), None).server_config().unwrap_err();
+        assert!(matches!(error, TlsError::Unusable { .. }), "{error}");
+        assert!(message(&error).starts_with("the TLS settings (certificate "), "{}", message(&error));
+        for error in [message(&error), format!("{error:?}")] {
+            assert!(!error.contains(secret), "key material in {error}");
+        }
+    }
+}
