@@ -287,9 +287,7 @@ fn measure(
         }
         anyhow::Ok(figures)
     })();
-    let stopped = [movie, rating, metadata]
-        .into_iter()
-        .try_for_each(|mut process| process.stop(Duration::from_secs(10)).map(drop));
+    let stopped = crate::processes::stop_all([movie, rating, metadata]);
     let figures = result?;
     stopped?;
     Ok(figures)

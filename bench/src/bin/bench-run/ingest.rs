@@ -13,7 +13,7 @@ use bench::{
     rpc::await_average,
 };
 use serde_json::Value;
-use testbed::ChildProcess;
+use testbed::{ChildProcess, Finished};
 
 use crate::{
     Context,
@@ -54,6 +54,46 @@ pub fn kafka_bare(context: &Context, args: &[String], timeout: Duration) -> anyh
     report["elapsed_s"].as_f64().ok_or_else(|| anyhow::anyhow!("kafka-bare printed {line:?}"))
 }
 
+/// The seconds the bare consumer takes to read `events` messages of
+/// `ratings` from the beginning.
+pub fn bare_consume(context: &Context, brokers: &str, events: u64, timeout: Duration) -> anyhow::Result<f64> {
+    let args = [
+        "--brokers".into(),
+        brokers.to_owned(),
+        "consume".into(),
+        "--topic".into(),
+        "ratings".into(),
+        "--messages".into(),
+        events.to_string(),
+    ];
+    kafka_bare(context, &args, timeout)
+}
+
+/// ratingingester's arguments to publish `file` to `ratings` at `brokers`,
+/// with its summary as JSON.
+pub fn ingester_args(brokers: &str, file: &Path) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["--kafka-brokers", brokers, "--topic", "ratings", "--timeout", "300s", "--summary", "json"]
+            .map(str::to_owned)
+            .to_vec();
+    args.push(file.display().to_string());
+    args
+}
+
+/// ratingingester's JSON summary of a run that must have sent all `events`.
+pub fn sent_all(published: &Finished, events: u64) -> anyhow::Result<IngesterSummary> {
+    let summary = IngesterSummary::from_stdout(&published.stdout).map_err(|error| {
+        anyhow::anyhow!("no JSON summary from ratingingester ({error}):\n{}\n{}", published.stdout, published.stderr)
+    })?;
+    anyhow::ensure!(
+        summary.outcome == "ok" && summary.sent == events,
+        "ratingingester did not send all {events} events:\n{}\n{}",
+        published.stdout,
+        published.stderr
+    );
+    Ok(summary)
+}
+
 fn start_rating(
     context: &Context,
     brokers: &str,
@@ -64,7 +104,7 @@ fn start_rating(
     start_service(name, &context.binary("rating"), &args, &[], work_dir, work_dir.join(format!("{name}.log")))
 }
 
-fn ticks_to_s(ticks: u64) -> f64 {
+pub fn ticks_to_s(ticks: u64) -> f64 {
     ticks as f64 / procfs::clock_ticks_per_second() as f64
 }
 
@@ -82,24 +122,14 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
 
     run.bare_produce_s = kafka_bare(
         context,
-        &["--brokers".into(), brokers.clone(), "produce".into(), file.clone(), "--topic".into(), "bare-produce".into()],
+        &["--brokers".into(), brokers.clone(), "produce".into(), file, "--topic".into(), "bare-produce".into()],
         slow,
     )?;
     eprintln!("  bare producer     {:>9.0} events/s ({:.2}s)", run.rate(run.bare_produce_s), run.bare_produce_s);
 
     let cpu_before = procfs::cpu_ticks(applying.pid())?;
     let ingester = context.binary("ratingingester");
-    let ingester_args = vec![
-        "--kafka-brokers".to_owned(),
-        brokers.clone(),
-        "--topic".into(),
-        "ratings".into(),
-        "--timeout".into(),
-        "300s".into(),
-        "--summary".into(),
-        "json".into(),
-        file,
-    ];
+    let ingester_args = ingester_args(&brokers, events_file);
     let publishing = std::thread::spawn(move || run_tool(&ingester, &ingester_args, slow));
     let probed = context.runtime.block_on(await_average(
         &applying_address,
@@ -112,15 +142,7 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
     let probed = probed?;
     run.apply_rating_cpu_s = ticks_to_s(procfs::cpu_ticks(applying.pid())?.saturating_sub(cpu_before));
     run.apply_rss_bytes = procfs::resident_bytes(applying.pid())?;
-    let summary = IngesterSummary::from_stdout(&published.stdout).map_err(|error| {
-        anyhow::anyhow!("no JSON summary from ratingingester ({error}):\n{}\n{}", published.stdout, published.stderr)
-    })?;
-    anyhow::ensure!(
-        summary.outcome == "ok" && summary.sent == events,
-        "ratingingester did not send all {events} events:\n{}\n{}",
-        published.stdout,
-        published.stderr
-    );
+    let summary = sent_all(&published, events)?;
     let publish = summary
         .publish_elapsed()
         .ok_or_else(|| anyhow::anyhow!("no publishing time from ratingingester:\n{}", published.stdout))?;
@@ -142,19 +164,7 @@ pub fn run(context: &Context, events_file: &Path, events: u64, work_dir: &Path) 
     );
 
     let broker_before = procfs::cpu_ticks(broker.pid())?;
-    run.bare_consume_s = kafka_bare(
-        context,
-        &[
-            "--brokers".into(),
-            brokers.clone(),
-            "consume".into(),
-            "--topic".into(),
-            "ratings".into(),
-            "--messages".into(),
-            events.to_string(),
-        ],
-        slow,
-    )?;
+    run.bare_consume_s = bare_consume(context, &brokers, events, slow)?;
     run.bare_consume_broker_cpu_s = ticks_to_s(procfs::cpu_ticks(broker.pid())?.saturating_sub(broker_before));
     eprintln!("  bare consumer     {:>9.0} events/s ({:.2}s)", run.rate(run.bare_consume_s), run.bare_consume_s);
 

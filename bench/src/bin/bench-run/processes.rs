@@ -55,3 +55,9 @@ pub fn run_tool(program: &Path, args: &[String], timeout: Duration) -> anyhow::R
     command.args(args).env("RUST_LOG", "warn");
     Ok(ChildProcess::run(command, timeout)?)
 }
+
+/// Stops every process in turn (SIGTERM, then SIGKILL after 10 s); fails
+/// with the first that could not be stopped.
+pub fn stop_all(processes: impl IntoIterator<Item = ChildProcess>) -> Result<(), testbed::ProcessError> {
+    processes.into_iter().try_for_each(|mut process| process.stop(Duration::from_secs(10)).map(drop))
+}

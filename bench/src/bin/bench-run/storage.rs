@@ -19,7 +19,6 @@ use std::{
 use anyhow::Context as _;
 use bench::{
     events::{PROBE_AVERAGE, PROBE_RECORD},
-    parse::IngesterSummary,
     procfs,
     rpc::{await_average, await_serving},
 };
@@ -27,7 +26,8 @@ use testbed::{ChildProcess, postgres::Postgres};
 
 use crate::{
     Context, grpc,
-    processes::{run_tool, start_service},
+    ingest::ticks_to_s,
+    processes::{run_tool, start_service, stop_all},
 };
 
 /// Where a service keeps its data.
@@ -152,10 +152,6 @@ fn remove_sqlite(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ticks_to_s(ticks: u64) -> f64 {
-    ticks as f64 / procfs::clock_ticks_per_second() as f64
-}
-
 fn start(
     context: &Context,
     name: &str,
@@ -188,40 +184,10 @@ pub fn run(
     context.runtime.block_on(await_serving(&address, Instant::now() + Duration::from_secs(60)))?;
     creator.stop(Duration::from_secs(10))?;
 
-    let ingester_args = vec![
-        "--kafka-brokers".to_owned(),
-        brokers.clone(),
-        "--topic".into(),
-        "ratings".into(),
-        "--timeout".into(),
-        "300s".into(),
-        "--summary".into(),
-        "json".into(),
-        events_file.display().to_string(),
-    ];
+    let ingester_args = crate::ingest::ingester_args(&brokers, events_file);
     let published = run_tool(&context.binary("ratingingester"), &ingester_args, slow)?;
-    let summary = IngesterSummary::from_stdout(&published.stdout)
-        .map_err(|error| anyhow::anyhow!("no JSON summary from ratingingester ({error}):\n{}", published.stdout))?;
-    anyhow::ensure!(
-        summary.outcome == "ok" && summary.sent == events,
-        "ratingingester did not send all {events} events:\n{}\n{}",
-        published.stdout,
-        published.stderr
-    );
-
-    measured.bare_consume_s = crate::ingest::kafka_bare(
-        context,
-        &[
-            "--brokers".into(),
-            brokers.clone(),
-            "consume".into(),
-            "--topic".into(),
-            "ratings".into(),
-            "--messages".into(),
-            events.to_string(),
-        ],
-        slow,
-    )?;
+    crate::ingest::sent_all(&published, events)?;
+    measured.bare_consume_s = crate::ingest::bare_consume(context, &brokers, events, slow)?;
     eprintln!(
         "  bare consumer     {:>9.0} events/s ({:.2}s)",
         events as f64 / measured.bare_consume_s,
@@ -373,9 +339,7 @@ fn details(context: &Context, places: &Places, store: Store) -> anyhow::Result<V
         }
         anyhow::Ok(figures)
     })();
-    let stopped = [movie, rating, metadata]
-        .into_iter()
-        .try_for_each(|mut process| process.stop(Duration::from_secs(10)).map(drop));
+    let stopped = stop_all([movie, rating, metadata]);
     let figures = result?;
     stopped?;
     Ok(figures)
