@@ -8,6 +8,18 @@ use tonic::Code;
 
 use crate::process::{ServiceProcess, block_on, endpoint};
 
+/// The PutMetadata request of movie "1", Heat, with every field set.
+pub fn heat() -> PutMetadataRequest {
+    PutMetadataRequest {
+        metadata: Some(Metadata {
+            id: "1".into(),
+            title: "Heat".into(),
+            description: "A crime saga".into(),
+            director: "Michael Mann".into(),
+        }),
+    }
+}
+
 /// PutMetadata of movie `id` titled "Heat", which must succeed.
 pub fn put_movie(metadata: &ServiceProcess, id: &str) {
     let request =

@@ -8,7 +8,10 @@ use contract::api::{
     PutRatingRequest, metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
     rating_service_client::RatingServiceClient,
 };
-use e2e::app::{TestApp, spawn_metadata, spawn_movie, spawn_rating};
+use e2e::{
+    app::{TestApp, spawn_metadata, spawn_movie, spawn_rating},
+    calls::heat,
+};
 use tonic::{Code, Status, transport::Channel};
 
 struct Suite {
@@ -26,17 +29,6 @@ async fn start_suite(movie_args: &[&str]) -> Suite {
 
 fn with_timeout<'a>(args: &[&'a str]) -> Vec<&'a str> {
     ["--upstream-timeout", "2s"].into_iter().chain(args.iter().copied()).collect()
-}
-
-fn heat() -> PutMetadataRequest {
-    PutMetadataRequest {
-        metadata: Some(Metadata {
-            id: "1".into(),
-            title: "Heat".into(),
-            description: "A crime saga".into(),
-            director: "Michael Mann".into(),
-        }),
-    }
 }
 
 fn rating_request(user: &str, record_id: &str, record_type: &str, value: i32) -> PutRatingRequest {

@@ -12,12 +12,12 @@ use std::{
 };
 
 use contract::api::{
-    GetMetadataRequest, GetMovieDetailsRequest, Metadata, PutMetadataRequest, PutRatingRequest,
-    metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
-    rating_service_client::RatingServiceClient,
+    GetMetadataRequest, GetMovieDetailsRequest, PutRatingRequest, metadata_service_client::MetadataServiceClient,
+    movie_service_client::MovieServiceClient, rating_service_client::RatingServiceClient,
 };
 use e2e::{
     app::{spawn_metadata, spawn_movie, spawn_rating},
+    calls::heat,
     grpcurl::{grpcurl, grpcurl_tls},
     process::{ServiceProcess, binary},
     wait_until,
@@ -183,17 +183,6 @@ async fn serving(address: SocketAddr, tls: impl Fn() -> ClientTlsConfig) {
         health(address, Some(tls())).await.as_deref() == Ok("SERVING")
     })
     .await;
-}
-
-fn heat() -> PutMetadataRequest {
-    PutMetadataRequest {
-        metadata: Some(Metadata {
-            id: "1".into(),
-            title: "Heat".into(),
-            description: "A crime saga".into(),
-            director: "Michael Mann".into(),
-        }),
-    }
 }
 
 #[tokio::test]
