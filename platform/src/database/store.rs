@@ -7,7 +7,7 @@
 //! [`Store::open`] can build them.
 use sqlx::{Pool, Postgres, Sqlite, migrate::Migrator};
 
-use super::{Database, DatabaseArgs, DatabaseError};
+use super::{Commits, Database, DatabaseArgs, DatabaseError};
 use crate::{errors::Chain, shutdown::CancellationToken};
 
 /// A repository over the pool of one SQL engine.
@@ -16,6 +16,10 @@ pub trait SqlRepository<DB: sqlx::Database> {
     /// database in errors.
     fn new(pool: Pool<DB>, name: String) -> Self;
 
+    /// What a commit to a SQLite file must survive: a power cut unless the
+    /// service says its data can be rebuilt (see [`Commits`]).
+    const COMMITS: Commits = Commits::SurvivePowerLoss;
+
     /// The database behind the repository.
     fn database(&self) -> Database;
 }
@@ -23,10 +27,11 @@ pub trait SqlRepository<DB: sqlx::Database> {
 /// Declares `pub struct $name`, a repository over the pool of `$engine`
 /// (`Sqlite` or `Postgres`), and its [`SqlRepository`] impl; the service
 /// brings its statements in an impl of its own repository trait, over the
-/// fields `pool` and `name` (the redacted URL, for errors).
+/// fields `pool` and `name` (the redacted URL, for errors). An optional
+/// `commits = ...` sets [`SqlRepository::COMMITS`].
 #[macro_export]
 macro_rules! sql_repository {
-    ($(#[$attr:meta])* $name:ident, $engine:ident) => {
+    ($(#[$attr:meta])* $name:ident, $engine:ident $(, commits = $commits:expr)?) => {
         $(#[$attr])*
         pub struct $name {
             pool: $crate::database::sqlx::Pool<$crate::database::sqlx::$engine>,
@@ -35,6 +40,8 @@ macro_rules! sql_repository {
         }
 
         impl $crate::database::SqlRepository<$crate::database::sqlx::$engine> for $name {
+            $(const COMMITS: $crate::database::Commits = $commits;)?
+
             fn new(pool: $crate::database::sqlx::Pool<$crate::database::sqlx::$engine>, name: String) -> Self {
                 Self { pool, name }
             }
@@ -71,7 +78,7 @@ pub enum Store<M, S, P> {
 impl<M: Default, S: SqlRepository<Sqlite>, P: SqlRepository<Postgres>> Store<M, S, P> {
     /// Opens the store the settings name, without connecting yet.
     pub fn open(args: &DatabaseArgs) -> Result<Self, DatabaseError> {
-        Ok(match args.open()? {
+        Ok(match args.open(S::COMMITS)? {
             None => Self::Memory(M::default()),
             Some(Database::Sqlite { pool, name }) => Self::Sqlite(S::new(pool, name)),
             Some(Database::Postgres { pool, name }) => Self::Postgres(P::new(pool, name)),

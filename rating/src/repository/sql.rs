@@ -161,7 +161,10 @@ mod sqlite {
 /// engine, the module with its batch encoding, and its doc line.
 macro_rules! sql_repository {
     ($(#[$doc:meta])* $name:ident, $engine:ident, $encoding:ident) => {
-        platform::sql_repository!($(#[$doc])* #[derive(Clone)] $name, $engine);
+        // The store is rebuilt from the topic: its positions in the topic
+        // commit with the ratings, so a commit a power cut undoes is applied
+        // again from the topic.
+        platform::sql_repository!($(#[$doc])* #[derive(Clone)] $name, $engine, commits = platform::database::Commits::SurviveCrash);
 
         impl $name {
             fn error(&self, source: sqlx::Error) -> RepositoryError {
@@ -295,5 +298,19 @@ impl PostgresRepository {
             .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed))
             .map_err(|e| self.error(e))?;
         Ok(rows.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use platform::database::{Commits, SqlRepository};
+
+    use super::*;
+
+    /// A SQLite file of ratings is rebuilt from the topic, so its commits
+    /// need not wait for the disk (metadata's do: the default).
+    #[test]
+    fn sqlite_commits_need_survive_a_crash_only() {
+        assert_eq!(<SqliteRepository as SqlRepository<Sqlite>>::COMMITS, Commits::SurviveCrash);
     }
 }
