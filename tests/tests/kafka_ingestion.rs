@@ -29,7 +29,23 @@ fn key(record: &str, user: &str) -> String {
 #[test]
 fn a_poison_pill_goes_to_the_dead_letter_topic_and_ingestion_moves_on() {
     let broker = Broker::start_in_memory();
-    let rating = start_rating(&broker);
+    poison_pills_are_dead_lettered_and_the_partition_moves_on(&broker, start_rating(&broker));
+}
+
+/// The same with a database store, whose consumer fetches less ahead
+/// (`fetch.max.bytes` 4 MiB, under the 10 MiB message).
+#[test]
+fn a_poison_pill_goes_to_the_dead_letter_topic_with_a_database_store_too() {
+    let broker = Broker::start_in_memory();
+    let postgres = e2e::postgres::Postgres::start();
+    let url = postgres.create_database();
+    poison_pills_are_dead_lettered_and_the_partition_moves_on(
+        &broker,
+        start_rating_and(&broker, &[("DATABASE_URL", &url)]),
+    );
+}
+
+fn poison_pills_are_dead_lettered_and_the_partition_moves_on(broker: &Broker, rating: ServiceProcess) {
     let long_record = "7".repeat(300);
     let huge = "x".repeat(10 * 1024 * 1024);
     let garbage: Vec<u8> = (0..=255u8).rev().cycle().take(4096).collect();
