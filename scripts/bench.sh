@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+source scripts/bounded.sh
 
 if ! command -v tansu >/dev/null 2>&1; then
     echo "tansu (the Kafka-protocol broker) is not installed: cargo install tansu --features dynostore,libsql" >&2
@@ -22,22 +23,4 @@ fi
 
 cargo build --release --locked -p bench -p metadata -p rating -p movie -p ratingingester
 
-# The runner and everything it starts live in a session of their own (timeout leads it and, at the
-# limit, signals the whole group), so the trap can stop all of them, and nothing else, however the run
-# ends.
-setsid timeout --kill-after=10s "${BENCH_TIME_LIMIT:-45m}" target/release/bench-run "$@" &
-runner=$!
-
-cleanup() {
-    if kill -0 -- "-$runner" 2>/dev/null; then
-        kill -TERM -- "-$runner" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 -- "-$runner" 2>/dev/null || return 0
-            sleep 0.1
-        done
-        kill -KILL -- "-$runner" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-wait "$runner"
+run_bounded "${BENCH_TIME_LIMIT:-45m}" target/release/bench-run "$@"

@@ -2,6 +2,9 @@
 //! its status code, over channels opened once.
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use futures::{StreamExt, TryStreamExt};
+
 use contract::api::{
     GetAggregatedRatingRequest, GetMetadataRequest, GetMovieDetailsRequest, Metadata, PutMetadataRequest,
     PutRatingRequest, metadata_service_client::MetadataServiceClient, movie_service_client::MovieServiceClient,
@@ -168,6 +171,27 @@ pub async fn await_serving(address: &str, deadline: Instant) -> anyhow::Result<(
         anyhow::ensure!(Instant::now() < deadline, "{address} did not report SERVING in time");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Stores `movies` movies: metadata and one rating each (ids `0..movies`).
+pub async fn seed(metadata: &str, rating: &str, movies: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metadata = connect_until(metadata, deadline).await?;
+    let rating = connect_until(rating, deadline).await?;
+    futures::stream::iter(0..movies)
+        .map(|id| {
+            let (metadata, rating) = (metadata.clone(), rating.clone());
+            async move {
+                let id = id.to_string();
+                put_metadata(metadata, &id).await.with_context(|| format!("PutMetadata {id}"))?;
+                let value = (id.len() % 5) as i32 + 1;
+                put_rating(rating, &id, "bench-seed", value).await.with_context(|| format!("PutRating {id}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<()>()
+        .await
 }
 
 #[cfg(test)]

@@ -202,6 +202,66 @@ struct CanonicalEvent<'a> {
     event_type: &'static str,
 }
 
+/// The most bytes (key and payload together) of a Kafka message that
+/// carries one rating event. The largest valid event, three ids of 256
+/// bytes each, every character JSON-escaped, is under 5 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Why a Kafka message of the ratings topic was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message is {bytes} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes for a rating event")]
+    TooLarge { bytes: usize },
+    #[error("the message has no payload")]
+    NoPayload,
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("the message has no key; this event's key is {expected:?}")]
+    NoKey { expected: String },
+    #[error("the message's key {found:?} is not this event's key {expected:?}")]
+    WrongKey { found: String, expected: String },
+}
+
+impl MessageError {
+    /// The rule broken, as a short fixed name (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageError::TooLarge { .. } => "too_large",
+            MessageError::NoPayload => "no_payload",
+            MessageError::Event(error) => error.kind(),
+            MessageError::NoKey { .. } => "no_key",
+            MessageError::WrongKey { .. } => "wrong_key",
+        }
+    }
+}
+
+impl RatingEvent {
+    /// Reads the event a Kafka message carries: at most
+    /// [`MAX_MESSAGE_BYTES`], a valid event, and keyed as
+    /// [`kafka_key`](Self::kafka_key) keys it. A message keyed otherwise may
+    /// sit on another partition than the same user's other events for the
+    /// record, and be applied out of their order.
+    pub fn from_message(
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        range: RatingRange,
+    ) -> Result<RatingEvent, MessageError> {
+        let bytes = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
+        if bytes > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge { bytes });
+        }
+        let event = Self::from_json(payload.ok_or(MessageError::NoPayload)?, range)?;
+        let expected = event.kafka_key();
+        match key {
+            None => Err(MessageError::NoKey { expected }),
+            Some(key) if key != expected.as_bytes() => {
+                Err(MessageError::WrongKey { found: String::from_utf8_lossy(key).into_owned(), expected })
+            }
+            Some(_) => Ok(event),
+        }
+    }
+}
+
 /// The record and the user a Kafka message key names: what
 /// [`RatingEvent::kafka_key`] writes, read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,10 +675,37 @@ mod tests {
             String::from_utf8(withdrawn.to_json()).unwrap(),
             r#"{"recordId":"1","recordType":"movie","userId":"105","eventType":"delete"}"#
         );
-        let awkward = put("movie", "a \"quoted\"/id", "ü\n", 3);
+        let awkward = put("movie", "a \"quoted\"/id", "ü\\ \u{2028}", 3);
         for event in [event, withdrawn, awkward] {
             assert_eq!(RatingEvent::from_json(&event.to_json(), RatingRange::default()).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_message_must_be_small_carry_an_event_and_be_keyed_as_kafka_key_keys_it() {
+        let range = RatingRange::default();
+        let event = br#"{"recordId": "1", "recordType": "movie", "userId": "bob", "ratingValue": 4}"#;
+        let read = |key: Option<&[u8]>, payload: Option<&[u8]>| RatingEvent::from_message(key, payload, range);
+        assert_eq!(read(Some(b"movie/1/bob"), Some(event)).unwrap(), put("movie", "1", "bob", 4));
+        let refusal = |key: Option<&[u8]>, payload: Option<&[u8]>| {
+            let error = read(key, payload).unwrap_err();
+            (error.kind(), error.to_string())
+        };
+        assert_eq!(
+            refusal(None, Some(event)),
+            ("no_key", r#"the message has no key; this event's key is "movie/1/bob""#.to_string())
+        );
+        assert_eq!(
+            refusal(Some(b"movie/1/eve"), Some(event)),
+            ("wrong_key", r#"the message's key "movie/1/eve" is not this event's key "movie/1/bob""#.to_string())
+        );
+        assert_eq!(refusal(Some(b"k"), None), ("no_payload", "the message has no payload".to_string()));
+        assert_eq!(refusal(Some(b"k"), Some(b"\xff\x00")).0, "malformed_json");
+        let large = vec![b' '; MAX_MESSAGE_BYTES];
+        assert_eq!(
+            refusal(Some(b"k"), Some(&large)),
+            ("too_large", "the message is 65537 bytes, over the limit of 65536 bytes for a rating event".to_string())
+        );
     }
 
     #[test]
@@ -672,7 +759,7 @@ mod tests {
         /// The rules an accepted id must follow, written out here rather
         /// than taken from the code under test.
         fn is_valid_id(id: &str) -> bool {
-            !id.trim().is_empty() && id.len() <= MAX_ID_BYTES && !id.contains('\0')
+            !id.trim().is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control)
         }
 
         /// Ids as they may come: short ones of the characters the key escapes

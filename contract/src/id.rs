@@ -3,14 +3,15 @@
 //! same macro, the registry's service and instance names in `platform`.
 //!
 //! An id is any non-empty string (as in the book) of at most
-//! [`MAX_ID_BYTES`](crate::validation::MAX_ID_BYTES) bytes, parsed once at the edge
+//! [`MAX_ID_BYTES`](crate::validation::MAX_ID_BYTES) bytes without control
+//! characters, parsed once at the edge
 //! and cheap to clone afterwards (`Arc<str>`).
 use std::fmt;
 
 use crate::validation::FieldError;
 
 /// Defines a string-id newtype: `parse` (refuses empty, blank or over-long
-/// values, naming the field), `as_str`, `Display`, and `AsRef<str>`.
+/// values and control characters, naming the field), `as_str`, `Display`, and `AsRef<str>`.
 #[macro_export]
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {

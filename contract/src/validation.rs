@@ -33,13 +33,23 @@ impl FieldError {
     }
 
     /// Validates that an id is not empty or blank, is [text](Self::require_text),
-    /// and is at most [`MAX_ID_BYTES`] long: ids are primary keys, and
-    /// PostgreSQL cannot index a key of more than about 2,700 bytes.
+    /// is at most [`MAX_ID_BYTES`] long (ids are primary keys, and
+    /// PostgreSQL cannot index a key of more than about 2,700 bytes), and
+    /// holds no control character: ids end up in logs, metric labels, Kafka
+    /// keys and headers, where a newline or an escape sequence would forge
+    /// or garble what a reader sees.
     pub fn require_id(field: &'static str, value: String) -> Result<String, FieldError> {
         if value.len() > MAX_ID_BYTES {
             return Err(Self::new(field, format!("must be at most {MAX_ID_BYTES} bytes long, not {}", value.len())));
         }
-        Self::require_non_empty(field, value)
+        let value = Self::require_non_empty(field, value)?;
+        match value.chars().find(|character| character.is_control()) {
+            Some(control) => Err(Self::new(
+                field,
+                format!("must not contain a control character, found U+{:04X}", u32::from(control)),
+            )),
+            None => Ok(value),
+        }
     }
 
     /// Validates that a string field holds no NUL character: PostgreSQL
@@ -75,6 +85,24 @@ mod tests {
         // Bytes, not characters: 129 two-byte characters are too long.
         assert!(FieldError::require_id("user_id", "é".repeat(129)).is_err());
         assert!(FieldError::require_id("user_id", " ".into()).is_err());
+    }
+
+    #[test]
+    fn ids_refuse_control_characters_naming_the_first() {
+        for (id, found) in [
+            ("a\nb", "U+000A"),
+            ("\tx", "U+0009"),
+            ("x\u{1b}[31m", "U+001B"),
+            ("x\u{7f}", "U+007F"),
+            ("x\u{85}", "U+0085"),
+        ] {
+            let error = FieldError::require_id("user_id", id.into()).unwrap_err();
+            assert_eq!(error.to_string(), format!("user_id must not contain a control character, found {found}"));
+        }
+        // Other characters outside ASCII are ids like any other.
+        assert_eq!(FieldError::require_id("user_id", "zoë 🎬".into()).unwrap(), "zoë 🎬");
+        // Free text may hold newlines and tabs.
+        assert_eq!(FieldError::require_non_empty("metadata.description", "a\n\tb".into()).unwrap(), "a\n\tb");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod entry;
 pub mod errors;
 pub mod metrics;
 pub mod overload;
+pub mod request_decoding;
 pub mod server;
 pub mod server_calls;
 pub mod shutdown;

@@ -19,6 +19,7 @@ use crate::{
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
     overload::{ConcurrencyLimitLayer, MessageSizeLayer},
+    request_decoding::RequestDecodingLayer,
     server_calls::ServerCallLayer,
     tls::ServerTlsArgs,
 };
@@ -305,6 +306,7 @@ impl ServerTask {
             .layer(tower::util::option_layer(calls))
             .layer(limits.concurrency)
             .layer(limits.message_size)
+            .layer(RequestDecodingLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
         Ok(Self { task: tokio::spawn(server), stop_accepting })

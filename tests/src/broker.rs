@@ -48,10 +48,23 @@ impl Broker {
     /// Produces raw messages (key, value) to `topic`, bypassing any
     /// validation, and waits until the broker has acknowledged each.
     pub fn produce_raw(&self, topic: &str, messages: &[(impl AsRef<str>, impl AsRef<str>)]) {
-        let producer: BaseProducer =
-            contract::kafka::client_config(&self.address(), "e2e-producer").create().expect("a Kafka producer");
-        for (key, value) in messages {
-            let mut record = BaseRecord::to(topic).key(key.as_ref()).payload(value.as_ref());
+        let messages: Vec<_> =
+            messages.iter().map(|(key, value)| (Some(key.as_ref().as_bytes()), value.as_ref().as_bytes())).collect();
+        self.produce_bytes(topic, &messages);
+    }
+
+    /// Produces messages of any bytes, with or without a key, up to 16 MiB
+    /// each, and waits until the broker has acknowledged each.
+    pub fn produce_bytes(&self, topic: &str, messages: &[(Option<&[u8]>, &[u8])]) {
+        let producer: BaseProducer = contract::kafka::client_config(&self.address(), "e2e-producer")
+            .set("message.max.bytes", (16 * 1024 * 1024).to_string())
+            .create()
+            .expect("a Kafka producer");
+        for &(key, value) in messages {
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
             // A full local queue is served by polling, then the send retried.
             while let Err((error, returned)) = producer.send(record) {
                 assert!(

@@ -3,7 +3,8 @@
 //! processes on free ports ([`process`]), the real `grpcurl`, a real
 //! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
-//! a small stand-in of Consul's HTTP API, and a metadata service that
+//! a small stand-in of Consul's HTTP API, calls with hand-encoded requests
+//! ([`raw`]), and a metadata service that
 //! answers only when a test lets it ([`stand_in`]). The processes themselves are
 //! `testbed`'s, which the benchmark runner shares; these helpers panic where
 //! it returns errors, as tests want.
@@ -22,6 +23,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod rating;
+pub mod raw;
 pub mod stand_in;
 
 use std::{

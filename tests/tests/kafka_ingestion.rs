@@ -29,42 +29,104 @@ fn key(record: &str, user: &str) -> String {
 #[test]
 fn a_poison_pill_goes_to_the_dead_letter_topic_and_ingestion_moves_on() {
     let broker = Broker::start_in_memory();
-    let rating = start_rating(&broker);
-    let (good_a, good_b) = (event("1", "alice", Some(5), "put"), event("1", "bob", Some(2), "put"));
-    let out_of_range = event("1", "carol", Some(9), "put");
-    // What a database cannot hold: a NUL character, an id over 256 bytes.
-    let with_nul = event("1", "da\0ve", Some(4), "put");
-    let long_record = "7".repeat(300);
-    let too_long = event(&long_record, "erin", Some(4), "put");
-    broker.produce_raw(
-        "ratings",
-        &[
-            (key("1", "alice"), good_a),
-            (key("1", "x"), "{not json".to_string()),
-            (key("1", "carol"), out_of_range),
-            (key("1", "dave"), with_nul),
-            (key(&long_record, "erin"), too_long),
-            // Hostile shapes: nothing at all, valid JSON of the wrong shape.
-            (key("1", "empty"), String::new()),
-            (key("1", "array"), "[1, 2, 3]".to_string()),
-            (key("1", "object"), r#"{"recordId": 5, "userId": ["x"]}"#.to_string()),
-            (key("1", "bob"), good_b),
-        ],
+    poison_pills_are_dead_lettered_and_the_partition_moves_on(&broker, start_rating(&broker));
+}
+
+/// The same with a database store, whose consumer fetches less ahead
+/// (`fetch.max.bytes` 4 MiB, under the 10 MiB message).
+#[test]
+fn a_poison_pill_goes_to_the_dead_letter_topic_with_a_database_store_too() {
+    let broker = Broker::start_in_memory();
+    let postgres = e2e::postgres::Postgres::start();
+    let url = postgres.create_database();
+    poison_pills_are_dead_lettered_and_the_partition_moves_on(
+        &broker,
+        start_rating_and(&broker, &[("DATABASE_URL", &url)]),
     );
+}
+
+fn poison_pills_are_dead_lettered_and_the_partition_moves_on(broker: &Broker, rating: ServiceProcess) {
+    let long_record = "7".repeat(300);
+    let huge = "x".repeat(10 * 1024 * 1024);
+    let garbage: Vec<u8> = (0..=255u8).rev().cycle().take(4096).collect();
+    let bob = key("1", "bob");
+    // Each bad message with the reason it is dead-lettered for. Most share
+    // the key of the good event that follows them, so they sit on its
+    // partition, before it: that it is applied shows the partition moved on.
+    let bad: Vec<(Option<String>, Vec<u8>, &str)> = vec![
+        (Some(bob.clone()), b"{not json".to_vec(), "malformed JSON: "),
+        (
+            Some(key("1", "carol")),
+            event("1", "carol", Some(9), "put").into(),
+            "ratingValue must be between 1 and 5, got 9",
+        ),
+        // What a database cannot hold: a NUL character, an id over 256 bytes.
+        (
+            Some(key("1", "da\0ve")),
+            event("1", "da\0ve", Some(4), "put").into(),
+            "userId must not contain a NUL character",
+        ),
+        (
+            Some(key(&long_record, "erin")),
+            event(&long_record, "erin", Some(4), "put").into(),
+            "recordId must be at most 256 bytes long, not 300",
+        ),
+        (
+            Some(bob.clone()),
+            event("1", "b\nob", Some(4), "put").into(),
+            "userId must not contain a control character, found U+000A",
+        ),
+        // Hostile shapes: nothing at all, binary garbage, valid JSON of the wrong shape.
+        (Some(bob.clone()), Vec::new(), "malformed JSON: EOF while parsing"),
+        (Some(bob.clone()), garbage, "malformed JSON: "),
+        (Some(bob.clone()), b"[1, 2, 3]".to_vec(), "an event must be a JSON object, got [1,2,3]"),
+        (Some(bob.clone()), br#"{"recordId": 5, "userId": ["x"]}"#.to_vec(), "recordId must be a string, got 5"),
+        // Far over any event: refused on its size, without being parsed.
+        (
+            Some(bob.clone()),
+            event("1", &huge, Some(4), "put").into(),
+            "over the limit of 65536 bytes for a rating event",
+        ),
+        // A good event, keyed otherwise or not at all: it may not be on its
+        // key's partition, in order with the user's other events.
+        (
+            None,
+            event("1", "frank", Some(1), "put").into(),
+            r#"the message has no key; this event's key is "movie/1/frank""#,
+        ),
+        (
+            Some(key("1", "mallory")),
+            event("1", "grace", Some(1), "put").into(),
+            r#"the message's key "movie/1/mallory" is not this event's key "movie/1/grace""#,
+        ),
+    ];
+    let (alice, good_a, good_b) =
+        (key("1", "alice"), event("1", "alice", Some(5), "put"), event("1", "bob", Some(2), "put"));
+    let mut messages: Vec<(Option<&[u8]>, &[u8])> = vec![(Some(alice.as_bytes()), good_a.as_bytes())];
+    messages.extend(bad.iter().map(|(key, value, _)| (key.as_deref().map(str::as_bytes), value.as_slice())));
+    messages.push((Some(bob.as_bytes()), good_b.as_bytes()));
+    broker.produce_bytes("ratings", &messages);
     wait_until("both good events are applied", WAIT, || average(&rating, "1") == Some(3.5));
 
     let dead: Vec<Value> = broker.read_all("ratings.dlq");
-    assert_eq!(dead.len(), 7, "{dead:?}");
+    assert_eq!(dead.len(), bad.len(), "{dead:?}");
     let reasons: Vec<&str> =
         dead.iter().map(|message| message["headers"]["x-dlq-reason"].as_str().unwrap_or_default()).collect();
-    assert!(reasons.iter().all(|reason| !reason.is_empty()), "each dead letter says why: {reasons:?}");
-    assert!(reasons.iter().any(|reason| reason.starts_with("malformed JSON")), "{reasons:?}");
-    assert!(reasons.contains(&"ratingValue must be between 1 and 5, got 9"), "{reasons:?}");
-    assert!(reasons.iter().any(|reason| reason.contains("must not contain a NUL character")), "{reasons:?}");
-    assert!(reasons.iter().any(|reason| reason.contains("must be at most 256 bytes long, not 300")), "{reasons:?}");
+    for (_, _, reason) in &bad {
+        assert!(reasons.iter().any(|found| found.contains(reason)), "no dead letter says {reason:?}: {reasons:?}");
+    }
     let pill = dead.iter().find(|message| message["value"] == "{not json").expect("the pill's payload is kept");
     assert_eq!(pill["headers"]["x-original-topic"], "ratings");
     assert!(pill["headers"]["x-original-offset"].as_str().is_some());
+    // The huge message is dead-lettered without its content, which stays
+    // in the ratings topic at the offset the dead letter names.
+    let oversized = dead
+        .iter()
+        .find(|message| {
+            message["headers"]["x-dlq-reason"].as_str().is_some_and(|reason| reason.contains("bytes, over"))
+        })
+        .expect("the huge message is dead-lettered");
+    assert_eq!((oversized["key"].as_str(), oversized["value"].as_str()), (Some(""), Some("")));
     rating.wait_for_log("refused event moved to the dead-letter topic", WAIT);
     assert_eq!(health(&rating), "SERVING");
 }

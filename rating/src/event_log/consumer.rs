@@ -35,6 +35,7 @@ use std::{
 };
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use contract::event::MessageError;
 use platform::{errors::Chain, shutdown::CancellationToken};
 use rdkafka::{
     ClientContext, Message, Offset, Statistics, TopicPartitionList,
@@ -361,12 +362,7 @@ impl<R: RatingRepository> EventConsumer<R> {
         let mut logged = Vec::with_capacity(batch.len());
         let mut spans = Vec::new();
         for message in batch {
-            let decoded = match message.payload() {
-                Some(payload) => {
-                    RatingEvent::from_json(payload, self.range).map_err(|error| (error.kind(), error.to_string()))
-                }
-                None => Err(("no_payload", "the message has no payload".to_string())),
-            };
+            let decoded = RatingEvent::from_message(message.key(), message.payload(), self.range);
             let event = match decoded {
                 Ok(event) => {
                     tracing::debug!(partition = message.partition(), offset = message.offset(), %event, "applying");
@@ -376,8 +372,11 @@ impl<R: RatingRepository> EventConsumer<R> {
                     }
                     Some(event)
                 }
-                Err((kind, reason)) => {
-                    self.dead_letter(message, kind, &reason).await;
+                Err(error) => {
+                    // What is too large to keep whole stays only in the ratings topic,
+                    // at the offset the dead letter names.
+                    let keep_content = !matches!(error, MessageError::TooLarge { .. });
+                    self.dead_letter(message, error.kind(), &error.to_string(), keep_content).await;
                     None
                 }
             };
@@ -450,7 +449,7 @@ impl<R: RatingRepository> EventConsumer<R> {
                 Applied::Refused(error) => error,
             };
             let reason = Chain(&refused).to_string();
-            self.dead_letter(message, "refused_by_store", &reason).await;
+            self.dead_letter(message, "refused_by_store", &reason, true).await;
             let position_only = LoggedEvent { event: None, ..entry };
             match self.apply(std::slice::from_ref(&position_only), stop).await {
                 Applied::Done => {}
@@ -461,7 +460,9 @@ impl<R: RatingRepository> EventConsumer<R> {
         Ok(true)
     }
 
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, kind: &'static str, reason: &str) {
+    /// Writes `message` to the dead-letter topic with `reason`; its key and
+    /// payload too if `keep_content`.
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, kind: &'static str, reason: &str, keep_content: bool) {
         metrics::counter!("rating_events_dead_lettered_total", "reason" => kind).increment(1);
         let count = self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed) + 1;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
@@ -480,10 +481,10 @@ impl<R: RatingRepository> EventConsumer<R> {
             .insert(Header { key: "x-original-partition", value: Some(&partition_text) })
             .insert(Header { key: "x-original-offset", value: Some(&offset_text) });
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.dlq_topic).headers(headers);
-        if let Some(key) = message.key() {
+        if let Some(key) = message.key().filter(|_| keep_content) {
             record = record.key(key);
         }
-        if let Some(payload) = message.payload() {
+        if let Some(payload) = message.payload().filter(|_| keep_content) {
             record = record.payload(payload);
         }
         if let Err((error, _)) = self.dead_letters.send(record, Timeout::After(Duration::from_secs(5))).await {

@@ -18,9 +18,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use bench::stats::{median, ratio};
+use bench::{
+    processes::start_service,
+    stats::{median, ratio},
+};
 
-use crate::{Context, Settings, grpc, machine::Machine, processes::start_service, report};
+use crate::{Context, Settings, grpc, machine::Machine, report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AbArgs {
@@ -264,7 +267,7 @@ fn measure(
         context
             .runtime
             .block_on(bench::rpc::await_serving(&rating_address, Instant::now() + Duration::from_secs(60)))?;
-        context.runtime.block_on(crate::seed(&metadata_address, &rating_address, context.settings.movies))?;
+        context.runtime.block_on(bench::rpc::seed(&metadata_address, &rating_address, context.settings.movies))?;
         let all = [("metadata", metadata.pid()), ("rating", rating.pid()), ("movie", movie.pid())];
         let target =
             grpc::Target { name: "movie", rpc: bench::rpc::Rpc::GetMovieDetails, address: movie_address.clone() };
@@ -287,7 +290,7 @@ fn measure(
         }
         anyhow::Ok(figures)
     })();
-    let stopped = crate::processes::stop_all([movie, rating, metadata]);
+    let stopped = bench::processes::stop_all([movie, rating, metadata]);
     let figures = result?;
     stopped?;
     Ok(figures)

@@ -5,11 +5,12 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use bench::{
     load::LoadSummary,
     parse::{H2loadReport, h2load_report},
+    processes::run_tool,
     procfs,
     rpc::{Rpc, grpc_frame},
 };
 
-use crate::{Context, processes::run_tool};
+use crate::Context;
 
 /// What is called, where.
 #[derive(Debug, Clone)]

@@ -8,17 +8,14 @@ use std::{
 
 use bench::{
     events::{PROBE_AVERAGE, PROBE_RECORD},
-    parse::IngesterSummary,
+    processes::{ingester_args, run_tool, sent_all, start_service},
     procfs,
     rpc::await_average,
 };
 use serde_json::Value;
-use testbed::{ChildProcess, Finished};
+use testbed::ChildProcess;
 
-use crate::{
-    Context,
-    processes::{run_tool, start_service},
-};
+use crate::Context;
 
 /// Everything one run of the ingestion phase measured.
 #[derive(Debug, Clone, Default)]
@@ -67,31 +64,6 @@ pub fn bare_consume(context: &Context, brokers: &str, events: u64, timeout: Dura
         events.to_string(),
     ];
     kafka_bare(context, &args, timeout)
-}
-
-/// ratingingester's arguments to publish `file` to `ratings` at `brokers`,
-/// with its summary as JSON.
-pub fn ingester_args(brokers: &str, file: &Path) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["--kafka-brokers", brokers, "--topic", "ratings", "--timeout", "300s", "--summary", "json"]
-            .map(str::to_owned)
-            .to_vec();
-    args.push(file.display().to_string());
-    args
-}
-
-/// ratingingester's JSON summary of a run that must have sent all `events`.
-pub fn sent_all(published: &Finished, events: u64) -> anyhow::Result<IngesterSummary> {
-    let summary = IngesterSummary::from_stdout(&published.stdout).map_err(|error| {
-        anyhow::anyhow!("no JSON summary from ratingingester ({error}):\n{}\n{}", published.stdout, published.stderr)
-    })?;
-    anyhow::ensure!(
-        summary.outcome == "ok" && summary.sent == events,
-        "ratingingester did not send all {events} events:\n{}\n{}",
-        published.stdout,
-        published.stderr
-    );
-    Ok(summary)
 }
 
 fn start_rating(

@@ -17,7 +17,6 @@ mod ab;
 mod grpc;
 mod ingest;
 mod machine;
-mod processes;
 mod report;
 mod storage;
 
@@ -27,9 +26,8 @@ use std::{
 };
 
 use anyhow::Context as _;
+use bench::processes::{run_tool, start_service};
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
-use processes::{run_tool, start_service};
 use testbed::{Output, Storage, Tansu};
 
 #[derive(Debug, Clone, Parser)]
@@ -158,7 +156,7 @@ fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::Gr
     let (constant, constant_address) = start("constant-server", &[])?;
     context.runtime.block_on(bench::rpc::await_serving(&rating_address, Instant::now() + Duration::from_secs(60)))?;
     eprintln!("seeding {} movies (metadata and a rating each)", context.settings.movies);
-    context.runtime.block_on(seed(&metadata_address, &rating_address, context.settings.movies))?;
+    context.runtime.block_on(bench::rpc::seed(&metadata_address, &rating_address, context.settings.movies))?;
 
     let all = [
         ("metadata", metadata.pid()),
@@ -181,29 +179,6 @@ fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::Gr
     }
     broker.stop(Duration::from_secs(10))?;
     Ok(runs)
-}
-
-/// Stores `movies` movies: metadata and one rating each (ids `0..movies`).
-async fn seed(metadata: &str, rating: &str, movies: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metadata = bench::rpc::connect_until(metadata, deadline).await?;
-    let rating = bench::rpc::connect_until(rating, deadline).await?;
-    futures::stream::iter(0..movies)
-        .map(|id| {
-            let (metadata, rating) = (metadata.clone(), rating.clone());
-            async move {
-                let id = id.to_string();
-                bench::rpc::put_metadata(metadata, &id).await.with_context(|| format!("PutMetadata {id}"))?;
-                let value = (id.len() % 5) as i32 + 1;
-                bench::rpc::put_rating(rating, &id, "bench-seed", value)
-                    .await
-                    .with_context(|| format!("PutRating {id}"))?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<()>()
-        .await
 }
 
 fn ingest_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<ingest::IngestRun>> {

@@ -24,11 +24,9 @@ use bench::{
 };
 use testbed::{ChildProcess, postgres::Postgres};
 
-use crate::{
-    Context, grpc,
-    ingest::ticks_to_s,
-    processes::{run_tool, start_service, stop_all},
-};
+use bench::processes::{run_tool, start_service, stop_all};
+
+use crate::{Context, grpc, ingest::ticks_to_s};
 
 /// Where a service keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -184,9 +182,9 @@ pub fn run(
     context.runtime.block_on(await_serving(&address, Instant::now() + Duration::from_secs(60)))?;
     creator.stop(Duration::from_secs(10))?;
 
-    let ingester_args = crate::ingest::ingester_args(&brokers, events_file);
+    let ingester_args = bench::processes::ingester_args(&brokers, events_file);
     let published = run_tool(&context.binary("ratingingester"), &ingester_args, slow)?;
-    crate::ingest::sent_all(&published, events)?;
+    bench::processes::sent_all(&published, events)?;
     measured.bare_consume_s = crate::ingest::bare_consume(context, &brokers, events, slow)?;
     eprintln!(
         "  bare consumer     {:>9.0} events/s ({:.2}s)",
@@ -313,7 +311,7 @@ fn details(context: &Context, places: &Places, store: Store) -> anyhow::Result<V
         for address in [&metadata_address, &rating_address, &movie_address] {
             context.runtime.block_on(await_serving(address, deadline))?;
         }
-        context.runtime.block_on(crate::seed(&metadata_address, &rating_address, context.settings.movies))?;
+        context.runtime.block_on(bench::rpc::seed(&metadata_address, &rating_address, context.settings.movies))?;
         let all = [("metadata", metadata.pid()), ("rating", rating.pid()), ("movie", movie.pid())];
         let target = grpc::Target { name: "movie", rpc: bench::rpc::Rpc::GetMovieDetails, address: movie_address };
         let mut figures = Vec::new();

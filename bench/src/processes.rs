@@ -1,4 +1,4 @@
-//! How the benchmark starts the services and runs the tools: on 127.0.0.1,
+//! How the benchmark and the soak start the services and run the tools: on 127.0.0.1,
 //! with the runner's environment, a service's output in a log file of its
 //! own. The processes themselves are `testbed`'s, shared with the
 //! end-to-end tests: stopped with SIGTERM, then SIGKILL after a grace
@@ -10,6 +10,8 @@ use std::{
 };
 
 use testbed::{ChildProcess, Finished, Output};
+
+use crate::parse::IngesterSummary;
 
 /// How long a starting server may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,4 +62,29 @@ pub fn run_tool(program: &Path, args: &[String], timeout: Duration) -> anyhow::R
 /// with the first that could not be stopped.
 pub fn stop_all(processes: impl IntoIterator<Item = ChildProcess>) -> Result<(), testbed::ProcessError> {
     processes.into_iter().try_for_each(|mut process| process.stop(Duration::from_secs(10)).map(drop))
+}
+
+/// ratingingester's arguments to publish `file` to `ratings` at `brokers`,
+/// with its summary as JSON.
+pub fn ingester_args(brokers: &str, file: &Path) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["--kafka-brokers", brokers, "--topic", "ratings", "--timeout", "300s", "--summary", "json"]
+            .map(str::to_owned)
+            .to_vec();
+    args.push(file.display().to_string());
+    args
+}
+
+/// ratingingester's JSON summary of a run that must have sent all `events`.
+pub fn sent_all(published: &Finished, events: u64) -> anyhow::Result<IngesterSummary> {
+    let summary = IngesterSummary::from_stdout(&published.stdout).map_err(|error| {
+        anyhow::anyhow!("no JSON summary from ratingingester ({error}):\n{}\n{}", published.stdout, published.stderr)
+    })?;
+    anyhow::ensure!(
+        summary.outcome == "ok" && summary.sent == events,
+        "ratingingester did not send all {events} events:\n{}\n{}",
+        published.stdout,
+        published.stderr
+    );
+    Ok(summary)
 }
