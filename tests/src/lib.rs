@@ -4,7 +4,8 @@
 //! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
 //! a small stand-in of Consul's HTTP API, and a metadata service that
-//! answers only when a test lets it ([`stand_in`]). The processes themselves are
+//! answers only when a test lets it ([`stand_in`]), and bearer tokens
+//! ([`tokens`]). The processes themselves are
 //! `testbed`'s, which the benchmark runner shares; these helpers panic where
 //! it returns errors, as tests want.
 //!
@@ -23,6 +24,7 @@ pub mod process;
 pub mod prometheus;
 pub mod rating;
 pub mod stand_in;
+pub mod tokens;
 
 use std::{
     future::Future,

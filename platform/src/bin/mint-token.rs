@@ -66,7 +66,7 @@ fn mint(args: &Args) -> Result<String, Box<dyn std::error::Error>> {
             Some(path) => auth::signing_key(path)?,
             None => {
                 return Err(
-                    "give a key: --hs256-secret (AUTH_HS256_SECRET), --hs256-secret-file or --private-key-file".into()
+                    "give a key: --hs256-secret (AUTH_HS256_SECRET), --hs256-secret-file or --private-key-file".into(),
                 );
             }
         },
