@@ -2,10 +2,10 @@
 //! process with typed clients ([`app`]), the suite's real binaries as
 //! processes on free ports ([`process`]), the real `grpcurl`, a real
 //! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
+//! a certificate authority ([`certificates`]), bearer tokens ([`tokens`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
 //! a small stand-in of Consul's HTTP API, and a metadata service that
-//! answers only when a test lets it ([`stand_in`]), and bearer tokens
-//! ([`tokens`]). The processes themselves are
+//! answers only when a test lets it ([`stand_in`]). The processes themselves are
 //! `testbed`'s, which the benchmark runner shares; these helpers panic where
 //! it returns errors, as tests want.
 //!
@@ -15,6 +15,7 @@
 pub mod app;
 pub mod broker;
 pub mod calls;
+pub mod certificates;
 pub mod compose;
 pub mod consul;
 pub mod grpcurl;
