@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
 # One image for the whole suite: the services `metadata`, `rating` and
-# `movie`, the `ratingingester` tool, and `healthcheck` (a gRPC health probe
-# for container healthchecks). The command picks the binary:
+# `movie`, the `ratingingester` tool, `healthcheck` (a gRPC health probe
+# for container healthchecks) and `mint-token` (bearer tokens for
+# authenticated writes). The command picks the binary:
 #
 #   docker build -t movie-ratings .
 #   docker run --rm -p 8081:8081 -e LISTEN_ADDR=0.0.0.0:8081 movie-ratings metadata
@@ -34,10 +35,10 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked \
-        --bin metadata --bin rating --bin movie --bin ratingingester --bin healthcheck \
+        --bin metadata --bin rating --bin movie --bin ratingingester --bin healthcheck --bin mint-token \
     && mkdir /out \
     && cp target/release/metadata target/release/rating target/release/movie \
-          target/release/ratingingester target/release/healthcheck /out/
+          target/release/ratingingester target/release/healthcheck target/release/mint-token /out/
 
 FROM debian:12.12-slim AS runtime
 # libssl3 and CA certificates for the Consul client (HTTPS agents); zlib for

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use contract::api::metadata_service_server::MetadataServiceServer;
 use contract::service::METADATA;
 use platform::{
+    auth::{AuthArgs, ProtectedCall},
     config::{DiscoveryArgs, ServerArgs},
     database::{DatabaseArgs, prepare_or_stop},
     discovery::{Registry, StaticRegistry},
@@ -40,7 +41,14 @@ pub struct Config {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
+
+/// The calls that need a bearer token when a key is configured (`--auth-*`).
+pub const PROTECTED_CALLS: &[ProtectedCall] =
+    &[ProtectedCall { path: "/MetadataService/PutMetadata", scope: "metadata:write" }];
 
 type Handler = handler::MetadataHandler<Store>;
 
@@ -69,7 +77,10 @@ impl Application {
         let registry = config.discovery.registry(StaticRegistry::new())?;
         let store = Store::open(&config.database)?;
         let served = vec![<MetadataServiceServer<Handler> as NamedService>::NAME];
-        let settings = ServiceSettings::from_args(METADATA, served, config.listen, &config.server, &config.discovery);
+        let settings = ServiceSettings {
+            authorization: config.auth.authorization(PROTECTED_CALLS)?,
+            ..ServiceSettings::from_args(METADATA, served, config.listen, &config.server, &config.discovery)
+        };
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), store = %store.describe(),
             "starting metadata service");
         let server = BoundServer::bind(settings).await?;

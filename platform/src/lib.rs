@@ -1,13 +1,15 @@
 //! What every service of the movie-rating suite runs on: service discovery,
 //! the gRPC server bootstrap (reflection, health, registration, graceful
 //! shutdown), the upstream channel pool, the database settings and pool,
-//! shutdown signals, telemetry and TLS settings.
+//! shutdown signals, telemetry, TLS settings and the bearer tokens of
+//! authenticated writes.
 //! What services and tools agree on (the API, ids, events) is in `contract`.
 //!
 //! A service crate brings its own domain, controller, repository and handler;
 //! everything around them that would otherwise be repeated three times lives
 //! here.
 
+pub mod auth;
 pub mod config;
 pub mod database;
 pub mod deadline;

@@ -1,7 +1,8 @@
 //! The gRPC server every service runs: its own services plus server
 //! reflection (v1 and v1alpha) and `grpc.health.v1`, registration in the
 //! registry once ready, the overload limits of [`crate::overload`] around
-//! every call, and the shutdown order
+//! every call (and, with a key configured, the bearer tokens of
+//! [`crate::auth`] on the calls that need them), and the shutdown order
 //! NOT_SERVING → deregister → stop accepting → drain (bounded) → return.
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -16,6 +17,7 @@ use tonic::{service::Routes, transport::ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    auth::Authorization,
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
     overload::{ConcurrencyLimitLayer, MessageSizeLayer},
@@ -49,6 +51,8 @@ pub struct ServiceSettings {
     pub max_concurrent_requests: usize,
     /// The server's certificate and key (and client CA); none: plaintext.
     pub tls: ServerTlsArgs,
+    /// The calls that need a bearer token, and its key; none: all open.
+    pub authorization: Option<Authorization>,
 }
 
 impl ServiceSettings {
@@ -72,6 +76,7 @@ impl ServiceSettings {
             max_message_size: server.max_message_size(),
             max_concurrent_requests: server.max_concurrent_requests.get(),
             tls: server.tls.clone(),
+            authorization: None,
         }
     }
 }
@@ -165,10 +170,13 @@ impl BoundServer {
         let limits = Limits {
             message_size: MessageSizeLayer { limit: settings.max_message_size },
             concurrency: ConcurrencyLimitLayer::new(settings.service.as_str(), settings.max_concurrent_requests),
+            authorization: settings.authorization.clone(),
         };
         let mut server = ServerTask::spawn(routes, listener, calls, limits, tls)?;
         tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address,
-            tls = settings.tls.mode(), "listening");
+            tls = settings.tls.mode(),
+            auth = settings.authorization.as_ref().map_or_else(|| "off".to_owned(), Authorization::algorithm),
+            "listening");
 
         let mut registration = None;
         let stopped = tokio::select! {
@@ -276,10 +284,12 @@ fn start_registration(
     }
 }
 
-/// The overload limits around a server's routes.
+/// The overload limits and the authorization of writes around a server's
+/// routes.
 struct Limits {
     message_size: MessageSizeLayer,
     concurrency: ConcurrencyLimitLayer,
+    authorization: Option<Authorization>,
 }
 
 /// The tonic server, serving in a task of its own until told to stop accepting.
@@ -306,6 +316,7 @@ impl ServerTask {
             .layer(tower::util::option_layer(calls))
             .layer(limits.concurrency)
             .layer(limits.message_size)
+            .layer(tower::util::option_layer(limits.authorization))
             .layer(RequestDecodingLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
@@ -448,6 +459,7 @@ mod tests {
             max_message_size: 4 * 1024 * 1024,
             max_concurrent_requests: 100,
             tls: ServerTlsArgs::default(),
+            authorization: None,
         }
     }
 

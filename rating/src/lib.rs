@@ -22,6 +22,7 @@ use event_log::{
     writer::KafkaEventLog,
 };
 use platform::{
+    auth::{AuthArgs, ProtectedCall},
     config::{DiscoveryArgs, ServerArgs},
     database::{DatabaseArgs, prepare_or_stop},
     discovery::{Registry, StaticRegistry},
@@ -61,7 +62,16 @@ pub struct Config {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
+
+/// The calls that need a bearer token when a key is configured (`--auth-*`).
+pub const PROTECTED_CALLS: &[ProtectedCall] = &[
+    ProtectedCall { path: "/RatingService/PutRating", scope: "ratings:write" },
+    ProtectedCall { path: "/RatingService/DeleteRating", scope: "ratings:write" },
+];
 
 /// How long ingestion may take to stop after the server has drained.
 const INGESTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,7 +95,10 @@ impl Application {
         let range = config.ratings.range()?;
         let registry = config.discovery.registry(StaticRegistry::new())?;
         let served = vec![<RatingServiceServer<Handler> as NamedService>::NAME];
-        let settings = ServiceSettings::from_args(RATING, served, config.listen, &config.server, &config.discovery);
+        let settings = ServiceSettings {
+            authorization: config.auth.authorization(PROTECTED_CALLS)?,
+            ..ServiceSettings::from_args(RATING, served, config.listen, &config.server, &config.discovery)
+        };
         let event_log = config.event_log.settings();
         let store = Store::open(&config.database)?;
         tracing::info!(listen = %config.listen, discovery = %registry.describe(), ratings = %range,

@@ -2,6 +2,7 @@
 //! process with typed clients ([`app`]), the suite's real binaries as
 //! processes on free ports ([`process`]), the real `grpcurl`, a real
 //! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
+//! a certificate authority ([`certificates`]), bearer tokens ([`tokens`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
 //! a small stand-in of Consul's HTTP API, calls with hand-encoded requests
 //! ([`raw`]), and a metadata service that
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod broker;
 pub mod calls;
+pub mod certificates;
 pub mod compose;
 pub mod consul;
 pub mod grpcurl;
@@ -25,6 +27,7 @@ pub mod prometheus;
 pub mod rating;
 pub mod raw;
 pub mod stand_in;
+pub mod tokens;
 
 use std::{
     future::Future,

@@ -38,6 +38,9 @@ impl ServiceProcess {
                 .env("RUST_LOG", "info,consulrs=warn")
                 .env_remove("CONSUL_HTTP_ADDR")
                 .env_remove("KAFKA_BROKERS")
+                .env_remove("AUTH_HS256_SECRET")
+                .env_remove("AUTH_HS256_SECRET_FILE")
+                .env_remove("AUTH_PUBLIC_KEY_FILE")
                 .envs(envs.iter().copied());
             command
         };

@@ -67,8 +67,10 @@ fn an_unreachable_consul_is_retried_until_it_answers() {
     wait_until("heartbeats follow", WAIT, || consul.heartbeats("service:metadata-late") >= 1);
 }
 
+/// That the token never reaches a log line is `secrets.rs`'s test, with
+/// every other secret.
 #[test]
-fn with_acls_on_the_token_is_sent_and_never_logged() {
+fn with_acls_on_the_token_is_sent() {
     const TOKEN: &str = "0f1e2d3c-acl-token-secret";
     let consul = FakeConsul::start_with_token(TOKEN);
     let address = consul.http_address();
@@ -77,7 +79,7 @@ fn with_acls_on_the_token_is_sent_and_never_logged() {
     let with_token = ServiceProcess::start(
         "metadata",
         &["--instance-id", "metadata-acl", "--consul-check-ttl", "1s", "--consul-token", TOKEN],
-        &[("CONSUL_HTTP_ADDR", address.as_str()), ("RUST_LOG", "debug")],
+        &[("CONSUL_HTTP_ADDR", address.as_str())],
     );
     wait_until("metadata registers with its token", WAIT, || consul.registered("metadata").len() == 1);
     wait_until("its heartbeats pass the ACL check", WAIT, || consul.heartbeats("service:metadata-acl") >= 2);
@@ -92,10 +94,9 @@ fn with_acls_on_the_token_is_sent_and_never_logged() {
     without.wait_for_log("Permission denied: anonymous token lacks permission", WAIT);
     assert_eq!(consul.registered("metadata").len(), 1);
 
-    let (status, log) = with_token.terminate_with_log(WAIT);
+    let status = with_token.terminate(WAIT);
     assert!(status.success(), "exit status {status}");
     assert_eq!(consul.deregistered(), ["metadata-acl"]);
-    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@
 //! process as users do; bad settings stop the start with a clear error.
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
     process::{Command, Output},
     time::Duration,
 };
@@ -18,82 +17,16 @@ use contract::api::{
 use e2e::{
     app::{spawn_metadata, spawn_movie, spawn_rating},
     calls::heat,
+    certificates::{Issued, TestCa},
     grpcurl::{grpcurl, grpcurl_tls},
     process::{ServiceProcess, binary},
     wait_until,
-};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
 };
 use tonic::{
     Code,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-
-/// A certificate authority of the test's own, its certificate in `ca.pem`.
-struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    dir: PathBuf,
-    name: String,
-}
-
-/// A certificate and its key, as PEM files.
-struct Issued {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Issued {
-    fn cert(&self) -> &str {
-        self.cert.to_str().expect("a UTF-8 path")
-    }
-
-    fn key(&self) -> &str {
-        self.key.to_str().expect("a UTF-8 path")
-    }
-}
-
-impl TestCa {
-    fn new(dir: &Path, name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a CA key")).expect("a CA");
-        std::fs::write(dir.join(format!("{name}-ca.pem")), issuer.pem()).expect("write the CA certificate");
-        Self { issuer, dir: dir.to_owned(), name: name.to_owned() }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.join(format!("{}-ca.pem", self.name))
-    }
-
-    fn ca(&self) -> String {
-        self.ca_file().to_str().expect("a UTF-8 path").to_owned()
-    }
-
-    /// A certificate for `names` (DNS names or IPs), good for servers and
-    /// clients alike, written as `FILE.pem` and `FILE.key`.
-    fn issue(&self, file: &str, names: &[&str]) -> Issued {
-        let mut params =
-            CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>()).expect("names");
-        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or(file));
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate().expect("a key");
-        let certificate = params.signed_by(&key, &*self.issuer).expect("a certificate");
-        let issued = Issued {
-            cert: self.dir.join(format!("{}-{file}.pem", self.name)),
-            key: self.dir.join(format!("{}-{file}.key", self.name)),
-        };
-        std::fs::write(&issued.cert, certificate.pem()).expect("write the certificate");
-        std::fs::write(&issued.key, key.serialize_pem()).expect("write the key");
-        issued
-    }
-}
 
 /// A CA with a server certificate for 127.0.0.1 and localhost and a client
 /// certificate, and another CA with a client certificate of its own.
