@@ -10,6 +10,7 @@ use rdkafka::{
     producer::{BaseProducer, BaseRecord, Producer},
 };
 use serde_json::Value;
+use nix::{sys::signal::Signal, unistd::Pid};
 use testbed::{Output, Storage, Tansu};
 
 pub struct Broker {
@@ -40,6 +41,22 @@ impl Broker {
         self.tansu.address()
     }
 
+    /// Freezes the broker (SIGSTOP): it holds its connections and answers
+    /// nothing, as a stalled machine would.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.tansu.pid() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|error| panic!("cannot send {signal} to tansu: {error}"));
+    }
+
     /// Stops the broker (SIGTERM, SIGKILL after 10 s) and waits for it to exit.
     pub fn stop(self) {
         self.tansu.stop(Duration::from_secs(10)).unwrap_or_else(|error| panic!("{error}"));
@@ -63,6 +80,28 @@ impl Broker {
             }
         }
         producer.flush(Duration::from_secs(15)).expect("every message acknowledged within 15 s");
+    }
+
+    /// Produces one message (key, value) to each of `partitions` partitions
+    /// of `topic`, each acknowledged before the next is sent, so that each
+    /// is a record batch of its own, the last of its partition.
+    pub fn produce_one_per_partition(&self, topic: &str, partitions: i32, key: &str, value: &str) {
+        let producer: BaseProducer =
+            contract::kafka::client_config(&self.address(), "e2e-producer").create().expect("a Kafka producer");
+        for partition in 0..partitions {
+            let record = BaseRecord::to(topic).partition(partition).key(key).payload(value);
+            producer.send(record).map_err(|(error, _)| error).expect("queue the message");
+            producer.flush(Duration::from_secs(15)).expect("the message acknowledged within 15 s");
+        }
+    }
+
+    /// How many partitions `topic` has.
+    pub fn partitions(&self, topic: &str) -> i32 {
+        let consumer: BaseConsumer =
+            contract::kafka::client_config(&self.address(), "e2e-reader").create().expect("a Kafka consumer");
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
+        let partitions = metadata.topics().iter().filter(|found| found.name() == topic).map(|found| found.partitions().len()).sum::<usize>();
+        i32::try_from(partitions).expect("a partition count")
     }
 
     /// Every message of `topic` as `{"key", "value", "partition", "headers": {..}}`.

@@ -3,6 +3,8 @@
 //! processes on free ports ([`process`]), the real `grpcurl`, a real
 //! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
+//! a steady load that records every call ([`load`]) and the fault tests'
+//! figures ([`figures`]),
 //! a small stand-in of Consul's HTTP API, and a metadata service that
 //! answers only when a test lets it ([`stand_in`]). The processes themselves are
 //! `testbed`'s, which the benchmark runner shares; these helpers panic where
@@ -16,7 +18,9 @@ pub mod broker;
 pub mod calls;
 pub mod compose;
 pub mod consul;
+pub mod figures;
 pub mod grpcurl;
+pub mod load;
 pub mod otlp;
 pub mod postgres;
 pub mod process;

@@ -60,6 +60,10 @@ impl ServiceProcess {
         self.process.log()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Waits until the service's health reports SERVING.
     pub fn wait_until_serving(&self, timeout: Duration) {
         let what = format!("{} reports SERVING", self.process.name());
