@@ -596,12 +596,15 @@ mod tests {
         // rating-a has really gone: its first refusal drops it, and the call
         // is answered by rating-b.
         for _ in 0..20 {
-            let answer = upstream
-                .call(None, |_, instance, _| {
-                    let port = instance.port;
-                    async move { if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) } }
-                })
-                .await;
+            let answer =
+                upstream
+                    .call(None, |_, instance, _| {
+                        let port = instance.port;
+                        async move {
+                            if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) }
+                        }
+                    })
+                    .await;
             assert_eq!(answer.unwrap(), 2);
         }
         until_pool_is(&upstream, &["rating-b"]).await;

@@ -2,6 +2,7 @@
 //! and the few topic operations the tests need, through rdkafka.
 use std::{path::Path, time::Duration};
 
+use nix::{sys::signal::Signal, unistd::Pid};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
@@ -10,7 +11,6 @@ use rdkafka::{
     producer::{BaseProducer, BaseRecord, Producer},
 };
 use serde_json::Value;
-use nix::{sys::signal::Signal, unistd::Pid};
 use testbed::{Output, Storage, Tansu};
 
 pub struct Broker {
@@ -39,6 +39,11 @@ impl Broker {
     /// `127.0.0.1:PORT`, for KAFKA_BROKERS.
     pub fn address(&self) -> String {
         self.tansu.address()
+    }
+
+    /// What the broker has logged (warnings and errors).
+    pub fn log(&self) -> String {
+        self.tansu.log()
     }
 
     /// Freezes the broker (SIGSTOP): it holds its connections and answers
@@ -100,7 +105,12 @@ impl Broker {
         let consumer: BaseConsumer =
             contract::kafka::client_config(&self.address(), "e2e-reader").create().expect("a Kafka consumer");
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
-        let partitions = metadata.topics().iter().filter(|found| found.name() == topic).map(|found| found.partitions().len()).sum::<usize>();
+        let partitions = metadata
+            .topics()
+            .iter()
+            .filter(|found| found.name() == topic)
+            .map(|found| found.partitions().len())
+            .sum::<usize>();
         i32::try_from(partitions).expect("a partition count")
     }
 

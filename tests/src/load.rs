@@ -12,9 +12,9 @@ use std::{
 };
 
 use contract::api::{GetMovieDetailsRequest, movie_service_client::MovieServiceClient};
+use platform::shutdown::CancellationToken;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
-use platform::shutdown::CancellationToken;
 use tonic::{Code, transport::Endpoint};
 
 /// One call of the load.
@@ -35,8 +35,9 @@ pub struct SteadyLoad {
 }
 
 /// A call is abandoned (and recorded as CANCELLED) this long past its own
-/// deadline, so that a call that never ends cannot hang the test; a
-/// CANCELLED record means a call waited past its deadline.
+/// deadline, so that a call that never ends cannot hang the test. (tonic's
+/// own timer, at the deadline, also ends a call as CANCELLED: either way
+/// the caller's deadline passed.)
 const HANG_GRACE: Duration = Duration::from_secs(2);
 
 impl SteadyLoad {
@@ -73,9 +74,8 @@ impl SteadyLoad {
                     let kept = kept.clone();
                     calls.spawn(async move {
                         let started = Instant::now();
-                        let code = tokio::time::timeout(deadline + HANG_GRACE, pending)
-                            .await
-                            .unwrap_or(Code::Cancelled);
+                        let code =
+                            tokio::time::timeout(deadline + HANG_GRACE, pending).await.unwrap_or(Code::Cancelled);
                         let record = CallRecord { started: started - origin, latency: started.elapsed(), code };
                         kept.lock().expect("not poisoned").push(record);
                     });

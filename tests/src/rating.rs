@@ -82,7 +82,13 @@ pub fn delete(rating: &ServiceProcess, id: &str, user: &str) {
 
 /// PutRating of movie `id` by `user` with a deadline, as the service
 /// answers it.
-pub fn try_put(rating: &ServiceProcess, id: &str, user: &str, value: i32, deadline: Duration) -> Result<(), tonic::Status> {
+pub fn try_put(
+    rating: &ServiceProcess,
+    id: &str,
+    user: &str,
+    value: i32,
+    deadline: Duration,
+) -> Result<(), tonic::Status> {
     let mut request = tonic::Request::new(PutRatingRequest {
         user_id: user.into(),
         record_id: id.into(),
@@ -91,7 +97,8 @@ pub fn try_put(rating: &ServiceProcess, id: &str, user: &str, value: i32, deadli
     });
     request.set_timeout(deadline);
     block_on(async {
-        let channel = endpoint(rating).connect().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        let channel =
+            endpoint(rating).connect().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
         RatingServiceClient::new(channel).put_rating(request).await.map(|_| ())
     })
 }
@@ -174,8 +181,18 @@ pub fn ingest(broker: &Broker, file: &Path, events: &[serde_json::Value]) {
 
 /// The `applied=N` an instance's log gives when its ingestion stops.
 pub fn applied_at_stop(log: &str) -> u64 {
+    count_at_stop(log, "applied=")
+}
+
+/// The `skipped=N` (events behind the store's position) an instance's log
+/// gives when its ingestion stops.
+pub fn skipped_at_stop(log: &str) -> u64 {
+    count_at_stop(log, "skipped=")
+}
+
+fn count_at_stop(log: &str, name: &str) -> u64 {
     let line = log.lines().rev().find(|line| line.contains("ingestion stopped")).expect("ingestion stopped line");
-    let (_, after) = line.split_once("applied=").expect("applied=N in the line");
+    let (_, after) = line.split_once(name).unwrap_or_else(|| panic!("{name}N in the line: {line}"));
     after.split(|c: char| !c.is_ascii_digit()).next().and_then(|digits| digits.parse().ok()).expect("a count")
 }
 

@@ -9,7 +9,7 @@ use e2e::{
     broker::Broker,
     postgres::{PASSWORD, Postgres},
     process::{ServiceProcess, block_on},
-    rating::{Workload, applied_at_stop, stored_position, average, event, ingest, start_with_kafka_and, try_average},
+    rating::{Workload, applied_at_stop, average, event, ingest, start_with_kafka_and, stored_position, try_average},
     wait_until,
 };
 use tonic::Code;
