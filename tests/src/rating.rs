@@ -192,6 +192,16 @@ pub fn skipped_at_stop(log: &str) -> u64 {
 
 fn count_at_stop(log: &str, name: &str) -> u64 {
     let line = log.lines().rev().find(|line| line.contains("ingestion stopped")).expect("ingestion stopped line");
+    count_in_line(line, name)
+}
+
+/// The last `name=N` (e.g. `already_applied=`) the log gives.
+pub fn count_in_log(log: &str, name: &str) -> u64 {
+    let line = log.lines().rev().find(|line| line.contains(name)).unwrap_or_else(|| panic!("no {name}N in the log"));
+    count_in_line(line, name)
+}
+
+fn count_in_line(line: &str, name: &str) -> u64 {
     let (_, after) = line.split_once(name).unwrap_or_else(|| panic!("{name}N in the line: {line}"));
     after.split(|c: char| !c.is_ascii_digit()).next().and_then(|digits| digits.parse().ok()).expect("a count")
 }

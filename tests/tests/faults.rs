@@ -20,8 +20,8 @@ use e2e::{
     load::{LoadFigures, SteadyLoad, millis},
     process::{ServiceProcess, binary},
     rating::{
-        self, Workload, applied_at_stop, average, skipped_at_stop, start_with_kafka, start_with_kafka_and,
-        stored_position,
+        self, Workload, applied_at_stop, average, count_in_log, skipped_at_stop, start_with_kafka,
+        start_with_kafka_and, stored_position,
     },
     stand_in::GatedMetadata,
     wait_until,
@@ -226,7 +226,7 @@ fn fault_3_a_broker_paused_and_restarted_while_ratingingester_publishes_loses_no
     let port = e2e::free_port();
     let broker = Broker::start_persistent(directory.path(), port);
     let rating = start_with_kafka(&broker);
-    let workload = Workload::new(100, 100, 2);
+    let workload = Workload::new(100, 50, 2);
     let file = directory.path().join("ratings.json");
     workload.write(&file);
 
@@ -275,7 +275,7 @@ fn fault_3_a_broker_paused_and_restarted_while_ratingingester_publishes_loses_no
     }
     let expected = |record: &str| from_topic.get(record).map(|(sum, count)| *sum as f64 / *count as f64);
     let records: Vec<&String> = workload.totals.keys().chain(writes.iter().map(|(record, _)| record)).collect();
-    wait_until("the averages are those of the topic", Duration::from_secs(60), || {
+    wait_until("the averages are those of the topic", Duration::from_secs(90), || {
         records.iter().all(|record| average(&rating, record) == expected(record))
     });
     let caught_up_after_restart = started.elapsed() - restarted_at;
@@ -345,9 +345,9 @@ fn fault_3_a_broker_paused_and_restarted_while_ratingingester_publishes_loses_no
 /// Fault 4 (SQLite store; the PostgreSQL replicas are
 /// `rating_storage::postgres_replicas_lose_and_double_nothing_when_one_is_sigkilled_mid_ingestion`).
 /// Bounds: the final averages are exactly the file's, and the restarted
-/// instance applies at most the events its store had not (no event twice:
-/// positions are stored in the transaction of the data), every other one
-/// being counted as skipped.
+/// instance applies exactly the events its store had not when it started
+/// (positions are stored in the transaction of the data), any event
+/// fetched again being counted as skipped.
 #[test]
 fn fault_4_a_rating_instance_sigkilled_mid_ingestion_and_restarted_ends_with_the_same_averages() {
     let broker = Broker::start_in_memory();
@@ -367,15 +367,20 @@ fn fault_4_a_rating_instance_sigkilled_mid_ingestion_and_restarted_ends_with_the
     wait_until("every event is applied", WAIT, || stored_position(&url) == total);
     let wrong = workload.wrong_answers(&rating);
     let (status, log) = rating.terminate_with_log(WAIT);
+    // The store's position as the restarted instance found it: a SQLite
+    // transaction the kill cut after its WAL frames were written is
+    // committed all the same once the next opener recovers the WAL, so this
+    // may be a little past the position read just after the kill.
+    let at_restart = count_in_log(&log, "already_applied=") as i64;
     let applied_after_restart = applied_at_stop(&log) as i64;
     let skipped_after_restart = skipped_at_stop(&log) as i64;
     figures::record(
         4,
         &json!({
-            "store": "sqlite", "events": total, "applied_at_kill": at_kill,
+            "store": "sqlite", "events": total, "applied_at_kill": at_kill, "applied_at_restart": at_restart,
             "applied_after_restart": applied_after_restart, "skipped_as_applied_before": skipped_after_restart,
-            "doubled": (at_kill + applied_after_restart - total).max(0),
-            "lost": total - at_kill - applied_after_restart - skipped_after_restart,
+            "doubled": (at_restart + applied_after_restart - total).max(0),
+            "lost": total - at_restart - applied_after_restart,
             "records": workload.totals.len(), "records_wrong": wrong.len(),
             "restart_to_serving_ms": millis(serving_after),
         }),
@@ -383,8 +388,11 @@ fn fault_4_a_rating_instance_sigkilled_mid_ingestion_and_restarted_ends_with_the
     assert!(status.success(), "{log}");
     assert!(at_kill < total, "killed after ingestion ended ({at_kill} of {total}): make the workload larger");
     assert!(wrong.is_empty(), "wrong averages for {wrong:?}");
-    assert_eq!(applied_after_restart + skipped_after_restart, total - at_kill, "{log}");
-    assert!(at_kill + applied_after_restart <= total, "events applied twice: {log}");
+    assert!(
+        at_kill <= at_restart,
+        "the store lost committed events: {at_kill} at the kill, {at_restart} at the restart"
+    );
+    assert_eq!(at_restart + applied_after_restart, total, "every event applied exactly once: {log}");
 }
 
 /// Fault 5. Bounds: no failed call (the leaving instance says NOT_SERVING,
