@@ -6,7 +6,9 @@
 //! request timeout, or the caller's own deadline when that comes first. When
 //! every instance tried refused, the call is made again after a pause
 //! (exponential, with jitter) while the deadline leaves time: calls made
-//! through it must be reads, which may safely reach an instance twice.
+//! through it must be reads, which may safely reach an instance twice. A
+//! registry that cannot be reached, or lists no instance at all, leaves the
+//! pool as it was.
 use std::{
     future::Future,
     sync::{Arc, Weak},
@@ -277,8 +279,11 @@ impl Inner {
     }
 
     /// Fetches the healthy instances again. Keeps the last known list when the
-    /// registry cannot be reached, reusing the channel of every instance that
-    /// is still listed.
+    /// registry cannot be reached, or lists none at all (a registry that
+    /// came back without its state lists nothing until the instances
+    /// register again, and an empty pool would fail every call meanwhile):
+    /// instances that really left are dropped at their first refusal. Reuses
+    /// the channel of every instance that is still listed.
     async fn refresh(&self) {
         let _single_flight = self.refresh_lock.lock().await;
         let listed = match self.registry.healthy_instances(&self.service).await {
@@ -290,6 +295,11 @@ impl Inner {
             }
         };
         let current = self.snapshot();
+        if listed.is_empty() && !current.is_empty() {
+            tracing::warn!(service = %self.service, kept = current.len(),
+                "the registry lists no healthy instance; keeping the last known ones until they refuse a call");
+            return;
+        }
         let mut members = Vec::with_capacity(listed.len());
         for instance in listed {
             if let Some(known) = current.iter().find(|member| member.instance == instance) {
@@ -565,6 +575,39 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, UpstreamError::Unavailable { .. }), "{error}");
         assert_eq!(attempts.into_inner(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_listing_keeps_the_last_known_instances_until_they_refuse() {
+        let registry = Arc::new(MemoryRegistry::default());
+        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
+            registry.register(&instance(id, port)).await.unwrap();
+            registry.report_healthy(&instance(id, port)).await.unwrap();
+        }
+        let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), settings());
+        until_pool_is(&upstream, &["rating-a", "rating-b"]).await;
+        // The registry forgets every instance, as a Consul agent restarted
+        // without its state does until they register again.
+        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
+            registry.deregister(&instance(id, port)).await.unwrap();
+        }
+        tokio::time::sleep(settings().refresh_interval * 10).await;
+        assert_eq!(upstream.instances().len(), 2, "the last known instances are kept");
+        // rating-a has really gone: its first refusal drops it, and the call
+        // is answered by rating-b.
+        for _ in 0..20 {
+            let answer =
+                upstream
+                    .call(None, |_, instance, _| {
+                        let port = instance.port;
+                        async move {
+                            if port == 1 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(port) }
+                        }
+                    })
+                    .await;
+            assert_eq!(answer.unwrap(), 2);
+        }
+        until_pool_is(&upstream, &["rating-b"]).await;
     }
 
     #[tokio::test(start_paused = true)]

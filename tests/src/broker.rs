@@ -2,6 +2,7 @@
 //! and the few topic operations the tests need, through rdkafka.
 use std::{path::Path, time::Duration};
 
+use nix::{sys::signal::Signal, unistd::Pid};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
@@ -38,6 +39,27 @@ impl Broker {
     /// `127.0.0.1:PORT`, for KAFKA_BROKERS.
     pub fn address(&self) -> String {
         self.tansu.address()
+    }
+
+    /// What the broker has logged (warnings and errors).
+    pub fn log(&self) -> String {
+        self.tansu.log()
+    }
+
+    /// Freezes the broker (SIGSTOP): it holds its connections and answers
+    /// nothing, as a stalled machine would.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.tansu.pid() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|error| panic!("cannot send {signal} to tansu: {error}"));
     }
 
     /// Stops the broker (SIGTERM, SIGKILL after 10 s) and waits for it to exit.
@@ -78,6 +100,33 @@ impl Broker {
         producer.flush(Duration::from_secs(15)).expect("every message acknowledged within 15 s");
     }
 
+    /// Produces one message (key, value) to each of `partitions` partitions
+    /// of `topic`, each acknowledged before the next is sent, so that each
+    /// is a record batch of its own, the last of its partition.
+    pub fn produce_one_per_partition(&self, topic: &str, partitions: i32, key: &str, value: &str) {
+        let producer: BaseProducer =
+            contract::kafka::client_config(&self.address(), "e2e-producer").create().expect("a Kafka producer");
+        for partition in 0..partitions {
+            let record = BaseRecord::to(topic).partition(partition).key(key).payload(value);
+            producer.send(record).map_err(|(error, _)| error).expect("queue the message");
+            producer.flush(Duration::from_secs(15)).expect("the message acknowledged within 15 s");
+        }
+    }
+
+    /// How many partitions `topic` has.
+    pub fn partitions(&self, topic: &str) -> i32 {
+        let consumer: BaseConsumer =
+            contract::kafka::client_config(&self.address(), "e2e-reader").create().expect("a Kafka consumer");
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .filter(|found| found.name() == topic)
+            .map(|found| found.partitions().len())
+            .sum::<usize>();
+        i32::try_from(partitions).expect("a partition count")
+    }
+
     /// Every message of `topic` as `{"key", "value", "partition", "headers": {..}}`.
     pub fn read_all(&self, topic: &str) -> Vec<Value> {
         let consumer: BaseConsumer = contract::kafka::client_config(&self.address(), "e2e-reader")
@@ -85,7 +134,9 @@ impl Broker {
             .set("enable.auto.commit", "false")
             .create()
             .expect("a Kafka consumer");
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap_or_else(|error| {
+            panic!("no metadata of topic {topic}: {error}; the broker logged:\n{}", self.log())
+        });
         let mut assignment = TopicPartitionList::new();
         for partition in
             metadata.topics().iter().filter(|found| found.name() == topic).flat_map(|found| found.partitions())

@@ -43,11 +43,24 @@ pub struct Registered {
     last_pass: Option<Instant>,
 }
 
+impl Registered {
+    /// Passing: no TTL check, or a pass within the TTL.
+    fn passing_at(&self, now: Instant) -> bool {
+        match (self.ttl, self.last_pass) {
+            (None, _) => true,
+            (Some(ttl), Some(last)) => now.duration_since(last) < ttl,
+            (Some(_), None) => false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Agent {
     services: BTreeMap<String, Registered>,
     heartbeats: HashMap<String, usize>,
     deregistered: Vec<String>,
+    /// When each deregistration arrived, in order.
+    deregistered_at: Vec<(String, Instant)>,
     requests: Vec<String>,
     /// The ACL token every request must carry, if ACLs are on.
     token: Option<String>,
@@ -121,6 +134,18 @@ impl FakeConsul {
         self.agent().services.values().filter(|registered| registered.name == service).cloned().collect()
     }
 
+    /// The ids of a service's instances whose check passes now, as
+    /// `GET /v1/health/service/NAME?passing` lists them.
+    pub fn passing(&self, service: &str) -> Vec<String> {
+        let now = Instant::now();
+        self.agent()
+            .services
+            .values()
+            .filter(|registered| registered.name == service && registered.passing_at(now))
+            .map(|registered| registered.id.clone())
+            .collect()
+    }
+
     /// How many TTL passes a check has received.
     pub fn heartbeats(&self, check_id: &str) -> usize {
         self.agent().heartbeats.get(check_id).copied().unwrap_or(0)
@@ -129,6 +154,16 @@ impl FakeConsul {
     /// Service ids deregistered so far, in order.
     pub fn deregistered(&self) -> Vec<String> {
         self.agent().deregistered.clone()
+    }
+
+    /// When `id` was deregistered, if it was.
+    pub fn deregistered_at(&self, id: &str) -> Option<Instant> {
+        self.agent().deregistered_at.iter().find(|(deregistered, _)| deregistered == id).map(|(_, at)| *at)
+    }
+
+    /// The port it listens on, to start another one there later.
+    pub fn port(&self) -> u16 {
+        self.address.port()
     }
 
     /// How many requests the ACL check refused.
@@ -229,6 +264,7 @@ async fn deregister(State(agent): State<Shared>, Path(id): Path<String>) -> (Sta
             format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."),
         );
     }
+    agent.deregistered_at.push((id.clone(), Instant::now()));
     agent.deregistered.push(id);
     (StatusCode::OK, String::new())
 }
@@ -272,11 +308,7 @@ async fn health(
         .values()
         .filter(|registered| registered.name == service)
         .filter_map(|registered| {
-            let status = match (registered.ttl, registered.last_pass) {
-                (None, _) => "passing",
-                (Some(ttl), Some(last)) if now.duration_since(last) < ttl => "passing",
-                _ => "critical",
-            };
+            let status = if registered.passing_at(now) { "passing" } else { "critical" };
             if passing_only && status != "passing" {
                 return None;
             }

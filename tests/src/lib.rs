@@ -4,8 +4,9 @@
 //! Kafka-protocol broker ([`broker`]), a throwaway PostgreSQL ([`postgres`]),
 //! a certificate authority ([`certificates`]), bearer tokens ([`tokens`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
-//! a small stand-in of Consul's HTTP API, calls with hand-encoded requests
-//! ([`raw`]), and a metadata service that
+//! a steady load that records every call ([`load`]) and the fault tests'
+//! figures ([`figures`]), a small stand-in of Consul's HTTP API, calls with
+//! hand-encoded requests ([`raw`]), and a metadata service that
 //! answers only when a test lets it ([`stand_in`]). The processes themselves are
 //! `testbed`'s, which the benchmark runner shares; these helpers panic where
 //! it returns errors, as tests want.
@@ -19,7 +20,9 @@ pub mod calls;
 pub mod certificates;
 pub mod compose;
 pub mod consul;
+pub mod figures;
 pub mod grpcurl;
+pub mod load;
 pub mod otlp;
 pub mod postgres;
 pub mod process;

@@ -28,6 +28,8 @@ pub struct GatedMetadata {
 struct State {
     open: watch::Sender<bool>,
     in_flight: AtomicUsize,
+    /// The most calls ever waiting at once.
+    max_in_flight: AtomicUsize,
     timeouts: Mutex<Vec<Option<String>>>,
 }
 
@@ -39,6 +41,7 @@ impl GatedMetadata {
         let state = Arc::new(State {
             open: watch::Sender::new(false),
             in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             timeouts: Mutex::new(Vec::new()),
         });
         let service = MetadataServiceServer::new(Service(state.clone()));
@@ -65,6 +68,11 @@ impl GatedMetadata {
         self.state.in_flight.load(Ordering::SeqCst)
     }
 
+    /// The most calls that ever waited at the gate at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Waits until `count` calls wait at the gate.
     pub async fn wait_for_in_flight(&self, count: usize, timeout: Duration) {
         crate::wait_for(&format!("{count} calls wait at the stand-in"), timeout, || async {
@@ -85,8 +93,9 @@ struct Service(Arc<State>);
 struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
-    fn start(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
+    fn start(count: &'a AtomicUsize, max: &AtomicUsize) -> Self {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        max.fetch_max(now, Ordering::SeqCst);
         Self(count)
     }
 }
@@ -106,7 +115,7 @@ impl MetadataService for Service {
         let timeout = request.metadata().get("grpc-timeout").and_then(|value| value.to_str().ok()).map(str::to_owned);
         self.0.timeouts.lock().expect("not poisoned").push(timeout);
         let mut open = self.0.open.subscribe();
-        let waiting = Waiting::start(&self.0.in_flight);
+        let waiting = Waiting::start(&self.0.in_flight, &self.0.max_in_flight);
         let opened = open.wait_for(|open| *open).await.is_ok();
         drop(waiting);
         if !opened {

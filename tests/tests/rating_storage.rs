@@ -3,71 +3,18 @@
 //! replicas that split the topic in a consumer group lose and double-count
 //! nothing when one is SIGKILLed mid-ingestion; a database that goes away
 //! mid-run makes calls UNAVAILABLE, pauses ingestion, and both recover.
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::Path,
-    process::Command,
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use e2e::{
     broker::Broker,
     postgres::{PASSWORD, Postgres},
-    process::{ServiceProcess, binary, block_on},
-    rating::{average, start_with_kafka_and, try_average},
+    process::{ServiceProcess, block_on},
+    rating::{Workload, applied_at_stop, average, event, ingest, start_with_kafka_and, stored_position, try_average},
     wait_until,
 };
-use serde_json::json;
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn event(record: &str, user: &str, value: Option<i32>) -> serde_json::Value {
-    match value {
-        Some(value) => json!({"recordId": record, "recordType": "movie", "userId": user, "ratingValue": value}),
-        None => json!({"recordId": record, "recordType": "movie", "userId": user, "eventType": "delete"}),
-    }
-}
-
-/// Events over `records` records, with changed minds and deletes, and what
-/// they leave: each record's (sum, count).
-fn workload(records: usize, users: usize, rounds: usize) -> (Vec<serde_json::Value>, BTreeMap<String, (i64, i64)>) {
-    let mut ratings: HashMap<(String, String), i32> = HashMap::new();
-    let mut events = Vec::new();
-    for round in 0..rounds {
-        for record in 0..records {
-            for user in 0..users {
-                let (record_id, user_id) = (format!("m{record}"), format!("u{user}"));
-                let value = if (record + user + round) % 13 == 0 {
-                    ratings.remove(&(record_id.clone(), user_id.clone()));
-                    None
-                } else {
-                    let value = 1 + ((record * 3 + user * 7 + round) % 5) as i32;
-                    ratings.insert((record_id.clone(), user_id.clone()), value);
-                    Some(value)
-                };
-                events.push(event(&record_id, &user_id, value));
-            }
-        }
-    }
-    let mut totals = BTreeMap::new();
-    for ((record, _), value) in ratings {
-        let entry: &mut (i64, i64) = totals.entry(record).or_default();
-        *entry = (entry.0 + i64::from(value), entry.1 + 1);
-    }
-    (events, totals)
-}
-
-/// Publishes `events` with ratingingester, as a user does.
-fn ingest(broker: &Broker, file: &Path, events: &[serde_json::Value]) {
-    std::fs::write(file, serde_json::to_string(events).unwrap()).unwrap();
-    let output = Command::new(binary("ratingingester"))
-        .arg(file)
-        .env("KAFKA_BROKERS", broker.address())
-        .output()
-        .expect("run ratingingester");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
 
 /// Each record's (sum, count) as the PostgreSQL store holds it.
 fn stored_totals(url: &str) -> BTreeMap<String, (i64, i64)> {
@@ -83,41 +30,17 @@ fn stored_totals(url: &str) -> BTreeMap<String, (i64, i64)> {
     })
 }
 
-/// How many events of the topic the PostgreSQL store has applied.
-fn stored_position(url: &str) -> i64 {
-    block_on(async {
-        let pool = sqlx::PgPool::connect(url).await.expect("connect to the test database");
-        let (position,): (Option<i64>,) =
-            sqlx::query_as("SELECT CAST(SUM(next_offset) AS BIGINT) FROM consumer_offsets WHERE topic = 'ratings'")
-                .fetch_one(&pool)
-                .await
-                .expect("read the positions");
-        pool.close().await;
-        position.unwrap_or(0)
-    })
-}
-
-fn expected_average(totals: &BTreeMap<String, (i64, i64)>, record: &str) -> Option<f64> {
-    totals.get(record).map(|(sum, count)| *sum as f64 / *count as f64)
-}
-
-/// The `applied=N` an instance's log gives when its ingestion stops.
-fn applied_at_stop(log: &str) -> u64 {
-    let line = log.lines().rev().find(|line| line.contains("ingestion stopped")).expect("ingestion stopped line");
-    let (_, after) = line.split_once("applied=").expect("applied=N in the line");
-    after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_restarted_instance_on_sqlite_keeps_its_ratings_and_reapplies_nothing() {
     let broker = Broker::start_in_memory();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("rating.db").display());
-    let (events, totals) = workload(20, 30, 2);
+    let workload = Workload::new(20, 30, 2);
+    let (events, totals) = (&workload.events, &workload.totals);
     let rating = start_with_kafka_and(&broker, &[("DATABASE_URL", &url)]);
-    ingest(&broker, &dir.path().join("first.json"), &events);
+    ingest(&broker, &dir.path().join("first.json"), events);
     let answers_match = |rating: &ServiceProcess| {
-        totals.keys().all(|record| average(rating, record) == expected_average(&totals, record))
+        totals.keys().all(|record| average(rating, record) == workload.expected_average(record))
     };
     wait_until("every event is applied", WAIT, || answers_match(&rating));
     let (status, log) = rating.terminate_with_log(WAIT);
@@ -151,9 +74,10 @@ fn two_replicas_on_postgres_ingest_through_a_restart(extra: &[(&str, &str)], sto
     let first = start_with_kafka_and(&broker, &env);
     let second = start_with_kafka_and(&broker, &env);
 
-    let (events, totals) = workload(100, 100, 6);
+    let workload = Workload::new(100, 100, 6);
+    let (events, totals) = (&workload.events, &workload.totals);
     let dir = tempfile::tempdir().unwrap();
-    ingest(&broker, &dir.path().join("ratings.json"), &events);
+    ingest(&broker, &dir.path().join("ratings.json"), events);
 
     let total = events.len() as i64;
     wait_until("ingestion is under way", WAIT, || stored_position(&url) > 0);
@@ -171,10 +95,10 @@ fn two_replicas_on_postgres_ingest_through_a_restart(extra: &[(&str, &str)], sto
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(stored_totals(&url), totals, "every sum and count exact (stopped at {at_stop} of {total})");
+    assert_eq!(&stored_totals(&url), totals, "every sum and count exact (stopped at {at_stop} of {total})");
     for record in ["m0", "m42", "m99"] {
-        assert_eq!(average(&first, record), expected_average(&totals, record), "{record}");
-        assert_eq!(average(&second, record), expected_average(&totals, record), "{record}");
+        assert_eq!(average(&first, record), workload.expected_average(record), "{record}");
+        assert_eq!(average(&second, record), workload.expected_average(record), "{record}");
     }
 
     // Read your writes across replicas: the call returns once the event is
