@@ -30,24 +30,59 @@ impl IngesterSummary {
     }
 }
 
-/// What h2load measured: requests per second and the count of requests
-/// that succeeded and failed (`finished in 5.00s, 12345.67 req/s, ...` and
-/// `requests: N total, N started, N done, N succeeded, N failed, ...`).
+/// What h2load measured (`finished in 5.00s, 12345.67 req/s, ...`,
+/// `requests: N total, N started, N done, N succeeded, N failed, N errored,
+/// N timeout`, `status codes: N 2xx, ...` and `traffic: ... (N) data`).
+/// h2load counts any HTTP/2 response as a success, a gRPC error included;
+/// the DATA bytes are what tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct H2loadReport {
     pub requests_per_s: f64,
+    pub started: u64,
+    pub done: u64,
     pub succeeded: u64,
     pub failed: u64,
+    pub errored: u64,
+    pub timeout: u64,
+    /// Responses with a 2xx HTTP status.
+    pub status_2xx: u64,
+    /// Bytes of the DATA frames' payloads received (every response body).
+    pub data_bytes: u64,
 }
 
 pub fn h2load_report(output: &str) -> Option<H2loadReport> {
-    let finished = output.lines().find_map(|line| line.trim().strip_prefix("finished in "))?;
+    let line = |prefix: &str| output.lines().find_map(|line| line.trim().strip_prefix(prefix).map(str::to_owned));
+    let finished = line("finished in ")?;
     let requests_per_s = finished.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok()?;
-    let counts = output.lines().find_map(|line| line.trim().strip_prefix("requests: "))?;
+    let counts = line("requests: ")?;
     let count = |name: &str| {
         counts.split(", ").find_map(|part| part.strip_suffix(name)).and_then(|number| number.trim().parse().ok())
     };
-    Some(H2loadReport { requests_per_s, succeeded: count(" succeeded")?, failed: count(" failed")? })
+    let status_2xx = line("status codes: ")?.split(", ").find_map(|part| part.strip_suffix(" 2xx"))?.parse().ok()?;
+    // `1.15MB (1201068) data`: the exact count is in parentheses.
+    let traffic = line("traffic: ")?;
+    let data = traffic.split(", ").find_map(|part| part.strip_suffix(" data"))?;
+    let data_bytes = data.split_once('(')?.1.strip_suffix(')')?.parse().ok()?;
+    Some(H2loadReport {
+        requests_per_s,
+        started: count(" started")?,
+        done: count(" done")?,
+        succeeded: count(" succeeded")?,
+        failed: count(" failed")?,
+        errored: count(" errored")?,
+        timeout: count(" timeout")?,
+        status_2xx,
+        data_bytes,
+    })
+}
+
+/// The request durations of h2load's `--log-file` (one line per request:
+/// start time, HTTP status, duration in µs, tab-separated), in µs.
+pub fn h2load_log_durations(log: &str) -> Option<Vec<u64>> {
+    log.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.split('\t').nth(2)?.trim().parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -78,14 +113,33 @@ mod tests {
     }
 
     #[test]
-    fn h2load_throughput_and_outcomes_are_read() {
+    fn h2load_throughput_outcomes_and_data_bytes_are_read() {
         let output = "starting benchmark...\n\
             finished in 5.00s, 12345.67 req/s, 1.20MB/s\n\
-            requests: 61728 total, 61856 started, 61728 done, 61700 succeeded, 28 failed, 0 errored, 0 timeout\n";
+            requests: 61728 total, 61856 started, 61728 done, 61700 succeeded, 28 failed, 2 errored, 1 timeout\n\
+            status codes: 61700 2xx, 0 3xx, 0 4xx, 0 5xx\n\
+            traffic: 1.70MB (1778625) total, 65.35KB (66918) headers (space savings 94.72%), 1.15MB (1201068) data\n";
         assert_eq!(
             h2load_report(output),
-            Some(H2loadReport { requests_per_s: 12345.67, succeeded: 61700, failed: 28 })
+            Some(H2loadReport {
+                requests_per_s: 12345.67,
+                started: 61856,
+                done: 61728,
+                succeeded: 61700,
+                failed: 28,
+                errored: 2,
+                timeout: 1,
+                status_2xx: 61700,
+                data_bytes: 1_201_068,
+            })
         );
         assert_eq!(h2load_report("no such thing"), None);
+    }
+
+    #[test]
+    fn h2load_log_lines_give_the_durations() {
+        let log = "1795494585725444\t200\t19541\n1795494585725445\t200\t618\n";
+        assert_eq!(h2load_log_durations(log), Some(vec![19541, 618]));
+        assert_eq!(h2load_log_durations("1795494585725444 200\n"), None);
     }
 }

@@ -173,8 +173,14 @@ pub async fn await_serving(address: &str, deadline: Instant) -> anyhow::Result<(
     }
 }
 
-/// Stores `movies` movies: metadata and one rating each (ids `0..movies`).
+/// Stores `movies` movies: metadata and one rating each (ids `0..movies`),
+/// 32 movies at a time.
 pub async fn seed(metadata: &str, rating: &str, movies: u32) -> anyhow::Result<()> {
+    seed_at_most(metadata, rating, movies, 32).await
+}
+
+/// [`seed`] with at most `in_flight` movies stored at a time.
+pub async fn seed_at_most(metadata: &str, rating: &str, movies: u32, in_flight: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let metadata = connect_until(metadata, deadline).await?;
     let rating = connect_until(rating, deadline).await?;
@@ -189,7 +195,7 @@ pub async fn seed(metadata: &str, rating: &str, movies: u32) -> anyhow::Result<(
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(32)
+        .buffer_unordered(in_flight.max(1))
         .try_collect::<()>()
         .await
 }

@@ -20,9 +20,30 @@ pub fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
     (denominator != 0.0 && ratio.is_finite()).then_some(ratio)
 }
 
+/// The `quantile` (0 to 1) of `values` by the nearest-rank method: the
+/// smallest value with at least that share of the values at or below it;
+/// `None` when there are none.
+pub fn nearest_rank(values: &mut [u64], quantile: f64) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = (quantile.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_rank_picks_the_value_at_or_above_the_share() {
+        let mut values: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(nearest_rank(&mut values, 0.99), Some(99));
+        assert_eq!(nearest_rank(&mut values, 0.5), Some(50));
+        assert_eq!(nearest_rank(&mut [7, 3], 0.99), Some(7));
+        assert_eq!(nearest_rank(&mut [], 0.99), None);
+    }
 
     #[test]
     fn the_median_of_an_odd_count_is_the_middle_value() {

@@ -12,8 +12,11 @@
 //! Writes the report to `--output` (BENCHMARKS.md) and prints it, keeping
 //! the section of A/B entries at its end.
 //!
-//! `bench-run ab` compares two builds of the services instead (see [`ab`]).
+//! `bench-run ab` compares two builds of the services instead (see [`ab`]);
+//! `bench-run compare-go` measures them against the book's Go suite (see
+//! [`compare_go`]).
 mod ab;
+mod compare_go;
 mod grpc;
 mod ingest;
 mod machine;
@@ -75,6 +78,10 @@ enum Command {
     /// Compares two builds of metadata, rating and movie (A, the base, and B, the candidate) in
     /// alternating rounds, and appends the result to the A/B section of BENCHMARKS.md.
     Ab(ab::AbArgs),
+    /// Measures this suite against the book's Go suite (built by scripts/compare-go-prepare.sh) and the
+    /// floor with h2load, in alternating rounds, checking every response by its bytes; prints a
+    /// markdown report.
+    CompareGo(compare_go::CompareGoArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -235,8 +242,10 @@ fn own_dir() -> anyhow::Result<PathBuf> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::Ab(ab_args)) = &args.command {
-        return ab::main(ab_args);
+    match &args.command {
+        Some(Command::Ab(ab_args)) => return ab::main(ab_args),
+        Some(Command::CompareGo(compare_args)) => return compare_go::main(compare_args),
+        None => {}
     }
     let settings = Settings::from_args(&args);
     let bin_dir = match &args.bin_dir {

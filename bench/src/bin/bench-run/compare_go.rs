@@ -1,0 +1,638 @@
+//! `bench-run compare-go`: this suite against the book's Go suite
+//! (*Microservices with Go*, built by `scripts/compare-go-prepare.sh`) and
+//! the floor, all measured with the same `h2load` lines.
+//!
+//! Starts this suite (rating without Kafka), the Go suite (its movie service
+//! twice: one pooled connection per target, and as published, a new
+//! connection per call) and the constant server on free ports, seeds the
+//! same movies into both suites through their Put RPCs, and checks that
+//! `grpcurl` reads the same JSON from both movie services and that `curl`
+//! receives the same response bytes. Then, in rounds whose order alternates
+//! (forwards, then backwards), runs h2load at each load against each target:
+//! a warm-up run, then the measured one. h2load counts any HTTP/2 response as
+//! a success, a gRPC error included (its body is empty), so every run is
+//! checked by its bytes: the DATA received must be exactly the requests done
+//! times the size of one successful response, with nothing failed, errored
+//! or timed out. A run that fails the check fails the comparison.
+use std::{
+    collections::BTreeMap,
+    fmt::{self, Write as _},
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use bench::{
+    parse::{H2loadReport, h2load_log_durations, h2load_report},
+    procfs,
+    rpc::{Rpc, grpc_frame},
+    stats::{median, nearest_rank, ratio},
+};
+use testbed::ChildProcess;
+
+use bench::processes::{run_tool, start_service, stop_all};
+
+use crate::machine::Machine;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareGoArgs {
+    /// Directory of the Go suite's binaries (`metadata`, `rating`, `movie`, `movie-per-call`), as
+    /// scripts/compare-go-prepare.sh builds them
+    #[arg(long)]
+    go_dir: PathBuf,
+    /// Directory of this suite's release binaries and `constant-server` [default: the runner's own]
+    #[arg(long)]
+    rust_dir: Option<PathBuf>,
+    /// Rounds; each measures every target at every load, in the opposite order of the round before
+    #[arg(long, env = "COMPARE_GO_ROUNDS", default_value_t = 3)]
+    rounds: usize,
+    /// Measuring time of each h2load run
+    #[arg(long, env = "COMPARE_GO_DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Warm-up h2load run before each measured one (its responses checked, its figures not recorded)
+    #[arg(long, env = "COMPARE_GO_WARMUP", value_parser = humantime::parse_duration, default_value = "2s")]
+    warmup: Duration,
+    /// h2load loads as CONNECTIONSxSTREAMS (`-c` and `-m`), in this order
+    #[arg(long, env = "COMPARE_GO_LOADS", value_delimiter = ',', default_value = "16x8,64x16,1x1")]
+    loads: Vec<Load>,
+    /// The loads at which the Go suite as published (a new connection per call) is measured too
+    #[arg(long, env = "COMPARE_GO_PER_CALL_LOADS", value_delimiter = ',', default_value = "16x8,1x1")]
+    per_call_loads: Vec<Load>,
+    /// Leave out the Go suite as published
+    #[arg(long, env = "COMPARE_GO_NO_PER_CALL", value_parser = clap::builder::FalseyValueParser::new())]
+    no_per_call: bool,
+    /// Movies seeded into both suites (metadata and one rating each); h2load asks for movie 1
+    #[arg(long, env = "BENCH_MOVIES", default_value_t = 1000)]
+    movies: u32,
+    /// The Go toolchain, for the report (`go version`, the grpc-go version)
+    #[arg(long, env = "COMPARE_GO_TOOLCHAIN", default_value = "unknown")]
+    go_toolchain: String,
+    /// Scratch directory: the services' logs, h2load's request body and per-request logs
+    #[arg(long, default_value = "target/compare-go")]
+    work_dir: PathBuf,
+}
+
+/// One h2load load: `-c connections -m streams`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Load {
+    pub connections: usize,
+    pub streams: usize,
+}
+
+impl FromStr for Load {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parse = |part: &str| part.trim().parse::<usize>().ok().filter(|value| *value > 0);
+        text.split_once('x')
+            .and_then(|(connections, streams)| {
+                Some(Load { connections: parse(connections)?, streams: parse(streams)? })
+            })
+            .ok_or_else(|| format!("{text:?} is not CONNECTIONSxSTREAMS, e.g. 16x8"))
+    }
+}
+
+impl fmt::Display for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`-c{} -m{}`", self.connections, self.streams)
+    }
+}
+
+/// What is measured: one server's RPC and the processes whose CPU it costs.
+struct Target {
+    name: &'static str,
+    rpc: Rpc,
+    address: String,
+    pids: Vec<u32>,
+    loads: Vec<Load>,
+    /// The DATA payload of one successful response (gRPC frame header included).
+    response_bytes: u64,
+}
+
+/// What one measured h2load run gave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub requests_per_s: f64,
+    pub p99_us: Option<u64>,
+    pub cpu_us_per_request: f64,
+}
+
+/// Points by (load, target name), one per round.
+pub type Points = BTreeMap<(Load, &'static str), Vec<Point>>;
+
+pub const RUST: &str = "this suite";
+pub const GO_POOLED: &str = "Go, pooled connections";
+pub const GO_PER_CALL: &str = "Go as published (a connection per call)";
+pub const FLOOR: &str = "floor (constant-server GetMetadata)";
+
+/// Checks an h2load run by its bytes: every request done got a 2xx and
+/// exactly one successful response's DATA, none failed, errored or timed out.
+pub fn check_run(report: &H2loadReport, response_bytes: u64) -> Result<(), String> {
+    let expected = report.done * response_bytes;
+    if report.done == 0 {
+        return Err("no request was done".into());
+    }
+    if report.failed + report.errored + report.timeout > 0 {
+        return Err(format!("{} failed, {} errored, {} timed out", report.failed, report.errored, report.timeout));
+    }
+    if report.status_2xx != report.done {
+        return Err(format!("{} of {} responses had a 2xx status", report.status_2xx, report.done));
+    }
+    if report.data_bytes != expected {
+        return Err(format!(
+            "{} bytes of DATA for {} requests, not {expected} ({response_bytes} per successful response): some \
+             responses were not successes",
+            report.data_bytes, report.done
+        ));
+    }
+    Ok(())
+}
+
+fn check_binaries(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+    for name in names {
+        let path = dir.join(name);
+        anyhow::ensure!(path.is_file(), "{} is missing", path.display());
+    }
+    Ok(())
+}
+
+/// The running processes; killed if dropped on an error.
+struct Suites {
+    processes: Vec<ChildProcess>,
+}
+
+impl Suites {
+    /// Starts a server; returns its address and pid.
+    fn start(
+        &mut self,
+        name: &str,
+        program: &Path,
+        extra: &[String],
+        work_dir: &Path,
+    ) -> anyhow::Result<(String, u32)> {
+        let log = work_dir.join(format!("{}.log", name.replace(' ', "-")));
+        let (process, address) = start_service(name, program, extra, &[], work_dir, log)?;
+        let pid = process.pid();
+        self.processes.push(process);
+        Ok((address, pid))
+    }
+}
+
+/// One request by curl (HTTP/2 without TLS), for the size and bytes of a
+/// real response: the body, once its trailers said `grpc-status: 0`.
+fn one_response(rpc: Rpc, address: &str, request: &Path, work_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let body = work_dir.join(format!("{}.response", name.replace(' ', "-")));
+    let args: Vec<String> = [
+        "-sS",
+        "--http2-prior-knowledge",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        &format!("@{}", request.display()),
+        "--dump-header",
+        "-",
+        "--output",
+        &body.display().to_string(),
+        &format!("http://{address}{}", rpc.path()),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let output = run_tool(Path::new("curl"), &args, Duration::from_secs(30))?;
+    let succeeded = output.stdout.lines().any(|line| line.trim().eq_ignore_ascii_case("grpc-status: 0"));
+    anyhow::ensure!(succeeded, "{} at {address} did not succeed:\n{}", rpc.name(), output.stdout);
+    Ok(std::fs::read(&body)?)
+}
+
+/// `grpcurl`'s JSON of movie 1's details at `address`.
+fn movie_json(address: &str) -> anyhow::Result<String> {
+    let args: Vec<String> = ["-plaintext", "-d", r#"{"movie_id":"1"}"#, address, "MovieService/GetMovieDetails"]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+    Ok(run_tool(Path::new("grpcurl"), &args, Duration::from_secs(30))?.stdout)
+}
+
+struct H2load<'a> {
+    work_dir: &'a Path,
+    requests: BTreeMap<&'static str, PathBuf>,
+}
+
+impl H2load<'_> {
+    /// One h2load run of `duration`; its per-request log in `log` if given.
+    fn run(&self, target: &Target, load: Load, duration: Duration, log: Option<&Path>) -> anyhow::Result<H2loadReport> {
+        let mut args: Vec<String> = vec![
+            "-c".into(),
+            load.connections.to_string(),
+            "-m".into(),
+            load.streams.to_string(),
+            "-t".into(),
+            "1".into(),
+            "-D".into(),
+            duration.as_secs().max(1).to_string(),
+            "-d".into(),
+            self.requests[target.rpc.name()].display().to_string(),
+            "-H".into(),
+            "content-type: application/grpc".into(),
+            "-H".into(),
+            "te: trailers".into(),
+        ];
+        if let Some(log) = log {
+            // h2load appends to its log file.
+            match std::fs::remove_file(log) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+                _ => {}
+            }
+            args.extend(["--log-file".into(), log.display().to_string()]);
+        }
+        args.push(format!("http://{}{}", target.address, target.rpc.path()));
+        let output = run_tool(Path::new("h2load"), &args, duration + Duration::from_secs(60))?;
+        let report = h2load_report(&output.stdout)
+            .ok_or_else(|| anyhow::anyhow!("unexpected h2load output:\n{}", output.stdout))?;
+        check_run(&report, target.response_bytes).map_err(|problem| {
+            anyhow::anyhow!("h2load {load} against {}: {problem}\n{}", target.name, output.stdout)
+        })?;
+        Ok(report)
+    }
+
+    /// A checked warm-up run, then the measured one with the CPU of the
+    /// target's processes read around it.
+    fn measure(&self, target: &Target, load: Load, args: &CompareGoArgs) -> anyhow::Result<Point> {
+        self.run(target, load, args.warmup, None)?;
+        let log = self.work_dir.join("h2load-requests.log");
+        let before: u64 = target.pids.iter().map(|pid| procfs::cpu_ticks(*pid)).sum::<Result<_, _>>()?;
+        let report = self.run(target, load, args.duration, Some(&log))?;
+        let after: u64 = target.pids.iter().map(|pid| procfs::cpu_ticks(*pid)).sum::<Result<_, _>>()?;
+        let cpu_s = after.saturating_sub(before) as f64 / procfs::clock_ticks_per_second() as f64;
+        let mut durations = h2load_log_durations(&std::fs::read_to_string(&log)?)
+            .with_context(|| format!("unexpected line in {}", log.display()))?;
+        Ok(Point {
+            requests_per_s: report.requests_per_s,
+            p99_us: nearest_rank(&mut durations, 0.99),
+            cpu_us_per_request: cpu_s * 1e6 / report.done as f64,
+        })
+    }
+}
+
+pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.loads.is_empty(), "no loads to measure");
+    let rust_dir = match &args.rust_dir {
+        Some(dir) => dir.clone(),
+        None => crate::own_dir()?,
+    };
+    check_binaries(&rust_dir, &["metadata", "rating", "movie", "constant-server"])?;
+    let go_names: &[&str] = if args.no_per_call {
+        &["metadata", "rating", "movie"]
+    } else {
+        &["metadata", "rating", "movie", "movie-per-call"]
+    };
+    check_binaries(&args.go_dir, go_names)?;
+    let (rust_dir, go_dir) = (rust_dir.canonicalize()?, args.go_dir.canonicalize()?);
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work_dir = args.work_dir.canonicalize()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let machine = Machine::describe();
+    let started = Instant::now();
+
+    // The suite refuses calls past --max-concurrent-requests (default 1000) with RESOURCE_EXHAUSTED;
+    // the Go suite has no such limit, so ours is raised to the most streams a load keeps open.
+    let max_concurrent = args.loads.iter().map(|load| load.connections * load.streams).max().unwrap_or(1).max(1000);
+    let limit = vec!["--max-concurrent-requests".to_owned(), max_concurrent.to_string()];
+    let mut suites = Suites { processes: Vec::new() };
+    let result = (|| {
+        let movie_flags = |metadata: &str, rating: &str, metadata_flag: &str, rating_flag: &str| {
+            vec![metadata_flag.to_owned(), metadata.to_owned(), rating_flag.to_owned(), rating.to_owned()]
+        };
+        let (rust_metadata, rust_metadata_pid) =
+            suites.start("rust metadata", &rust_dir.join("metadata"), &limit, &work_dir)?;
+        let (rust_rating, rust_rating_pid) =
+            suites.start("rust rating", &rust_dir.join("rating"), &limit, &work_dir)?;
+        let mut rust_flags = movie_flags(&rust_metadata, &rust_rating, "--metadata-addrs", "--rating-addrs");
+        rust_flags.extend(limit.iter().cloned());
+        let (rust_movie, rust_movie_pid) =
+            suites.start("rust movie", &rust_dir.join("movie"), &rust_flags, &work_dir)?;
+        let (go_metadata, go_metadata_pid) = suites.start("go metadata", &go_dir.join("metadata"), &[], &work_dir)?;
+        let (go_rating, go_rating_pid) = suites.start("go rating", &go_dir.join("rating"), &[], &work_dir)?;
+        let go_flags = movie_flags(&go_metadata, &go_rating, "--metadata-addr", "--rating-addr");
+        let (go_movie, go_movie_pid) = suites.start("go movie", &go_dir.join("movie"), &go_flags, &work_dir)?;
+        let (floor, floor_pid) = suites.start("constant-server", &rust_dir.join("constant-server"), &[], &work_dir)?;
+        let go_per_call = if args.no_per_call {
+            None
+        } else {
+            Some(suites.start("go movie-per-call", &go_dir.join("movie-per-call"), &go_flags, &work_dir)?)
+        };
+
+        runtime.block_on(bench::rpc::await_serving(&rust_rating, Instant::now() + Duration::from_secs(60)))?;
+        eprintln!("seeding {} movies into both suites", args.movies);
+        runtime.block_on(bench::rpc::seed(&rust_metadata, &rust_rating, args.movies))?;
+        // The book's in-memory rating store has no lock: one put at a time.
+        runtime.block_on(bench::rpc::seed_at_most(&go_metadata, &go_rating, args.movies, 1))?;
+
+        let mut targets = vec![
+            Target {
+                name: GO_POOLED,
+                rpc: Rpc::GetMovieDetails,
+                address: go_movie,
+                pids: vec![go_metadata_pid, go_rating_pid, go_movie_pid],
+                loads: args.loads.clone(),
+                response_bytes: 0,
+            },
+            Target {
+                name: RUST,
+                rpc: Rpc::GetMovieDetails,
+                address: rust_movie,
+                pids: vec![rust_metadata_pid, rust_rating_pid, rust_movie_pid],
+                loads: args.loads.clone(),
+                response_bytes: 0,
+            },
+        ];
+        if let Some((address, per_call_pid)) = go_per_call {
+            targets.push(Target {
+                name: GO_PER_CALL,
+                rpc: Rpc::GetMovieDetails,
+                address,
+                pids: vec![go_metadata_pid, go_rating_pid, per_call_pid],
+                loads: args.per_call_loads.clone(),
+                response_bytes: 0,
+            });
+        }
+        targets.push(Target {
+            name: FLOOR,
+            rpc: Rpc::GetMetadata,
+            address: floor,
+            pids: vec![floor_pid],
+            loads: args.loads.clone(),
+            response_bytes: 0,
+        });
+
+        // The same answer from every movie service, as JSON and as bytes.
+        let rust_json = movie_json(&targets[1].address)?;
+        for target in targets.iter().filter(|target| target.rpc == Rpc::GetMovieDetails) {
+            let json = movie_json(&target.address)?;
+            anyhow::ensure!(
+                json == rust_json,
+                "grpcurl reads different details of movie 1:\n{RUST}: {rust_json}\n{}: {json}",
+                target.name
+            );
+        }
+        eprintln!("grpcurl reads the same details of movie 1 from every movie service:\n{rust_json}");
+        let mut requests = BTreeMap::new();
+        for rpc in [Rpc::GetMovieDetails, Rpc::GetMetadata] {
+            let path = work_dir.join(format!("{}.grpc-request", rpc.name()));
+            std::fs::write(&path, grpc_frame(&rpc.encoded_request("1")))?;
+            requests.insert(rpc.name(), path);
+        }
+        let mut rust_body = None;
+        for target in &mut targets {
+            let body = one_response(target.rpc, &target.address, &requests[target.rpc.name()], &work_dir, target.name)?;
+            if target.rpc == Rpc::GetMovieDetails {
+                let rust_body = rust_body.get_or_insert_with(|| body.clone());
+                anyhow::ensure!(
+                    *rust_body == body,
+                    "{} answers other bytes than the first movie service: {body:?} against {rust_body:?}",
+                    target.name
+                );
+            }
+            target.response_bytes = body.len() as u64;
+            eprintln!("{}: one successful response is {} bytes of DATA", target.name, body.len());
+        }
+
+        let h2load = H2load { work_dir: &work_dir, requests };
+        let mut points = Points::new();
+        for round in 0..args.rounds.max(1) {
+            let order: Vec<&Target> =
+                if round % 2 == 0 { targets.iter().collect() } else { targets.iter().rev().collect() };
+            eprintln!("round {} of {}", round + 1, args.rounds.max(1));
+            for &load in &args.loads {
+                for target in order.iter().filter(|target| target.loads.contains(&load)) {
+                    let point = h2load
+                        .measure(target, load, args)
+                        .with_context(|| format!("round {}, {load}, {}", round + 1, target.name))?;
+                    eprintln!(
+                        "  {load:<14} {:<42} {:>8.0} req/s  p99 {:>7}µs  cpu {:>6.1}µs/req",
+                        target.name,
+                        point.requests_per_s,
+                        point.p99_us.map_or_else(|| "n/a".into(), |p99| p99.to_string()),
+                        point.cpu_us_per_request
+                    );
+                    points.entry((load, target.name)).or_default().push(point);
+                }
+            }
+        }
+        let names: Vec<&'static str> = targets.iter().map(|target| target.name).collect();
+        let bytes_of =
+            |rpc: Rpc| targets.iter().find(|target| target.rpc == rpc).map_or(0, |target| target.response_bytes);
+        anyhow::Ok((names, points, (bytes_of(Rpc::GetMovieDetails), bytes_of(Rpc::GetMetadata))))
+    })();
+    let stopped = stop_all(suites.processes.drain(..).rev());
+    let (names, points, (movie_response_bytes, floor_response_bytes)) = result?;
+    stopped?;
+    let info = Info {
+        date: machine.date.clone(),
+        commit: machine.commit.clone(),
+        rustc: machine.rustc.clone(),
+        go_toolchain: args.go_toolchain.clone(),
+        cores: machine.cores,
+        cpu: machine.cpu.clone(),
+        rounds: args.rounds.max(1),
+        warmup: args.warmup,
+        duration: args.duration,
+        movies: args.movies,
+        max_concurrent,
+        movie_response_bytes,
+        floor_response_bytes,
+    };
+    println!("{}", render(&info, &args.loads, &names, &points));
+    eprintln!("took {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// The particulars of a comparison, for its report.
+pub struct Info {
+    pub date: String,
+    pub commit: String,
+    pub rustc: String,
+    pub go_toolchain: String,
+    pub cores: usize,
+    pub cpu: String,
+    pub rounds: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub movies: u32,
+    /// This suite's `--max-concurrent-requests`.
+    pub max_concurrent: usize,
+    /// One successful response's DATA: GetMovieDetails (the same bytes from every movie service) and the floor's.
+    pub movie_response_bytes: u64,
+    pub floor_response_bytes: u64,
+}
+
+fn show(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |value| format!("{value:.decimals$}"))
+}
+
+/// The markdown report: per load and target the medians of the rounds and
+/// every round's requests/s, then the ratios of the medians.
+pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Points) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### This suite against the book's Go suite (`scripts/compare-go.sh`)\n");
+    let _ = writeln!(
+        out,
+        "{date}; commit `{commit}`; {rustc}; {go}; {cores} cores ({cpu}). Rounds: {rounds}, the order of \
+         the targets reversed every other round; each run a {warmup} warm-up then {duration} of `h2load -t1` on \
+         `MovieService/GetMovieDetails` for movie 1 ({movies} movies seeded into both suites through their Put \
+         RPCs; this suite's `--max-concurrent-requests` at {max_concurrent}, so that it refuses none), the floor \
+         `MetadataService/GetMetadata` on constant-server. Every response checked by its \
+         bytes: DATA received = requests done × one successful response ({movie_bytes} bytes for GetMovieDetails, \
+         the same bytes from every movie service; {floor_bytes} for the floor), nothing failed, errored or \
+         timed out. Figures are medians of the rounds; p99 from h2load's per-request log; CPU is utime + stime \
+         of the target's processes (metadata + rating + movie; constant-server for the floor) over the \
+         measured run, per request done.\n",
+        date = info.date,
+        commit = info.commit,
+        rustc = info.rustc,
+        go = info.go_toolchain,
+        cores = info.cores,
+        cpu = info.cpu,
+        rounds = info.rounds,
+        warmup = humantime::format_duration(info.warmup),
+        duration = humantime::format_duration(info.duration),
+        movies = info.movies,
+        max_concurrent = info.max_concurrent,
+        movie_bytes = info.movie_response_bytes,
+        floor_bytes = info.floor_response_bytes,
+    );
+    let _ = writeln!(
+        out,
+        "| load | target | requests/s | p99 µs | CPU µs/request | requests/s per round |\n|---|---|---:|---:|---:|---|"
+    );
+    let values = |load: Load, name: &str, figure: fn(&Point) -> Option<f64>| -> Vec<f64> {
+        points.get(&(load, name)).map(|points| points.iter().filter_map(figure).collect()).unwrap_or_default()
+    };
+    let med = |load: Load, name: &str, figure: fn(&Point) -> Option<f64>| median(&values(load, name, figure));
+    let rps = |point: &Point| Some(point.requests_per_s);
+    let p99 = |point: &Point| point.p99_us.map(|p99| p99 as f64);
+    let cpu = |point: &Point| Some(point.cpu_us_per_request);
+    for &load in loads {
+        for &name in names {
+            if !points.contains_key(&(load, name)) {
+                continue;
+            }
+            let per_round: Vec<String> = values(load, name, rps).iter().map(|value| format!("{value:.0}")).collect();
+            let _ = writeln!(
+                out,
+                "| {load} | {name} | {} | {} | {} | {} |",
+                show(med(load, name, rps), 0),
+                show(med(load, name, p99), 0),
+                show(med(load, name, cpu), 1),
+                per_round.join(" / ")
+            );
+        }
+    }
+    let ratio_of = |load: Load, a: &str, b: &str, figure: fn(&Point) -> Option<f64>| {
+        med(load, a, figure).zip(med(load, b, figure)).and_then(|(a, b)| ratio(a, b))
+    };
+    let _ = writeln!(
+        out,
+        "\n| load | requests/s: this suite / Go pooled | this suite / floor | Go pooled / floor | this suite / Go as \
+         published | CPU per request: Go pooled / this suite |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for &load in loads {
+        let _ = writeln!(
+            out,
+            "| {load} | {} | {} | {} | {} | {} |",
+            show(ratio_of(load, RUST, GO_POOLED, rps), 2),
+            show(ratio_of(load, RUST, FLOOR, rps), 2),
+            show(ratio_of(load, GO_POOLED, FLOOR, rps), 2),
+            show(ratio_of(load, RUST, GO_PER_CALL, rps), 2),
+            show(ratio_of(load, GO_POOLED, RUST, cpu), 2),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(done: u64, data_bytes: u64) -> H2loadReport {
+        H2loadReport {
+            requests_per_s: 1000.0,
+            started: done + 3,
+            done,
+            succeeded: done,
+            failed: 0,
+            errored: 0,
+            timeout: 0,
+            status_2xx: done,
+            data_bytes,
+        }
+    }
+
+    #[test]
+    fn a_run_passes_only_with_one_successful_response_per_request() {
+        assert_eq!(check_run(&report(1000, 36_000), 36), Ok(()));
+        // A gRPC error is an HTTP/2 success with no DATA: h2load counts it as succeeded.
+        let with_errors = check_run(&report(1000, 35_964), 36).unwrap_err();
+        assert!(with_errors.contains("35964 bytes of DATA for 1000 requests, not 36000"), "{with_errors}");
+        assert!(check_run(&report(1000, 36_036), 36).is_err());
+        assert!(check_run(&report(0, 0), 36).is_err());
+        let failed = H2loadReport { failed: 1, ..report(1000, 36_000) };
+        assert!(check_run(&failed, 36).unwrap_err().contains("1 failed"));
+        let errored = H2loadReport { errored: 2, ..report(1000, 36_000) };
+        assert!(check_run(&errored, 36).is_err());
+        let not_2xx = H2loadReport { status_2xx: 999, ..report(1000, 36_000) };
+        assert!(check_run(&not_2xx, 36).unwrap_err().contains("999 of 1000 responses had a 2xx status"));
+    }
+
+    #[test]
+    fn loads_are_connections_by_streams() {
+        assert_eq!("16x8".parse(), Ok(Load { connections: 16, streams: 8 }));
+        assert!("16".parse::<Load>().is_err());
+        assert!("0x8".parse::<Load>().is_err());
+        assert_eq!(Load { connections: 64, streams: 16 }.to_string(), "`-c64 -m16`");
+    }
+
+    #[test]
+    fn the_report_gives_medians_rounds_and_ratios() {
+        let load = Load { connections: 16, streams: 8 };
+        let point =
+            |requests_per_s: f64, cpu: f64| Point { requests_per_s, p99_us: Some(5000), cpu_us_per_request: cpu };
+        let points = Points::from([
+            ((load, RUST), vec![point(20000.0, 60.0), point(24000.0, 58.0), point(22000.0, 62.0)]),
+            ((load, GO_POOLED), vec![point(10000.0, 120.0), point(11000.0, 130.0), point(12000.0, 125.0)]),
+            ((load, FLOOR), vec![point(44000.0, 10.0), point(40000.0, 11.0), point(48000.0, 9.0)]),
+        ]);
+        let info = Info {
+            date: "2026-11-24 05:00 UTC".into(),
+            commit: "abc1234".into(),
+            rustc: "rustc 1.95.0".into(),
+            go_toolchain: "go version go1.19.8 linux/amd64, grpc-go 1.33.3".into(),
+            cores: 2,
+            cpu: "AMD EPYC".into(),
+            rounds: 3,
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(10),
+            movies: 1000,
+            max_concurrent: 1024,
+            movie_response_bytes: 113,
+            floor_response_bytes: 104,
+        };
+        let out = render(&info, &[load], &[GO_POOLED, RUST, GO_PER_CALL, FLOOR], &points);
+        assert!(out.contains("commit `abc1234`; rustc 1.95.0; go version go1.19.8 linux/amd64, grpc-go 1.33.3;"));
+        assert!(
+            out.contains("(113 bytes for GetMovieDetails, the same bytes from every movie service; 104 for the floor)")
+        );
+        assert!(out.contains("`--max-concurrent-requests` at 1024"));
+        assert!(out.contains("| `-c16 -m8` | this suite | 22000 | 5000 | 60.0 | 20000 / 24000 / 22000 |\n"));
+        assert!(
+            out.contains("| `-c16 -m8` | Go, pooled connections | 11000 | 5000 | 125.0 | 10000 / 11000 / 12000 |\n")
+        );
+        assert!(!out.contains("| `-c16 -m8` | Go as published"));
+        assert!(out.contains("| `-c16 -m8` | 2.00 | 0.50 | 0.25 | n/a | 2.08 |\n"));
+    }
+}
