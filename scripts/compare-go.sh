@@ -47,7 +47,8 @@ if [ -f "$go_bin/toolchain.txt" ]; then
     toolchain=$(paste -sd ';' "$go_bin/toolchain.txt" | sed 's/;/, /g')
 fi
 
-cargo build --release --locked -p bench -p metadata -p rating -p movie
+# The same packages as scripts/bench.sh, so that the two share their release build.
+cargo build --release --locked -p bench -p metadata -p rating -p movie -p ratingingester
 
 # The runner and everything it starts live in a session of their own (timeout leads it and, at the
 # limit, signals the whole group), so the trap can stop all of them, and nothing else, however the run
