@@ -10,15 +10,13 @@
 //! message, log line or `Debug` output carries a secret or a token.
 use std::{
     fmt,
-    future::Future,
     path::{Path, PathBuf},
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation, errors::ErrorKind};
-use tonic::{Code, Status};
+use tonic::{Code, Status, codegen::BoxFuture};
 
 use crate::config::Token;
 
@@ -344,8 +342,6 @@ pub struct Authorized<S> {
     authorization: Authorization,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for Authorized<S>
 where
     S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
@@ -355,7 +351,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<S::Response, S::Error>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)

@@ -5,7 +5,6 @@
 //! health checks and reflection are never shed, so that probes still get
 //! through under load.
 use std::{
-    future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -14,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use http_body::Frame;
 use tokio::sync::Semaphore;
-use tonic::{Status, body::Body};
+use tonic::{Status, body::Body, codegen::BoxFuture};
 
 use crate::metrics;
 
@@ -164,8 +163,6 @@ pub struct ConcurrencyLimit<S> {
     limit: ConcurrencyLimitLayer,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ConcurrencyLimit<S>
 where
     S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
@@ -175,7 +172,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<S::Response, S::Error>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)

@@ -3,13 +3,9 @@
 //! answers it INVALID_ARGUMENT, where tonic's protobuf codec answers
 //! INTERNAL, as if the server had failed. One tower layer for every
 //! service's routes.
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
-};
+use std::task::{Context, Poll};
 
-use tonic::{Code, Status};
+use tonic::{Code, Status, codegen::BoxFuture};
 
 /// What `prost::DecodeError` writes first, as tonic's codec passes it on.
 const DECODE_ERROR_PREFIX: &str = "failed to decode Protobuf message: ";
@@ -30,8 +26,6 @@ pub struct RequestDecoding<S> {
     inner: S,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for RequestDecoding<S>
 where
     S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
@@ -39,7 +33,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<S::Response, S::Error>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)

@@ -3,13 +3,11 @@
 //! the call's duration and status code in the metrics. One tower layer,
 //! added only when traces are exported or metrics served.
 use std::{
-    future::Future,
-    pin::Pin,
     task::{Context, Poll},
     time::Instant,
 };
 
-use tonic::Code;
+use tonic::{Code, codegen::BoxFuture};
 use tracing::Instrument;
 
 use crate::{metrics, trace_context};
@@ -34,8 +32,6 @@ pub struct ServerCalls<S> {
     settings: ServerCallLayer,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ServerCalls<S>
 where
     S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
@@ -43,7 +39,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<S::Response, S::Error>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)
