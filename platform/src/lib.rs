@@ -26,3 +26,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
 pub mod upstream;
+pub mod write_batching;

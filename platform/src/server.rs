@@ -24,6 +24,7 @@ use crate::{
     request_decoding::RequestDecodingLayer,
     server_calls::ServerCallLayer,
     tls::ServerTlsArgs,
+    write_batching::Batched,
 };
 
 /// The services every server offers besides its own.
@@ -363,13 +364,13 @@ impl ServerTask {
 /// peer's delayed ACK (40 ms on Linux), which caps a connection at a few
 /// dozen calls a second under concurrency. The server builder's
 /// `tcp_nodelay` applies only to listeners tonic binds itself.
-fn accepted_without_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
+fn accepted_without_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<Batched<TcpStream>>> {
     TcpListenerStream::new(listener).map(|accepted| {
         let stream = accepted?;
         if let Err(error) = stream.set_nodelay(true) {
             tracing::warn!(%error, "cannot turn Nagle's algorithm off on an accepted connection");
         }
-        Ok(stream)
+        Ok(Batched::new(stream))
     })
 }
 
@@ -525,7 +526,7 @@ mod tests {
         tokio::pin!(incoming);
         let _client = TcpStream::connect(address).await.unwrap();
         let accepted = incoming.next().await.expect("a connection").expect("accepted");
-        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is set on the accepted connection");
+        assert!(accepted.get_ref().nodelay().unwrap(), "TCP_NODELAY is set on the accepted connection");
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use crate::{
     discovery::{Instance, Registry, ServiceName},
     errors::Chain,
     tls::ClientTls,
+    write_batching,
 };
 
 #[derive(Debug, Clone)]
@@ -335,7 +336,7 @@ impl Inner {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true)
-            .connect_lazy())
+            .connect_with_connector_lazy(tower::service_fn(write_batching::connect)))
     }
 }
 
