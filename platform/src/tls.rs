@@ -9,6 +9,7 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -69,7 +70,7 @@ impl ServerTlsArgs {
         // start instead of every handshake.
         if let Err(source) = tonic::transport::Server::builder().tls_config(config.clone()) {
             let settings = format!("certificate {}, key {}", cert.display(), key.display());
-            return Err(TlsError::Unusable { settings, source });
+            return Err(TlsError::Unusable { settings, source: source.into() });
         }
         Ok(Some(config))
     }
@@ -136,15 +137,18 @@ impl ClientTlsFiles<'_> {
                 None => Ok(None),
             };
         };
-        let mut config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read_certificates(ca_name, ca)?))
-            .timeout(HANDSHAKE_TIMEOUT);
+        let ca_pem = read_certificates(ca_name, ca)?;
+        let identity_pem = match identity {
+            Some((cert, key)) => {
+                Some((cert, read_certificates(self.cert.0, cert)?, read_private_key(self.key.0, key)?))
+            }
+            None => None,
+        };
+        let mut config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem)).timeout(HANDSHAKE_TIMEOUT);
         let mut description = format!("CA {}", ca.display());
-        if let Some((cert, key)) = identity {
-            config = config.identity(Identity::from_pem(
-                read_certificates(self.cert.0, cert)?,
-                read_private_key(self.key.0, key)?,
-            ));
+        if let Some((cert, cert_pem, key_pem)) = &identity_pem {
+            config = config.identity(Identity::from_pem(cert_pem, key_pem));
             description.push_str(&format!(", client certificate {}", cert.display()));
         }
         if let Some(domain) = self.domain.1 {
@@ -154,9 +158,19 @@ impl ClientTlsFiles<'_> {
         // Builds a connector as each connection will, so that a key that
         // does not match its certificate stops the start.
         if let Err(source) = Endpoint::from_static("https://localhost").tls_config(config.clone()) {
-            return Err(TlsError::Unusable { settings: description, source });
+            return Err(TlsError::Unusable { settings: description, source: source.into() });
         }
-        Ok(Some(ClientTls { config, description }))
+        let rustls = rustls_client_config(
+            &ca_pem,
+            identity_pem.as_ref().map(|(_, cert, key)| (cert.as_slice(), key.as_slice())),
+        )
+        .map_err(|source| TlsError::Unusable { settings: description.clone(), source: source.into() })?;
+        Ok(Some(ClientTls {
+            config,
+            rustls: Arc::new(rustls),
+            server_name: self.domain.1.map(str::to_owned),
+            description,
+        }))
     }
 }
 
@@ -164,7 +178,11 @@ impl ClientTlsFiles<'_> {
 /// their contents (tonic's own configuration would print the key).
 #[derive(Clone)]
 pub struct ClientTls {
+    /// For tonic's channels (the `healthcheck` probe).
     config: ClientTlsConfig,
+    /// The same settings for rustls itself (the upstream connections).
+    rustls: Arc<rustls::ClientConfig>,
+    server_name: Option<String>,
     description: String,
 }
 
@@ -172,6 +190,42 @@ impl ClientTls {
     pub fn config(&self) -> ClientTlsConfig {
         self.config.clone()
     }
+
+    /// The settings as a rustls configuration, offering HTTP/2 (ALPN `h2`).
+    pub fn rustls(&self) -> Arc<rustls::ClientConfig> {
+        self.rustls.clone()
+    }
+
+    /// The name server certificates must carry, when it is not the host
+    /// connected to.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+}
+
+/// A rustls client trusting the CA certificates of `ca_pem` only, with a
+/// client certificate when `identity` (certificate and key PEM) is given,
+/// and offering HTTP/2: what tonic builds from the same files.
+fn rustls_client_config(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(CertificateDer::pem_slice_iter(ca_pem).filter_map(Result::ok));
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem).filter_map(Result::ok).collect();
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|_| rustls::Error::General("the private key cannot be parsed".into()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 impl fmt::Debug for ClientTls {
@@ -214,7 +268,7 @@ pub enum TlsError {
     Unusable {
         settings: String,
         #[source]
-        source: tonic::transport::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -1,5 +1,5 @@
 //! Clients' side of discovery: the healthy instances of one upstream service,
-//! each with one reused gRPC channel, refreshed from the registry in the
+//! each with one reused gRPC channel ([`Connection`]: one HTTP/2 connection), refreshed from the registry in the
 //! background. Calls go to a random instance; an instance that refuses a
 //! call (UNAVAILABLE) is dropped from the pool until the registry lists it
 //! again, and the call moves on to another one, all within one deadline: the
@@ -17,15 +17,16 @@ use std::{
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Mutex, watch};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::{
     deadline::Deadline,
     discovery::{Instance, Registry, ServiceName},
     errors::Chain,
     tls::ClientTls,
-    write_batching,
 };
+
+mod connection;
+pub use connection::{Connection, ConnectionError, ResponseBody};
 
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -98,7 +99,7 @@ impl UpstreamError {
 #[derive(Clone)]
 struct Member {
     instance: Instance,
-    channel: Channel,
+    channel: Connection,
 }
 
 struct Inner {
@@ -147,7 +148,7 @@ impl Upstream {
     /// than once, and a write must not be repeated blindly.
     pub async fn call<T, F, Fut>(&self, deadline: Option<Deadline>, mut call: F) -> Result<T, UpstreamError>
     where
-        F: FnMut(Channel, &Instance, Duration) -> Fut,
+        F: FnMut(Connection, &Instance, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let inner = &self.inner;
@@ -198,19 +199,17 @@ enum Round<T> {
     Refused(UpstreamError),
 }
 
-/// A call that got no answer because the connection failed under it (the
-/// instance refused the TLS handshake, the connection broke) comes back from
-/// tonic as UNKNOWN or CANCELLED, with the transport error as its source
-/// (a status the instance sent has none): for routing and for callers the
-/// instance is UNAVAILABLE.
+/// A call whose connection broke after its answer began (the instance went
+/// away mid-response) comes back from tonic with the HTTP/2 error as its
+/// source, as UNKNOWN (a status the instance sent has no source): for
+/// routing and for callers the instance is UNAVAILABLE. A connection that
+/// failed before the answer began is UNAVAILABLE already ([`Connection`]).
 fn unreachable_as_unavailable(status: tonic::Status) -> tonic::Status {
-    let transport_failure = std::error::Error::source(&status)
-        .filter(|source| {
-            matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
-                && source.is::<tonic::transport::Error>()
-        })
-        .map(|source| Chain(source).to_string());
-    match transport_failure {
+    let broken = std::error::Error::source(&status)
+        .and_then(|source| source.downcast_ref::<h2::Error>())
+        .filter(|error| error.is_io() || error.is_go_away())
+        .map(|error| format!("the connection failed: {}", Chain(error)));
+    match broken {
         Some(reason) => tonic::Status::unavailable(reason),
         None => status,
     }
@@ -221,7 +220,7 @@ impl Inner {
     /// `max_attempts` refused.
     async fn round<T, F, Fut>(&self, call: &mut F, deadline: Deadline) -> Round<T>
     where
-        F: FnMut(Channel, &Instance, Duration) -> Fut,
+        F: FnMut(Connection, &Instance, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let mut members = self.snapshot();
@@ -324,19 +323,8 @@ impl Inner {
         self.replace(members);
     }
 
-    fn connect(&self, instance: &Instance) -> Result<Channel, tonic::transport::Error> {
-        let endpoint = match &self.settings.tls {
-            Some(tls) => {
-                Endpoint::from_shared(format!("https://{}", instance.authority()))?.tls_config(tls.config())?
-            }
-            None => Endpoint::from_shared(format!("http://{}", instance.authority()))?,
-        };
-        Ok(endpoint
-            .connect_timeout(self.settings.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect_with_connector_lazy(tower::service_fn(write_batching::connect)))
+    fn connect(&self, instance: &Instance) -> Result<Connection, ConnectionError> {
+        Connection::new(&instance.authority(), self.settings.tls.as_ref(), self.settings.connect_timeout)
     }
 }
 

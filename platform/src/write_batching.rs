@@ -99,24 +99,6 @@ impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
     }
 }
 
-/// Opens a client connection to `uri`'s host and port (TLS, when the
-/// channel has it, goes on top), with Nagle's algorithm off and batched
-/// writes: the connector of every upstream channel.
-pub async fn connect(uri: http::Uri) -> io::Result<hyper_util::rt::TokioIo<Batched<tokio::net::TcpStream>>> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} in {uri}"));
-    let host = uri.host().ok_or_else(|| invalid("no host"))?;
-    // An IPv6 literal comes bracketed, as it is written in a URI.
-    let host = host.strip_prefix('[').and_then(|inner| inner.strip_suffix(']')).unwrap_or(host);
-    let port = match (uri.port_u16(), uri.scheme_str()) {
-        (Some(port), _) => port,
-        (None, Some("https")) => 443,
-        (None, _) => 80,
-    };
-    let stream = tokio::net::TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
-    Ok(hyper_util::rt::TokioIo::new(Batched::new(stream)))
-}
-
 #[cfg(test)]
 mod tests {
     use std::{
