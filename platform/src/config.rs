@@ -122,6 +122,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value = "1000")]
     pub max_concurrent_requests: NonZeroUsize,
 
+    /// Threads running this instance's tasks (tokio's worker threads). 1 is the cheapest per call when an instance needs at most a core, as when several services share a machine's cores: a call's tasks never move between threads, and the writes of concurrent calls always share a system call [default: one per core]
+    #[arg(long, env = "WORKER_THREADS")]
+    pub worker_threads: Option<NonZeroUsize>,
+
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
 

@@ -1,7 +1,7 @@
 //! The `main` of every service binary: parse the configuration (flags and
 //! environment), set up telemetry, and run until SIGINT or SIGTERM, on
-//! tokio's multi-threaded runtime.
-use std::future::Future;
+//! tokio's multi-threaded runtime with `--worker-threads` workers.
+use std::{future::Future, num::NonZeroUsize};
 
 use crate::{config::ServerArgs, shutdown, shutdown::CancellationToken, telemetry};
 
@@ -21,9 +21,46 @@ where
 {
     let config = C::parse();
     let name = C::command().get_name().to_string();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+    runtime(config.server().worker_threads)?.block_on(async {
         // Dropped after the service has stopped: the last spans are flushed.
         let _telemetry = telemetry::init(config.server().logging.log_format, &name);
         run(config, shutdown::on_signal()).await
     })
+}
+
+/// tokio's multi-threaded runtime with `worker_threads` workers, or one per
+/// core.
+fn runtime(worker_threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads.get());
+    }
+    builder.enable_all().build()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::ServerArgs;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn workers(args: &[&str]) -> usize {
+        let probe = Probe::try_parse_from(args).unwrap();
+        runtime(probe.server.worker_threads).unwrap().metrics().num_workers()
+    }
+
+    #[test]
+    fn the_runtime_has_the_worker_threads_asked_for_or_one_per_core() {
+        assert_eq!(workers(&["probe", "--worker-threads", "1"]), 1);
+        assert_eq!(workers(&["probe", "--worker-threads", "3"]), 3);
+        assert_eq!(workers(&["probe"]), std::thread::available_parallelism().unwrap().get());
+        assert!(Probe::try_parse_from(["probe", "--worker-threads", "0"]).is_err());
+    }
 }
