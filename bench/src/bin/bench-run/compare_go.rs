@@ -71,6 +71,13 @@ pub struct CompareGoArgs {
     /// Scratch directory: the services' logs, h2load's request body and per-request logs
     #[arg(long, default_value = "target/compare-go")]
     work_dir: PathBuf,
+    /// A flag given to each of this suite's services (repeatable), e.g. `--rust-flag=--worker-threads=1`
+    #[arg(long = "rust-flag", allow_hyphen_values = true)]
+    rust_flags: Vec<String>,
+    /// An environment variable set for each of the Go suite's services (repeatable), as KEY=VALUE, e.g.
+    /// `--go-env=GOMAXPROCS=1`
+    #[arg(long = "go-env", value_parser = crate::ab::key_value)]
+    go_envs: Vec<(String, String)>,
 }
 
 /// One h2load load: `-c connections -m streams`.
@@ -169,10 +176,11 @@ impl Suites {
         name: &str,
         program: &Path,
         extra: &[String],
+        envs: &[(String, String)],
         work_dir: &Path,
     ) -> anyhow::Result<(String, u32)> {
         let log = work_dir.join(format!("{}.log", name.replace(' ', "-")));
-        let (process, address) = start_service(name, program, extra, &[], work_dir, log)?;
+        let (process, address) = start_service(name, program, extra, envs, work_dir, log)?;
         let pid = process.pid();
         self.processes.push(process);
         Ok((address, pid))
@@ -302,29 +310,34 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
     // The suite refuses calls past --max-concurrent-requests (default 1000) with RESOURCE_EXHAUSTED;
     // the Go suite has no such limit, so ours is raised to the most streams a load keeps open.
     let max_concurrent = args.loads.iter().map(|load| load.connections * load.streams).max().unwrap_or(1).max(1000);
-    let limit = vec!["--max-concurrent-requests".to_owned(), max_concurrent.to_string()];
+    let mut limit = vec!["--max-concurrent-requests".to_owned(), max_concurrent.to_string()];
+    limit.extend(args.rust_flags.iter().cloned());
+    let go_envs = &args.go_envs[..];
     let mut suites = Suites { processes: Vec::new() };
     let result = (|| {
         let movie_flags = |metadata: &str, rating: &str, metadata_flag: &str, rating_flag: &str| {
             vec![metadata_flag.to_owned(), metadata.to_owned(), rating_flag.to_owned(), rating.to_owned()]
         };
         let (rust_metadata, rust_metadata_pid) =
-            suites.start("rust metadata", &rust_dir.join("metadata"), &limit, &work_dir)?;
+            suites.start("rust metadata", &rust_dir.join("metadata"), &limit, &[], &work_dir)?;
         let (rust_rating, rust_rating_pid) =
-            suites.start("rust rating", &rust_dir.join("rating"), &limit, &work_dir)?;
+            suites.start("rust rating", &rust_dir.join("rating"), &limit, &[], &work_dir)?;
         let mut rust_flags = movie_flags(&rust_metadata, &rust_rating, "--metadata-addrs", "--rating-addrs");
         rust_flags.extend(limit.iter().cloned());
         let (rust_movie, rust_movie_pid) =
-            suites.start("rust movie", &rust_dir.join("movie"), &rust_flags, &work_dir)?;
-        let (go_metadata, go_metadata_pid) = suites.start("go metadata", &go_dir.join("metadata"), &[], &work_dir)?;
-        let (go_rating, go_rating_pid) = suites.start("go rating", &go_dir.join("rating"), &[], &work_dir)?;
+            suites.start("rust movie", &rust_dir.join("movie"), &rust_flags, &[], &work_dir)?;
+        let (go_metadata, go_metadata_pid) =
+            suites.start("go metadata", &go_dir.join("metadata"), &[], go_envs, &work_dir)?;
+        let (go_rating, go_rating_pid) = suites.start("go rating", &go_dir.join("rating"), &[], go_envs, &work_dir)?;
         let go_flags = movie_flags(&go_metadata, &go_rating, "--metadata-addr", "--rating-addr");
-        let (go_movie, go_movie_pid) = suites.start("go movie", &go_dir.join("movie"), &go_flags, &work_dir)?;
-        let (floor, floor_pid) = suites.start("constant-server", &rust_dir.join("constant-server"), &[], &work_dir)?;
+        let (go_movie, go_movie_pid) =
+            suites.start("go movie", &go_dir.join("movie"), &go_flags, go_envs, &work_dir)?;
+        let (floor, floor_pid) =
+            suites.start("constant-server", &rust_dir.join("constant-server"), &[], &[], &work_dir)?;
         let go_per_call = if args.no_per_call {
             None
         } else {
-            Some(suites.start("go movie-per-call", &go_dir.join("movie-per-call"), &go_flags, &work_dir)?)
+            Some(suites.start("go movie-per-call", &go_dir.join("movie-per-call"), &go_flags, go_envs, &work_dir)?)
         };
 
         runtime.block_on(bench::rpc::await_serving(&rust_rating, Instant::now() + Duration::from_secs(60)))?;
@@ -444,6 +457,7 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
         duration: args.duration,
         movies: args.movies,
         max_concurrent,
+        settings: settings(&args.rust_flags, &args.go_envs),
         movie_response_bytes,
         floor_response_bytes,
     };
@@ -466,6 +480,8 @@ pub struct Info {
     pub movies: u32,
     /// This suite's `--max-concurrent-requests`.
     pub max_concurrent: usize,
+    /// How both suites were run, when not as they come: `--rust-flag`s and `--go-env`s.
+    pub settings: String,
     /// One successful response's DATA: GetMovieDetails (the same bytes from every movie service) and the floor's.
     pub movie_response_bytes: u64,
     pub floor_response_bytes: u64,
@@ -475,6 +491,22 @@ fn show(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |value| format!("{value:.decimals$}"))
 }
 
+/// The settings the suites ran with, for the report.
+fn settings(rust_flags: &[String], go_envs: &[(String, String)]) -> String {
+    let ours = match rust_flags {
+        [] => "this suite's services with their defaults".to_owned(),
+        flags => format!("this suite's services with `{}`", flags.join(" ")),
+    };
+    let go = match go_envs {
+        [] => "the Go services with theirs".to_owned(),
+        envs => {
+            let envs: Vec<String> = envs.iter().map(|(key, value)| format!("{key}={value}")).collect();
+            format!("the Go services with `{}`", envs.join(" "))
+        }
+    };
+    format!("{ours}, {go}")
+}
+
 /// The markdown report: per load and target the medians of the rounds and
 /// every round's requests/s, then the ratios of the medians.
 pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Points) -> String {
@@ -482,7 +514,7 @@ pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Poin
     let _ = writeln!(out, "### This suite against the book's Go suite (`scripts/compare-go.sh`)\n");
     let _ = writeln!(
         out,
-        "{date}; commit `{commit}`; {rustc}; {go}; {cores} cores ({cpu}). Rounds: {rounds}, the order of \
+        "{date}; commit `{commit}`; {rustc}; {go}; {cores} cores ({cpu}); {settings}. Rounds: {rounds}, the order of \
          the targets reversed every other round; each run a {warmup} warm-up then {duration} of `h2load -t1` on \
          `MovieService/GetMovieDetails` for movie 1 ({movies} movies seeded into both suites through their Put \
          RPCs; this suite's `--max-concurrent-requests` at {max_concurrent}, so that it refuses none), the floor \
@@ -498,6 +530,7 @@ pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Poin
         go = info.go_toolchain,
         cores = info.cores,
         cpu = info.cpu,
+        settings = info.settings,
         rounds = info.rounds,
         warmup = humantime::format_duration(info.warmup),
         duration = humantime::format_duration(info.duration),
@@ -619,11 +652,16 @@ mod tests {
             duration: Duration::from_secs(10),
             movies: 1000,
             max_concurrent: 1024,
+            settings: settings(&["--worker-threads=1".into()], &[("GOMAXPROCS".into(), "1".into())]),
             movie_response_bytes: 113,
             floor_response_bytes: 104,
         };
         let out = render(&info, &[load], &[GO_POOLED, RUST, GO_PER_CALL, FLOOR], &points);
         assert!(out.contains("commit `abc1234`; rustc 1.95.0; go version go1.19.8 linux/amd64, grpc-go 1.33.3;"));
+        assert!(out.contains(
+            "(AMD EPYC); this suite's services with `--worker-threads=1`, the Go services with `GOMAXPROCS=1`. Rounds"
+        ));
+        assert_eq!(settings(&[], &[]), "this suite's services with their defaults, the Go services with theirs");
         assert!(
             out.contains("(113 bytes for GetMovieDetails, the same bytes from every movie service; 104 for the floor)")
         );
