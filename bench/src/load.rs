@@ -151,6 +151,19 @@ pub struct LoadSummary {
     pub client_cpu_s: f64,
 }
 
+impl LoadSummary {
+    /// The failed requests, with their status codes when there are any:
+    /// `0`, or `3187 (ResourceExhausted 3180, Unavailable 7)`.
+    pub fn failures(&self) -> String {
+        let failed = self.requests - self.ok;
+        if self.errors.is_empty() {
+            return failed.to_string();
+        }
+        let codes: Vec<String> = self.errors.iter().map(|(code, count)| format!("{code} {count}")).collect();
+        format!("{failed} ({})", codes.join(", "))
+    }
+}
+
 /// The raw outcome of a run, before it is labelled.
 #[derive(Debug, Clone)]
 pub struct LoadResult {
@@ -411,6 +424,9 @@ mod tests {
         assert_eq!((summary.requests, summary.ok, summary.all_requests), (1001, 1000, 1201));
         assert_eq!(summary.requests_per_s, 2002.0);
         assert_eq!((summary.p50_us, summary.p90_us, summary.p99_us, summary.max_us), (500, 900, 990, 1000));
+        assert_eq!(summary.failures(), "1 (Internal 1)");
+        let clean = LoadSummary { requests: 1000, errors: BTreeMap::new(), ..summary };
+        assert_eq!(clean.failures(), "0");
     }
 
     /// A server that takes `service` per request, one at a time in arrival

@@ -167,7 +167,7 @@ pub fn run(
                 measured.summary.requests_per_s,
                 measured.summary.p50_us,
                 measured.summary.p99_us,
-                measured.summary.requests - measured.summary.ok
+                measured.summary.failures()
             );
             run.saturation.insert((target.name, concurrency), measured);
         }
@@ -188,7 +188,7 @@ pub fn run(
             summary.p90_us,
             summary.p99_us,
             summary.p999_us,
-            summary.requests - summary.ok
+            summary.failures()
         );
         run.at_constant_rate.insert(target.name, summary);
     }

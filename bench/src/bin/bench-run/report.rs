@@ -681,6 +681,7 @@ pub const COMPARE_GO_HOW_TO: &str = "The book's Go suite against this one (not r
 scripts/compare-go-prepare.sh BOOK_SRC DIR   # once: builds the Go suite into DIR/bin, offline\n\
 scripts/compare-go.sh DIR                     # 3 rounds, 2 s warm-up + 10 s per h2load run (about 7 minutes)\n\
 COMPARE_GO_ROUNDS=1 COMPARE_GO_DURATION=2s COMPARE_GO_WARMUP=1s scripts/compare-go.sh DIR   # smoke test\n\
+scripts/compare-go.sh DIR --rust-flag=--worker-threads=1 --go-env=GOMAXPROCS=1   # one thread per process, both sides\n\
 ```\n\n\
 BOOK_SRC is a checkout of PacktPublishing/Microservices-with-Go (or its `Chapter09/src`); the prepare \
 script copies the packages the three gRPC services need into DIR (never into this repository), adds our \
