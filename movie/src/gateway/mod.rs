@@ -36,6 +36,11 @@ impl From<UpstreamError> for GatewayError {
             UpstreamError::Status { service, status } if status.code() == tonic::Code::NotFound => {
                 GatewayError::NotFound { service, message: status.message().to_string() }
             }
+            // The dependency shed the call (it is serving its limit): a
+            // passing state the caller may retry, not a fault of ours.
+            UpstreamError::Status { service, status } if status.code() == tonic::Code::ResourceExhausted => {
+                GatewayError::Unavailable { service, reason: status.message().to_string() }
+            }
             UpstreamError::Status { service, status } => {
                 GatewayError::Failed { service, reason: format!("{}: {}", status.code(), status.message()) }
             }
@@ -60,4 +65,28 @@ pub trait RatingGateway: Send + Sync + 'static {
         id: &MovieId,
         deadline: Option<Deadline>,
     ) -> impl Future<Output = Result<f64, GatewayError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: tonic::Status) -> GatewayError {
+        GatewayError::from(UpstreamError::Status { service: ServiceName::new("metadata"), status })
+    }
+
+    #[test]
+    fn a_dependency_shedding_load_is_unavailable_and_other_errors_are_failures() {
+        let shed = status(tonic::Status::resource_exhausted("serving its limit of 1000 concurrent requests"));
+        assert_eq!(
+            shed,
+            GatewayError::Unavailable {
+                service: ServiceName::new("metadata"),
+                reason: "serving its limit of 1000 concurrent requests".into()
+            }
+        );
+        assert!(matches!(status(tonic::Status::not_found("no such movie")), GatewayError::NotFound { .. }));
+        let failed = status(tonic::Status::internal("disk on fire"));
+        assert_eq!(failed.to_string(), "metadata service failed: Internal error: disk on fire");
+    }
 }
