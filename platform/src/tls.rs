@@ -14,11 +14,11 @@ use std::{
 };
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-/// How long a client may take to complete the TLS handshake (and how long
-/// a client waits for the server's); a connection that stalls in it is
-/// closed instead of holding a slot.
+/// How long a client may take to complete the TLS handshake; a connection
+/// that stalls in it is closed instead of holding a slot. (A client's own
+/// handshake is bounded by its connect timeout.)
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const TLS_CERT: &str = "--tls-cert (TLS_CERT)";
@@ -138,59 +138,38 @@ impl ClientTlsFiles<'_> {
             };
         };
         let ca_pem = read_certificates(ca_name, ca)?;
+        let mut description = format!("CA {}", ca.display());
         let identity_pem = match identity {
             Some((cert, key)) => {
-                Some((cert, read_certificates(self.cert.0, cert)?, read_private_key(self.key.0, key)?))
+                description.push_str(&format!(", client certificate {}", cert.display()));
+                Some((read_certificates(self.cert.0, cert)?, read_private_key(self.key.0, key)?))
             }
             None => None,
         };
-        let mut config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem)).timeout(HANDSHAKE_TIMEOUT);
-        let mut description = format!("CA {}", ca.display());
-        if let Some((cert, cert_pem, key_pem)) = &identity_pem {
-            config = config.identity(Identity::from_pem(cert_pem, key_pem));
-            description.push_str(&format!(", client certificate {}", cert.display()));
-        }
         if let Some(domain) = self.domain.1 {
-            config = config.domain_name(domain);
             description.push_str(&format!(", server name {domain}"));
         }
-        // Builds a connector as each connection will, so that a key that
-        // does not match its certificate stops the start.
-        if let Err(source) = Endpoint::from_static("https://localhost").tls_config(config.clone()) {
-            return Err(TlsError::Unusable { settings: description, source: source.into() });
-        }
-        let rustls = rustls_client_config(
-            &ca_pem,
-            identity_pem.as_ref().map(|(_, cert, key)| (cert.as_slice(), key.as_slice())),
-        )
-        .map_err(|source| TlsError::Unusable { settings: description.clone(), source: source.into() })?;
-        Ok(Some(ClientTls {
-            config,
-            rustls: Arc::new(rustls),
-            server_name: self.domain.1.map(str::to_owned),
-            description,
-        }))
+        // rustls checks the key against its certificate here, so that a
+        // pair that does not match stops the start instead of every
+        // handshake.
+        let rustls =
+            rustls_client_config(&ca_pem, identity_pem.as_ref().map(|(cert, key)| (cert.as_slice(), key.as_slice())))
+                .map_err(|source| TlsError::Unusable { settings: description.clone(), source: source.into() })?;
+        Ok(Some(ClientTls { rustls: Arc::new(rustls), server_name: self.domain.1.map(str::to_owned), description }))
     }
 }
 
-/// A client's checked TLS configuration. Its `Debug` names the files, never
-/// their contents (tonic's own configuration would print the key).
+/// A client's checked TLS configuration, for [`crate::upstream::Connection`]
+/// (movie's upstream calls, the `healthcheck` probe). Its `Debug` names the
+/// files, never their contents.
 #[derive(Clone)]
 pub struct ClientTls {
-    /// For tonic's channels (the `healthcheck` probe).
-    config: ClientTlsConfig,
-    /// The same settings for rustls itself (the upstream connections).
     rustls: Arc<rustls::ClientConfig>,
     server_name: Option<String>,
     description: String,
 }
 
 impl ClientTls {
-    pub fn config(&self) -> ClientTlsConfig {
-        self.config.clone()
-    }
-
     /// The settings as a rustls configuration, offering HTTP/2 (ALPN `h2`).
     pub fn rustls(&self) -> Arc<rustls::ClientConfig> {
         self.rustls.clone()
@@ -205,7 +184,7 @@ impl ClientTls {
 
 /// A rustls client trusting the CA certificates of `ca_pem` only, with a
 /// client certificate when `identity` (certificate and key PEM) is given,
-/// and offering HTTP/2: what tonic builds from the same files.
+/// and offering HTTP/2.
 fn rustls_client_config(
     ca_pem: &[u8],
     identity: Option<(&[u8], &[u8])>,

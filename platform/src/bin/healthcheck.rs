@@ -10,6 +10,7 @@ use clap::Parser;
 use platform::{
     errors::Chain,
     tls::{ClientTls, ClientTlsFiles},
+    upstream::Connection,
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -82,14 +83,9 @@ async fn main() -> ExitCode {
 
 async fn check(args: &Args) -> Result<ServingStatus, String> {
     let tls = args.tls()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", args.address))
-        .map_err(|error| format!("not a host:port address: {error}"))?;
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.config()).map_err(|error| format!("cannot use TLS: {}", Chain(&error)))?;
-    }
-    let channel = endpoint.connect().await.map_err(|error| format!("cannot connect: {}", Chain(&error)))?;
-    let response = HealthClient::new(channel)
+    let connection =
+        Connection::new(&args.address, tls.as_ref(), args.timeout).map_err(|_| "not a host:port address".to_owned())?;
+    let response = HealthClient::new(connection)
         .check(HealthCheckRequest { service: args.service.clone() })
         .await
         .map_err(|status| match std::error::Error::source(&status) {
