@@ -285,6 +285,30 @@ fn start_registration(
     }
 }
 
+/// Each connection's HTTP/2 receive window: hyper's default for a server,
+/// set here because the stream limit below is derived from it.
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// Calls open at once on one connection; past it, the client waits for one
+/// to end (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`; tonic sets none).
+///
+/// `h2` closes a connection with ENHANCE_YOUR_CALM, failing every call on
+/// it, once the DATA frames of under 256 bytes it holds unread cost more
+/// than half its receive window, at 256 bytes less their length each. A
+/// unary request leaves one such frame until its handler runs, so a burst
+/// of small calls that lands while the server is busy (an open-loop client,
+/// a runtime stall) was enough: at 19,500 calls/s it cut movie's client
+/// connections. At most `CONNECTION_WINDOW / 2 / 256` open calls keep that
+/// charge within the budget, whatever the burst.
+///
+/// The same number bounds the calls a client may cancel before the server
+/// took them up (the rapid-reset guard, 20 by default): a caller that goes
+/// away cancels its calls' calls downstream, and with 20 the first burst of
+/// cancellations closed the shared connection under every other caller's
+/// calls too. Cancelled calls awaiting the server are still bounded, by
+/// twice the stream limit.
+const MAX_STREAMS_PER_CONNECTION: u32 = CONNECTION_WINDOW / 2 / 256;
+
 /// The overload limits and the authorization of writes around a server's
 /// routes.
 struct Limits {
@@ -308,9 +332,13 @@ impl ServerTask {
         tls: Option<ServerTlsConfig>,
     ) -> Result<Self, ServeError> {
         let stop_accepting = CancellationToken::new();
+        let builder = tonic::transport::Server::builder()
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .http2_max_pending_accept_reset_streams(Some(MAX_STREAMS_PER_CONNECTION as usize));
         let builder = match tls {
-            Some(tls) => tonic::transport::Server::builder().tls_config(tls)?,
-            None => tonic::transport::Server::builder(),
+            Some(tls) => builder.tls_config(tls)?,
+            None => builder,
         };
         // Outermost first: a shed call is still timed and counted.
         let server = builder
@@ -411,7 +439,12 @@ fn host_name() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::{mpsc, oneshot};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        sync::{mpsc, oneshot},
+    };
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus as Status, health_client::HealthClient,
     };
@@ -516,6 +549,212 @@ mod tests {
         after_shutdown.retain(|call| *call != "report_healthy");
         assert_eq!(after_shutdown, ["deregister"]);
         assert!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty());
+    }
+
+    /// A direction of an HTTP/2 connection, cut into frames as it goes by.
+    struct Frames {
+        unparsed: Vec<u8>,
+        /// Bytes still to skip: the client's connection preface.
+        preface_left: usize,
+    }
+
+    impl Frames {
+        const HEADERS: u8 = 0x1;
+        const RST_STREAM: u8 = 0x3;
+        const SETTINGS: u8 = 0x4;
+        const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+        fn new(preface: usize) -> Self {
+            Self { unparsed: Vec::new(), preface_left: preface }
+        }
+
+        /// Takes the next `bytes` and calls `frame(type, payload)` for each
+        /// frame they complete.
+        fn feed(&mut self, bytes: &[u8], mut frame: impl FnMut(u8, &[u8])) {
+            self.unparsed.extend_from_slice(bytes);
+            let preface = self.preface_left.min(self.unparsed.len());
+            self.unparsed.drain(..preface);
+            self.preface_left -= preface;
+            let mut at = 0;
+            while let Some(header) = self.unparsed.get(at..at + 9) {
+                let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+                let Some(payload) = self.unparsed.get(at + 9..at + 9 + length) else { break };
+                frame(header[3], payload);
+                at += 9 + length;
+            }
+            self.unparsed.drain(..at);
+        }
+    }
+
+    /// The network between one HTTP/2 client and `server`: it forwards both
+    /// ways, except that, told to [`Gate::hold`] the client's frames, it
+    /// delivers them in one write once enough went by: a burst landing all
+    /// at once, as when a busy server gets to its socket.
+    struct Gate {
+        address: SocketAddr,
+        /// Hold until this many frames of this type went by.
+        release_after: Arc<std::sync::Mutex<Option<(u8, usize)>>>,
+        /// HEADERS frames the client sent while held.
+        held_calls: tokio::sync::watch::Receiver<usize>,
+    }
+
+    impl Gate {
+        /// Holds what the client sends until `count` frames of type `kind`
+        /// went by; for HEADERS (calls started), or as many calls as the
+        /// server's SETTINGS let the client have open at once.
+        fn hold(&self, kind: u8, count: usize) {
+            *self.release_after.lock().unwrap() = Some((kind, count));
+        }
+
+        /// Waits until the client started `calls` calls while held.
+        async fn wait_for_held_calls(&mut self, calls: usize) {
+            let started = self.held_calls.wait_for(|held| *held >= calls);
+            tokio::time::timeout(Duration::from_secs(10), started).await.expect("calls started in time").unwrap();
+        }
+
+        async fn start(server: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let release_after = Arc::new(std::sync::Mutex::new(None::<(u8, usize)>));
+            let max_streams = Arc::new(AtomicUsize::new(usize::MAX));
+            let (held_calls_tx, held_calls) = tokio::sync::watch::channel(0);
+            let holding = release_after.clone();
+            tokio::spawn(async move {
+                let (client, _) = listener.accept().await?;
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = TcpStream::connect(server).await?.into_split();
+                let settings = max_streams.clone();
+                tokio::spawn(async move {
+                    let mut frames = Frames::new(0);
+                    let mut buffer = vec![0; 64 * 1024];
+                    loop {
+                        let read = from_server.read(&mut buffer).await?;
+                        if read == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        frames.feed(&buffer[..read], |kind, payload| {
+                            let entries = payload.chunks_exact(6).filter(|_| kind == Frames::SETTINGS);
+                            for entry in entries {
+                                if u16::from_be_bytes([entry[0], entry[1]]) == Frames::SETTINGS_MAX_CONCURRENT_STREAMS {
+                                    let max = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
+                                    settings.store(max as usize, Ordering::SeqCst);
+                                }
+                            }
+                        });
+                        to_client.write_all(&buffer[..read]).await?;
+                    }
+                });
+                let mut frames = Frames::new(24);
+                let (mut buffer, mut held, mut seen) = (vec![0; 64 * 1024], Vec::new(), [0_usize; 256]);
+                loop {
+                    let read = from_client.read(&mut buffer).await?;
+                    if read == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    frames.feed(&buffer[..read], |kind, _| seen[usize::from(kind)] += 1);
+                    let Some((kind, count)) = *holding.lock().unwrap() else {
+                        to_server.write_all(&buffer[..read]).await?;
+                        seen = [0; 256];
+                        continue;
+                    };
+                    held.extend_from_slice(&buffer[..read]);
+                    held_calls_tx.send_replace(seen[usize::from(Frames::HEADERS)]);
+                    let count =
+                        if kind == Frames::HEADERS { count.min(max_streams.load(Ordering::SeqCst)) } else { count };
+                    if seen[usize::from(kind)] >= count {
+                        *holding.lock().unwrap() = None;
+                        to_server.write_all(&std::mem::take(&mut held)).await?;
+                    }
+                }
+            });
+            Self { address, release_after, held_calls }
+        }
+    }
+
+    /// Thousands of small calls landing at once on one connection, all read
+    /// off the socket before any handler runs (one thread: the connection's
+    /// task takes up every stream it has before the handlers get a turn):
+    /// each is answered, none is lost with the connection.
+    #[tokio::test]
+    async fn a_burst_of_small_calls_on_one_connection_is_answered_in_full() {
+        const CALLS: usize = 5_000;
+        let server = BoundServer::bind(settings()).await.unwrap();
+        let gate = Gate::start(server.local_address()).await;
+        let shutdown = CancellationToken::new();
+        let registry = Arc::new(MemoryRegistry::default());
+        let running = tokio::spawn(server.run(Routes::default(), registry, async {}, shutdown.clone()));
+        let channel = connect(gate.address).await;
+        // The first call also brings the server's SETTINGS.
+        check(channel.clone()).await.unwrap();
+
+        gate.hold(Frames::HEADERS, CALLS);
+        let calls: tokio::task::JoinSet<_> = (0..CALLS).map(|_| check(channel.clone())).collect();
+        let answers = calls.join_all().await;
+        let failed: Vec<_> = answers.iter().filter_map(|answer| answer.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{} of {CALLS} calls failed, the first: {}", failed.len(), failed[0]);
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops in time").unwrap().unwrap();
+    }
+
+    /// A client that cancels a hundred calls before the server took them up
+    /// (its own caller went away) keeps its connection: the call it still
+    /// has open on it goes on.
+    #[tokio::test]
+    async fn calls_cancelled_before_the_server_took_them_up_leave_the_connection_open() {
+        const CANCELLED: usize = 100;
+        let server = BoundServer::bind(settings()).await.unwrap();
+        let mut gate = Gate::start(server.local_address()).await;
+        let (make_ready, ready) = oneshot::channel::<()>();
+        let shutdown = CancellationToken::new();
+        let registry = Arc::new(MemoryRegistry::default());
+        let running = tokio::spawn(server.run(
+            Routes::default(),
+            registry,
+            async {
+                let _ = ready.await;
+            },
+            shutdown.clone(),
+        ));
+        let channel = connect(gate.address).await;
+        let mut statuses = HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest { service: "RatingService".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let patience = Duration::from_secs(10);
+        assert_eq!(
+            tokio::time::timeout(patience, statuses.message()).await.unwrap().unwrap().unwrap().status(),
+            Status::NotServing
+        );
+
+        gate.hold(Frames::RST_STREAM, CANCELLED);
+        let mut calls: tokio::task::JoinSet<_> = (0..CANCELLED).map(|_| check(channel.clone())).collect();
+        gate.wait_for_held_calls(CANCELLED).await;
+        calls.abort_all();
+        while calls.join_next().await.is_some() {}
+        // Answered after the burst: the server has read every frame of it.
+        check(channel.clone()).await.expect("the connection still takes calls");
+
+        make_ready.send(()).unwrap();
+        let status = tokio::time::timeout(patience, statuses.message()).await.expect("a status in time");
+        assert_eq!(status.expect("the watch still runs").expect("the watch goes on").status(), Status::Serving);
+
+        drop(statuses);
+        shutdown.cancel();
+        tokio::time::timeout(patience, running).await.expect("stops in time").unwrap().unwrap();
+    }
+
+    async fn connect(address: SocketAddr) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
+    }
+
+    /// A health check: a unary call whose message tonic sends in a small
+    /// DATA frame of its own, then an empty one that ends the stream.
+    async fn check(
+        channel: tonic::transport::Channel,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
     }
 
     #[tokio::test]
