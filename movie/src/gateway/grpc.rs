@@ -1,6 +1,10 @@
 //! Gateways over gRPC: each call goes to a healthy instance of the service
 //! through the shared upstream pool (reused channels, one deadline, sent
 //! along as the request's `grpc-timeout`).
+//!
+//! tonic's call future is boxed: at about 3 KiB, it made each gateway's
+//! future 4.6 KiB and the controller's 9.5 KiB, copied whole at every layer
+//! that takes a future by value (1.6 and 3.3 KiB boxed).
 use contract::{
     api::{
         GetAggregatedRatingRequest, GetMetadataRequest, metadata_service_client::MetadataServiceClient,
@@ -39,7 +43,7 @@ impl MetadataGateway for GrpcGateway {
             inject_into_request(&mut request);
             let mut client =
                 MetadataServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
-            async move { client.get_metadata(request).await }
+            Box::pin(async move { client.get_metadata(request).await })
         });
         let response = timed_client_call("MetadataService", "GetMetadata", call).await?;
         Metadata::parse(response.into_inner().metadata).map_err(|error| GatewayError::Failed {
@@ -61,7 +65,7 @@ impl RatingGateway for GrpcGateway {
             inject_into_request(&mut request);
             let mut client =
                 RatingServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
-            async move { client.get_aggregated_rating(request).await }
+            Box::pin(async move { client.get_aggregated_rating(request).await })
         });
         let response = timed_client_call("RatingService", "GetAggregatedRating", call).await?;
         Ok(response.into_inner().rating_value)
