@@ -68,6 +68,31 @@ fn parse_parent(stat: &str) -> Option<u32> {
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The machine's CPU time so far, all cores: (busy, all) in clock ticks,
+/// from the `cpu` line of `/proc/stat`.
+pub fn machine_ticks() -> io::Result<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    parse_machine_ticks(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no cpu line"))
+}
+
+/// The share of the machine's CPU time that was busy between two
+/// [`machine_ticks`] readings, 0 to 1.
+pub fn busy_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let all = after.1.checked_sub(before.1).filter(|all| *all > 0)?;
+    Some(after.0.saturating_sub(before.0) as f64 / all as f64)
+}
+
+/// (busy, all) ticks of the `cpu` line: user nice system idle iowait irq
+/// softirq steal …; idle and iowait are the time not busy. Guest time is
+/// already counted in user and nice, so it is left out.
+fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find_map(|line| line.strip_prefix("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else { return None };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
+}
+
 /// Resident memory of a process in bytes (`VmRSS` of `/proc/<pid>/status`).
 pub fn resident_bytes(pid: u32) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -109,6 +134,19 @@ mod tests {
         assert_eq!(sum_of_tree(11, &processes), 7);
         assert_eq!(sum_of_tree(99, &processes), 0);
         assert_eq!(parse_parent("4242 (post gres) S 17 4242 4242"), Some(17));
+    }
+
+    #[test]
+    fn the_machine_is_busy_outside_idle_and_iowait() {
+        let before = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n";
+        let after = "cpu  250 10 90 900 50 5 5 0 40 0\ncpu0 125 5 45 450 25 2 3 0 20 0\n";
+        assert_eq!(parse_machine_ticks(before), Some((150, 1000)));
+        assert_eq!(parse_machine_ticks(after), Some((360, 1310)));
+        let busy = busy_share(parse_machine_ticks(before).unwrap(), parse_machine_ticks(after).unwrap());
+        assert_eq!(busy, Some(210.0 / 310.0));
+        assert_eq!(busy_share((5, 10), (5, 10)), None, "no time went by");
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
+        assert!(machine_ticks().is_ok());
     }
 
     #[test]

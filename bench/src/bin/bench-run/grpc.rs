@@ -32,12 +32,15 @@ pub fn serving_processes(target: &str) -> &'static [&'static str] {
 
 pub const CONCURRENCIES: [usize; 3] = [1, 16, 64];
 
-/// One closed-loop run and the CPU each process spent during it.
+/// One run of the load generator, the CPU each process spent during it,
+/// and how busy the whole machine was.
 #[derive(Debug, Clone)]
 pub struct Measured {
     pub summary: LoadSummary,
     /// CPU seconds by process name over the run (the load generator's own included).
     pub cpu_s: BTreeMap<&'static str, f64>,
+    /// Share of the machine's CPU time (all cores) that was busy, 0 to 1.
+    pub machine_busy: Option<f64>,
 }
 
 impl Measured {
@@ -54,7 +57,7 @@ pub struct GrpcRun {
     /// By (target, concurrency).
     pub saturation: BTreeMap<(&'static str, usize), Measured>,
     pub constant_rate: f64,
-    pub at_constant_rate: BTreeMap<&'static str, LoadSummary>,
+    pub at_constant_rate: BTreeMap<&'static str, Measured>,
     pub h2load: BTreeMap<&'static str, H2loadReport>,
 }
 
@@ -101,12 +104,23 @@ pub fn closed_loop(
     all: &[(&'static str, u32)],
 ) -> anyhow::Result<Measured> {
     let connections = concurrency.min(context.settings.connections);
+    let shape = ["--concurrency".into(), concurrency.to_string(), "--connections".into(), connections.to_string()];
+    measured(context, target, &shape, all)
+}
+
+/// A run of the load generator shaped by `shape`, with the CPU of every
+/// process of the suite, and of the machine, read around it.
+fn measured(
+    context: &Context,
+    target: &Target,
+    shape: &[String],
+    all: &[(&'static str, u32)],
+) -> anyhow::Result<Measured> {
     let before: Vec<u64> = all.iter().map(|(_, pid)| procfs::cpu_ticks(*pid).unwrap_or(0)).collect();
-    let summary = loadgen(
-        context,
-        target,
-        &["--concurrency".into(), concurrency.to_string(), "--connections".into(), connections.to_string()],
-    )?;
+    let machine_before = procfs::machine_ticks().ok();
+    let summary = loadgen(context, target, shape)?;
+    let machine_busy =
+        machine_before.zip(procfs::machine_ticks().ok()).and_then(|(before, after)| procfs::busy_share(before, after));
     let ticks = procfs::clock_ticks_per_second() as f64;
     let mut cpu_s: BTreeMap<&'static str, f64> = all
         .iter()
@@ -116,7 +130,7 @@ pub fn closed_loop(
         })
         .collect();
     cpu_s.insert("loadgen", summary.client_cpu_s);
-    Ok(Measured { summary, cpu_s })
+    Ok(Measured { summary, cpu_s, machine_busy })
 }
 
 /// h2load at 16 connections × 8 streams for the measuring duration.
@@ -175,22 +189,21 @@ pub fn run(
     run.constant_rate = (run.saturation_rps("movie") / 2.0).round().max(1.0);
     for target in targets {
         let connections = context.settings.connections.to_string();
-        let summary = loadgen(
-            context,
-            target,
-            &["--rate".into(), run.constant_rate.to_string(), "--connections".into(), connections],
-        )?;
+        let shape = ["--rate".into(), run.constant_rate.to_string(), "--connections".into(), connections];
+        let measured = measured(context, target, &shape, all)?;
+        let summary = &measured.summary;
         eprintln!(
-            "  {:<16} open loop {:>6.0}/s   p50 {:>6}µs  p90 {:>6}µs  p99 {:>7}µs  p99.9 {:>7}µs  errors {}",
+            "  {:<16} open loop {:>6.0}/s   p50 {:>6}µs  p90 {:>6}µs  p99 {:>7}µs  p99.9 {:>7}µs  errors {}  machine busy {:.0} %",
             target.name,
             run.constant_rate,
             summary.p50_us,
             summary.p90_us,
             summary.p99_us,
             summary.p999_us,
-            summary.failures()
+            summary.failures(),
+            measured.machine_busy.unwrap_or(f64::NAN) * 100.0
         );
-        run.at_constant_rate.insert(target.name, summary);
+        run.at_constant_rate.insert(target.name, measured);
     }
     if context.h2load_available {
         for target in targets.iter().filter(|target| target.name != "metadata") {

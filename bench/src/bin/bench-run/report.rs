@@ -158,7 +158,7 @@ fn goals(grpc: &[GrpcRun], ingest: &[IngestRun]) -> Vec<Goal> {
     let times = |value: Option<f64>| show(value, 2) + "×";
     let saturation =
         med(grpc.iter().map(|run| ratio(run.saturation_rps("movie"), run.saturation_rps("constant-server"))));
-    let p99 = med(grpc.iter().map(|run| run.at_constant_rate.get("movie").map(|summary| summary.p99_us as f64)));
+    let p99 = med(grpc.iter().map(|run| run.at_constant_rate.get("movie").map(|open| open.summary.p99_us as f64)));
     let cpu = med(grpc.iter().map(cpu_ratio));
     let apply = med(ingest.iter().map(|run| ratio(run.bare_consume_s, run.apply_s)));
     let replay = med(ingest.iter().map(|run| ratio(run.replay_s, run.bare_consume_s)));
@@ -407,21 +407,28 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
         out,
         "Each RPC at half of GetMovieDetails' saturation throughput of the same run (median rate {} requests/s), \
          latency measured from each request's intended send time on a fixed schedule (coordinated omission \
-         accounted for), in µs.\n",
+         accounted for), in µs. Requests that arrive one at a time share no system call or wake-up with each \
+         other, so each costs more CPU than in the closed loop: server CPU is per request, as in the CPU table \
+         below, and machine busy is the share of both cores' time in use during the run, load generator \
+         included.\n",
         show(rate, 0)
     );
     let _ = writeln!(
         out,
-        "| RPC | achieved requests/s | p50 | p90 | p99 | p99.9 | max | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| RPC | achieved requests/s | p50 | p90 | p99 | p99.9 | max | errors | server CPU µs/request | machine busy |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for target in TARGETS {
         let of = |run: &GrpcRun| run.at_constant_rate.get(target).cloned();
-        let figure =
-            |pick: fn(&bench::load::LoadSummary) -> f64| show(med(grpc.iter().map(|run| of(run).map(|s| pick(&s)))), 0);
-        let errors: u64 = grpc.iter().filter_map(of).map(|summary| summary.requests - summary.ok).sum();
+        let figure = |pick: fn(&bench::load::LoadSummary) -> f64| {
+            show(med(grpc.iter().map(|run| of(run).map(|open| pick(&open.summary)))), 0)
+        };
+        let errors: u64 = grpc.iter().filter_map(of).map(|open| open.summary.requests - open.summary.ok).sum();
+        let cpu = med(grpc.iter().map(|run| of(run).map(|open| open.server_cpu_us_per_request(target))));
+        let busy = med(grpc.iter().map(|run| of(run).and_then(|open| open.machine_busy).map(|busy| busy * 100.0)));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {errors} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} % |",
             describe_target(target),
             figure(|s| s.requests_per_s),
             figure(|s| s.p50_us as f64),
@@ -429,6 +436,8 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
             figure(|s| s.p99_us as f64),
             figure(|s| s.p999_us as f64),
             figure(|s| s.max_us as f64),
+            show(cpu, 1),
+            show(busy, 0),
         );
     }
     let _ = writeln!(out);
@@ -502,7 +511,7 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
         Row { label: "constant rate, requests/s", value: |run| Some(run.constant_rate), decimals: 0 },
         Row {
             label: "GetMovieDetails p99 at the constant rate, µs",
-            value: |run| run.at_constant_rate.get("movie").map(|s| s.p99_us as f64),
+            value: |run| run.at_constant_rate.get("movie").map(|open| open.summary.p99_us as f64),
             decimals: 0,
         },
         Row { label: "CPU per GetMovieDetails / CPU per GetMetadata", value: cpu_ratio, decimals: 2 },
