@@ -16,6 +16,8 @@ pub mod deadline;
 pub mod discovery;
 pub mod entry;
 pub mod errors;
+#[cfg(test)]
+mod http2_frames;
 pub mod metrics;
 pub mod overload;
 pub mod request_decoding;

@@ -450,7 +450,10 @@ mod tests {
     };
 
     use super::*;
-    use crate::discovery::{DiscoveryError, MemoryRegistry};
+    use crate::{
+        discovery::{DiscoveryError, MemoryRegistry},
+        http2_frames::Frames,
+    };
 
     /// A registry that reports each call that reached it, in order.
     struct Reporting {
@@ -551,41 +554,6 @@ mod tests {
         assert!(registry.healthy_instances(&ServiceName::new("rating")).await.unwrap().is_empty());
     }
 
-    /// A direction of an HTTP/2 connection, cut into frames as it goes by.
-    struct Frames {
-        unparsed: Vec<u8>,
-        /// Bytes still to skip: the client's connection preface.
-        preface_left: usize,
-    }
-
-    impl Frames {
-        const HEADERS: u8 = 0x1;
-        const RST_STREAM: u8 = 0x3;
-        const SETTINGS: u8 = 0x4;
-        const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
-
-        fn new(preface: usize) -> Self {
-            Self { unparsed: Vec::new(), preface_left: preface }
-        }
-
-        /// Takes the next `bytes` and calls `frame(type, payload)` for each
-        /// frame they complete.
-        fn feed(&mut self, bytes: &[u8], mut frame: impl FnMut(u8, &[u8])) {
-            self.unparsed.extend_from_slice(bytes);
-            let preface = self.preface_left.min(self.unparsed.len());
-            self.unparsed.drain(..preface);
-            self.preface_left -= preface;
-            let mut at = 0;
-            while let Some(header) = self.unparsed.get(at..at + 9) {
-                let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
-                let Some(payload) = self.unparsed.get(at + 9..at + 9 + length) else { break };
-                frame(header[3], payload);
-                at += 9 + length;
-            }
-            self.unparsed.drain(..at);
-        }
-    }
-
     /// The network between one HTTP/2 client and `server`: it forwards both
     /// ways, except that, told to [`Gate::hold`] the client's frames, it
     /// delivers them in one write once enough went by: a burst landing all
@@ -632,7 +600,7 @@ mod tests {
                         if read == 0 {
                             return Ok::<_, std::io::Error>(());
                         }
-                        frames.feed(&buffer[..read], |kind, payload| {
+                        frames.feed(&buffer[..read], |kind, _, payload| {
                             let entries = payload.chunks_exact(6).filter(|_| kind == Frames::SETTINGS);
                             for entry in entries {
                                 if u16::from_be_bytes([entry[0], entry[1]]) == Frames::SETTINGS_MAX_CONCURRENT_STREAMS {
@@ -644,14 +612,14 @@ mod tests {
                         to_client.write_all(&buffer[..read]).await?;
                     }
                 });
-                let mut frames = Frames::new(24);
+                let mut frames = Frames::new(Frames::CLIENT_PREFACE);
                 let (mut buffer, mut held, mut seen) = (vec![0; 64 * 1024], Vec::new(), [0_usize; 256]);
                 loop {
                     let read = from_client.read(&mut buffer).await?;
                     if read == 0 {
                         return Ok::<_, std::io::Error>(());
                     }
-                    frames.feed(&buffer[..read], |kind, _| seen[usize::from(kind)] += 1);
+                    frames.feed(&buffer[..read], |kind, _, _| seen[usize::from(kind)] += 1);
                     let Some((kind, count)) = *holding.lock().unwrap() else {
                         to_server.write_all(&buffer[..read]).await?;
                         seen = [0; 256];

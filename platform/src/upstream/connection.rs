@@ -36,6 +36,11 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// large answers in flight before the window must be updated.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+/// Calls opened at once on a new connection until the server's SETTINGS
+/// say how many it takes: the least HTTP/2 asks a server to allow (RFC
+/// 9113, 6.5.2), hyper's choice too. `h2`'s own default is no limit, and a
+/// server refuses the calls past its limit.
+const INITIAL_MAX_CALLS: usize = 100;
 
 /// Where and how to connect.
 struct Target {
@@ -198,6 +203,7 @@ async fn connect(
         None => Box::pin(stream),
     };
     h2::client::Builder::new()
+        .initial_max_send_streams(INITIAL_MAX_CALLS)
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .handshake(io)
@@ -425,6 +431,51 @@ mod tests {
         assert_eq!(answers, ids, "each call gets its own answer");
         assert_eq!(get(&connection, "after").await.unwrap(), "after");
         assert_eq!(server.accepted.load(Ordering::SeqCst), 1, "one connection for all calls");
+    }
+
+    /// Until a new connection has the server's SETTINGS, it opens no more
+    /// calls at once than HTTP/2 asks every server to allow (100): a server
+    /// refuses the calls past its limit. The server here withholds its
+    /// SETTINGS until 100 calls arrived, then counts the calls the client
+    /// opened before it acknowledged them.
+    #[tokio::test]
+    async fn a_new_connection_keeps_within_what_every_server_allows_until_it_hears_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        use crate::http2_frames::Frames;
+
+        // What HTTP/2 asks every server to allow at least (RFC 9113, 6.5.2).
+        const ALLOWED: usize = 100;
+        let (listener, address) = listener().await;
+        let opened_before_the_limit = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (mut frames, mut buffer) = (Frames::new(Frames::CLIENT_PREFACE), vec![0; 64 * 1024]);
+            let (mut calls, mut told, mut acknowledged) = (0, false, false);
+            while !acknowledged {
+                let read = socket.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the client hung up");
+                frames.feed(&buffer[..read], |kind, flags, _| match kind {
+                    Frames::HEADERS => calls += 1,
+                    Frames::SETTINGS if flags & Frames::ACK != 0 => acknowledged = true,
+                    _ => {}
+                });
+                if calls >= ALLOWED && !told {
+                    socket.write_all(&Frames::max_concurrent_streams(ALLOWED as u32)).await.unwrap();
+                    told = true;
+                }
+            }
+            calls
+        });
+        let connection = connection(address);
+        let calls: Vec<_> = (0..1_000)
+            .map(|n| {
+                let connection = connection.clone();
+                tokio::spawn(async move { get(&connection, &n.to_string()).await })
+            })
+            .collect();
+        let opened = tokio::time::timeout(PATIENCE, opened_before_the_limit).await.expect("the calls came").unwrap();
+        assert_eq!(opened, ALLOWED);
+        calls.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
     #[tokio::test]
