@@ -245,10 +245,16 @@ impl Inner {
                 // the deadline: CANCELLED or DEADLINE_EXCEEDED.
                 Err(_) if deadline.remaining().is_zero() => return Round::DeadlineExceeded,
                 Err(status) if status.code() == tonic::Code::Unavailable => {
-                    tracing::warn!(service = %self.service, instance = %member.instance.id,
-                        address = %member.instance.authority(), error = %status.message(),
-                        "instance unavailable; leaving it out until the registry lists it again");
-                    self.evict(&member.instance);
+                    // Said once per instance left out, not by every call that
+                    // was on its connection when it broke.
+                    if self.evict(&member.instance) {
+                        tracing::warn!(service = %self.service, instance = %member.instance.id,
+                            address = %member.instance.authority(), error = %status.message(),
+                            "instance unavailable; leaving it out until the registry lists it again");
+                    } else {
+                        tracing::debug!(service = %self.service, instance = %member.instance.id,
+                            error = %status.message(), "instance unavailable; already left out");
+                    }
                     last_status = Some(status);
                 }
                 Err(status) if status.code() == tonic::Code::DeadlineExceeded => return Round::DeadlineExceeded,
@@ -268,14 +274,28 @@ impl Inner {
     }
 
     fn replace(&self, members: Vec<Member>) {
-        metrics::gauge!("discovery_instances", "service" => self.service.to_string()).set(members.len() as f64);
+        self.count(members.len());
         self.members.send_replace(Arc::new(members));
     }
 
-    fn evict(&self, instance: &Instance) {
-        let remaining: Vec<Member> =
-            self.snapshot().iter().filter(|member| &member.instance != instance).cloned().collect();
-        self.replace(remaining);
+    fn count(&self, members: usize) {
+        metrics::gauge!("discovery_instances", "service" => self.service.to_string()).set(members as f64);
+    }
+
+    /// Leaves `instance` out of the pool; false when it was not in it (an
+    /// earlier call left it out already). One step under the pool's lock, so
+    /// that concurrent evictions lose none of each other's.
+    fn evict(&self, instance: &Instance) -> bool {
+        let mut left = None;
+        self.members.send_if_modified(|members| {
+            if !members.iter().any(|member| &member.instance == instance) {
+                return false;
+            }
+            *members = Arc::new(members.iter().filter(|member| &member.instance != instance).cloned().collect());
+            left = Some(members.len());
+            true
+        });
+        left.inspect(|&members| self.count(members)).is_some()
     }
 
     /// Fetches the healthy instances again. Keeps the last known list when the
@@ -430,6 +450,59 @@ mod tests {
         assert_eq!(refused.into_inner(), 1, "rating-a was tried once, then left out");
         let left: Vec<String> = upstream.instances().iter().map(Instance::authority).collect();
         assert_eq!(left, ["127.0.0.1:2"]);
+    }
+
+    /// Counts the WARN events whose message is `message`.
+    struct Warnings {
+        message: &'static str,
+        seen: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            struct Message(bool, &'static str);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    self.0 |= field.name() == "message" && format!("{value:?}") == self.1;
+                }
+            }
+            let mut message = Message(false, self.message);
+            event.record(&mut message);
+            if *event.metadata().level() == tracing::Level::WARN && message.0 {
+                self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// A connection that breaks under a hundred calls leaves its instance
+    /// out once, and says so once.
+    #[tokio::test]
+    async fn an_instance_failing_many_calls_at_once_is_left_out_and_reported_once() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        const CALLS: usize = 100;
+        let warned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let message = "instance unavailable; leaving it out until the registry lists it again";
+        let subscriber = tracing_subscriber::registry().with(Warnings { message, seen: warned.clone() });
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let registry = Arc::new(MemoryRegistry::default());
+        registry.register(&instance("rating-a", 1)).await.unwrap();
+        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let settings = UpstreamSettings { refresh_interval: Duration::from_secs(3600), max_retries: 0, ..settings() };
+        let upstream = Upstream::new(ServiceName::new("rating"), registry, settings);
+        until_pool_is(&upstream, &["rating-a"]).await;
+        // Every call fails once all of them are on the instance.
+        let all_in = tokio::sync::Barrier::new(CALLS);
+        let calls = (0..CALLS).map(|_| {
+            upstream.call(None, |_, _, _| async {
+                all_in.wait().await;
+                Err::<(), _>(tonic::Status::unavailable("the connection broke"))
+            })
+        });
+        let failed = futures::future::join_all(calls).await;
+        assert!(failed.iter().all(|call| matches!(call, Err(UpstreamError::Unavailable { .. }))), "{failed:?}");
+        assert_eq!(warned.load(std::sync::atomic::Ordering::SeqCst), 1, "one warning for the instance");
+        assert!(upstream.instances().is_empty(), "left out: {:?}", upstream.instances());
     }
 
     #[tokio::test]
