@@ -5,14 +5,18 @@
 //! throughput; its latencies are those of a client that slows down with the
 //! server, so they say little about tail latency.
 //!
-//! **Open loop** ([`run_open_loop`]): requests are due on a fixed schedule
+//! **Open loop** ([`OpenLoop`]): requests are due on a fixed schedule
 //! (request k at `start + k / rate`), sent whether or not earlier ones have
 //! answered, and each latency is measured from the request's *intended* send
 //! time. A server stall therefore shows up in every request that was due
 //! during it, not only in the one request a closed-loop client had in flight
-//! (coordinated omission). The schedule is kept by a dedicated OS thread
-//! (`std::thread::sleep` is precise to tens of microseconds, tokio's timer to
-//! a millisecond), which hands each due request to the async runtime.
+//! (coordinated omission). The schedule is kept by a task that sleeps on a
+//! kernel timer ([`PreciseTimer`]: tokio's own timer rounds to a
+//! millisecond), wakes at most every [`OpenLoop::send_granularity`] and
+//! spawns each due request on the runtime it runs on. Requests arrive one
+//! at a time, so on a machine shared with the servers the sender's own CPU
+//! per request matters: each wake-up and each hand-over to another thread
+//! costs microseconds the servers then lack.
 //!
 //! Requests started during the warm-up are sent but not recorded.
 use std::{
@@ -261,70 +265,144 @@ where
     result
 }
 
-/// Sends requests at `rate` per second for the warm-up plus the extent.
-/// `call(k)` sends request k. At most `max_in_flight` requests are
-/// outstanding; a request that waits for room is still timed from its
-/// intended send time, so the wait counts against the server.
-pub async fn run_open_loop<F, Fut>(
-    rate: f64,
-    warmup: Duration,
-    extent: Extent,
-    max_in_flight: usize,
-    call: F,
-) -> anyhow::Result<LoadResult>
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), tonic::Code>> + Send + 'static,
-{
-    let start = Instant::now();
-    let schedule =
-        Schedule::new(start, rate).ok_or_else(|| anyhow::anyhow!("the rate must be positive, got {rate}"))?;
-    let measure_from = start + warmup;
-    let first_measured = schedule.due_before(warmup);
-    let total = match extent {
-        Extent::Duration(duration) => schedule.due_before(warmup + duration),
-        Extent::Requests(requests) => first_measured + requests,
-    };
-    let max_in_flight = u32::try_from(max_in_flight.max(1)).unwrap_or(u32::MAX);
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight as usize));
-    let recorded = Arc::new(Mutex::new((Tally::default(), measure_from)));
-    let runtime = tokio::runtime::Handle::current();
-    let call = Arc::new(call);
+/// Requests per second for how long (the closed loop's counterpart).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLoop {
+    /// Requests per second.
+    pub rate: f64,
+    /// Sent, not recorded.
+    pub warmup: Duration,
+    pub extent: Extent,
+    /// At most this many requests outstanding: a request that waits for
+    /// room is still timed from its intended send time, so the wait counts
+    /// against the server.
+    pub max_in_flight: usize,
+    /// The sender wakes at most this often and sends every request due by
+    /// then: fewer wake-ups, and so less of the machine's CPU, at the cost of
+    /// sending a request up to this late. A late request is still timed from
+    /// its intended send time, so the granularity can add to the latencies
+    /// but never hide a stall.
+    pub send_granularity: Duration,
+}
 
-    let dispatcher = {
-        let (recorded, in_flight) = (recorded.clone(), in_flight.clone());
-        std::thread::spawn(move || {
-            let mut sent = 0_u64;
-            for request in 0..total {
-                let intended = schedule.intended(request);
-                let now = Instant::now();
-                if intended > now {
-                    std::thread::sleep(intended - now);
-                }
-                let Ok(permit) = runtime.block_on(in_flight.clone().acquire_owned()) else { break };
-                let (call, recorded) = (call.clone(), recorded.clone());
-                runtime.spawn(async move {
-                    let outcome = call(request).await;
-                    let answered = Instant::now();
-                    if intended >= measure_from {
-                        let mut recorded = recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                        recorded.0.record(answered - intended, outcome);
-                        recorded.1 = recorded.1.max(answered);
-                    }
-                    // Released only once recorded: holding every permit means every request is in.
-                    drop(permit);
-                });
-                sent += 1;
+impl OpenLoop {
+    /// At 20,000 requests/s, about four requests per wake-up: it halves the
+    /// sender's CPU per request compared with a wake-up for each.
+    pub const SEND_GRANULARITY: Duration = Duration::from_micros(200);
+
+    /// No warm-up, at most 10,000 requests in flight, the default granularity.
+    pub fn new(rate: f64, extent: Extent) -> Self {
+        Self { rate, warmup: Duration::ZERO, extent, max_in_flight: 10_000, send_granularity: Self::SEND_GRANULARITY }
+    }
+
+    /// Sends the requests, `call(k)` sending request k, and waits for every
+    /// answer.
+    pub async fn run<F, Fut>(self, call: F) -> anyhow::Result<LoadResult>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Result<(), tonic::Code>> + Send + 'static,
+    {
+        let Self { rate, warmup, extent, max_in_flight, send_granularity } = self;
+        let start = Instant::now();
+        let schedule =
+            Schedule::new(start, rate).ok_or_else(|| anyhow::anyhow!("the rate must be positive, got {rate}"))?;
+        let measure_from = start + warmup;
+        let first_measured = schedule.due_before(warmup);
+        let total = match extent {
+            Extent::Duration(duration) => schedule.due_before(warmup + duration),
+            Extent::Requests(requests) => first_measured + requests,
+        };
+        let max_in_flight = u32::try_from(max_in_flight.max(1)).unwrap_or(u32::MAX);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight as usize));
+        let recorded = Arc::new(Mutex::new((Tally::default(), measure_from)));
+        let timer = PreciseTimer::new()?;
+
+        let mut sent = 0_u64;
+        let mut next_wake = start;
+        for request in 0..total {
+            let intended = schedule.intended(request);
+            if intended > Instant::now() {
+                timer.sleep_until(intended.max(next_wake)).await?;
+                next_wake = Instant::now() + send_granularity;
             }
-            sent
-        })
-    };
-    let all_requests = tokio::task::spawn_blocking(move || dispatcher.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the open-loop dispatcher panicked"))?;
-    let _all_answered = in_flight.acquire_many(max_in_flight).await?;
-    let (tally, last_answer) = recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-    Ok(LoadResult { tally, elapsed: last_answer - measure_from, all_requests })
+            let permit = in_flight.clone().acquire_owned().await?;
+            let (outcome, recorded) = (call(request), recorded.clone());
+            tokio::spawn(async move {
+                let outcome = outcome.await;
+                let answered = Instant::now();
+                if intended >= measure_from {
+                    let mut recorded = recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    recorded.0.record(answered - intended, outcome);
+                    recorded.1 = recorded.1.max(answered);
+                }
+                // Released only once recorded: holding every permit means every request is in.
+                drop(permit);
+            });
+            sent += 1;
+        }
+        let _all_answered = in_flight.acquire_many(max_in_flight).await?;
+        let (tally, last_answer) = recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        Ok(LoadResult { tally, elapsed: last_answer - measure_from, all_requests: sent })
+    }
+}
+
+/// A one-shot timer with the kernel's resolution (a Linux `timerfd`),
+/// awaited on the runtime's own poller: a sleep of 50µs wakes after about
+/// 50µs, where tokio's timer wheel would round it up to a millisecond and
+/// `std::thread::sleep` would need a thread of its own.
+struct PreciseTimer {
+    fd: tokio::io::unix::AsyncFd<TimerFd>,
+}
+
+/// `AsyncFd` wants `AsRawFd`; nix's `TimerFd` offers `AsFd`.
+struct TimerFd(nix::sys::timerfd::TimerFd);
+
+impl std::os::fd::AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl PreciseTimer {
+    /// Must be called inside a runtime with I/O enabled.
+    fn new() -> std::io::Result<Self> {
+        use nix::sys::timerfd::{ClockId, TimerFlags};
+        use tokio::io::Interest;
+        let fd = nix::sys::timerfd::TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // SAFETY: `TimerFd` owns its descriptor, which stays open until the `AsyncFd` drops it, and
+        // `as_raw_fd` always returns that one descriptor.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(TimerFd(fd), Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(Self { fd })
+    }
+
+    /// Returns at once when `deadline` has passed (without yielding, so
+    /// requests that fell behind the schedule go out back to back).
+    async fn sleep_until(&self, deadline: Instant) -> std::io::Result<()> {
+        use nix::sys::{
+            time::TimeSpec,
+            timerfd::{Expiration, TimerSetTimeFlags},
+        };
+        let Some(wait) = deadline.checked_duration_since(Instant::now()).filter(|wait| !wait.is_zero()) else {
+            return Ok(());
+        };
+        self.fd.get_ref().0.set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())?;
+        loop {
+            let mut ready = self.fd.readable().await?;
+            // Reading the expiry count disarms the readiness; until the timer fires it is EAGAIN.
+            match ready.try_io(|fd| {
+                use std::os::fd::AsFd;
+                nix::unistd::read(fd.get_ref().0.as_fd(), &mut [0_u8; 8]).map_err(std::io::Error::from)
+            }) {
+                Ok(expired) => return expired.map(drop),
+                Err(_not_yet) => continue,
+            }
+        }
+    }
 }
 
 /// The ids requests ask for: `FIRST..END` (numbers as strings, END
@@ -466,12 +544,13 @@ mod tests {
         let run = Extent::Duration(Duration::from_millis(2500));
 
         let server = StallingServer::new(Duration::from_millis(1), Duration::from_millis(500), stall);
-        let open = run_open_loop(200.0, Duration::ZERO, run, 10_000, move |_| {
-            let server = server.clone();
-            async move { server.call().await }
-        })
-        .await
-        .unwrap();
+        let open = OpenLoop::new(200.0, run)
+            .run(move |_| {
+                let server = server.clone();
+                async move { server.call().await }
+            })
+            .await
+            .unwrap();
 
         let server = StallingServer::new(Duration::from_millis(1), Duration::from_millis(500), stall);
         let closed = run_closed_loop(1, Duration::ZERO, run, move |_| {
@@ -494,11 +573,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_warm_up_is_sent_but_not_recorded() {
-        let open = run_open_loop(1000.0, Duration::from_millis(100), Extent::Requests(50), 100, |_| async {
-            Ok::<(), tonic::Code>(())
-        })
-        .await
-        .unwrap();
+        let open = OpenLoop { warmup: Duration::from_millis(100), ..OpenLoop::new(1000.0, Extent::Requests(50)) }
+            .run(|_| async { Ok::<(), tonic::Code>(()) })
+            .await
+            .unwrap();
         assert_eq!((open.all_requests, open.tally.requests()), (150, 50));
 
         let closed = run_closed_loop(4, Duration::from_millis(50), Extent::Requests(200), |_| async {
@@ -508,6 +586,55 @@ mod tests {
         .await;
         assert_eq!(closed.tally.requests(), 200);
         assert!(closed.all_requests > 200, "{}", closed.all_requests);
+    }
+
+    /// Never early, and finer than tokio's millisecond timer: 200 sleeps of
+    /// 50µs would take at least 200ms rounded up to milliseconds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_precise_timer_wakes_at_its_deadline_and_not_a_millisecond_later() {
+        let timer = PreciseTimer::new().unwrap();
+        let start = Instant::now();
+        for _ in 0..200 {
+            let deadline = Instant::now() + Duration::from_micros(50);
+            timer.sleep_until(deadline).await.unwrap();
+            let woke = Instant::now();
+            assert!(woke >= deadline, "woke {:?} early", deadline - woke);
+        }
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(150), "200 sleeps of 50µs took {took:?}");
+        // A deadline that has passed returns at once.
+        timer.sleep_until(start).await.unwrap();
+    }
+
+    /// With a granularity, requests due between two wake-ups go out
+    /// together: 2,000 requests over 200ms at most every 5ms are about 40
+    /// groups, where a wake-up per request would make them 2,000, 100µs
+    /// apart. None goes out before its time.
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_due_between_two_wake_ups_are_sent_together_and_never_early() {
+        let rate = 10_000.0;
+        let sent_at = Arc::new(Mutex::new(Vec::new()));
+        let open =
+            OpenLoop { send_granularity: Duration::from_millis(5), ..OpenLoop::new(rate, Extent::Requests(2_000)) };
+        let started = Instant::now();
+        let result = open
+            .run({
+                let sent_at = sent_at.clone();
+                move |k| {
+                    sent_at.lock().unwrap().push((k, Instant::now()));
+                    async { Ok::<(), tonic::Code>(()) }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(result.all_requests, 2_000);
+        let sent_at = sent_at.lock().unwrap();
+        for &(k, at) in sent_at.iter() {
+            // `started` precedes the schedule's start, so this bound is loose by the set-up time only.
+            assert!(at >= started + Duration::from_secs_f64(k as f64 / rate), "request {k} went out early");
+        }
+        let groups = 1 + sent_at.windows(2).filter(|pair| pair[1].1 - pair[0].1 > Duration::from_millis(1)).count();
+        assert!((20..=60).contains(&groups), "{groups} groups");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use bench::{
-    load::{Extent, LoadResult, run_closed_loop, run_open_loop},
+    load::{Extent, LoadResult, OpenLoop, run_closed_loop},
     procfs::resident_bytes,
 };
 use contract::api::{GetMovieDetailsRequest, movie_service_client::MovieServiceClient};
@@ -88,11 +88,10 @@ async fn movie_at_three_times_its_saturation_rate_sheds_stays_fast_and_flat_and_
     let offered_rate = OVERLOAD * saturation_rate;
     let overloaded: LoadResult = {
         let pick = pick.clone();
-        run_open_loop(offered_rate, Duration::ZERO, Extent::Duration(OVERLOAD_TIME), 100_000, move |k| {
-            details(pick(k as usize))
-        })
-        .await
-        .expect("the open loop runs")
+        OpenLoop { max_in_flight: 100_000, ..OpenLoop::new(offered_rate, Extent::Duration(OVERLOAD_TIME)) }
+            .run(move |k| details(pick(k as usize)))
+            .await
+            .expect("the open loop runs")
     };
     let rss_end = resident_bytes(movie.pid()).expect("movie's resident memory");
 

@@ -2,14 +2,16 @@
 //! (`--concurrency N` workers, for a `--duration` or a number of
 //! `--requests`) or open loop (`--rate R` requests per second on a fixed
 //! schedule, latencies timed from each request's intended send time, so
-//! coordinated omission is accounted for; see `bench::load`). Load is spread
+//! coordinated omission is accounted for; see `bench::load`; it runs on one
+//! thread, since its requests arrive one at a time and handing each to
+//! another thread would cost a wake-up per request). Load is spread
 //! over `--connections` HTTP/2 connections; the `--warmup` is sent but not
 //! recorded. Prints one JSON line: requests, errors by status code, elapsed,
 //! requests/s and latency percentiles in µs.
 use std::time::Duration;
 
 use bench::{
-    load::{Extent, IdSet, LoadResult, run_closed_loop, run_open_loop},
+    load::{Extent, IdSet, LoadResult, OpenLoop, run_closed_loop},
     rpc::{Rpc, connect},
 };
 use clap::Parser;
@@ -42,6 +44,9 @@ struct Args {
     /// Open loop: the most requests in flight before sending waits (the wait still counts as latency)
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// Open loop: the sender wakes at most this often, sending every request due by then (each is still timed from its intended send time)
+    #[arg(long, default_value_t = OpenLoop::SEND_GRANULARITY.into())]
+    send_granularity: humantime::Duration,
     /// How long to measure, after the warm-up
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", conflicts_with = "requests")]
     duration: Duration,
@@ -56,9 +61,17 @@ struct Args {
     timeout: Duration,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut runtime = if args.rate.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
@@ -78,7 +91,14 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, Some(rate)) => {
             let request = move |k: u64| request(k as usize);
-            (run_open_loop(rate, args.warmup, extent, args.max_in_flight, request).await?, "open")
+            let open = OpenLoop {
+                rate,
+                warmup: args.warmup,
+                extent,
+                max_in_flight: args.max_in_flight,
+                send_granularity: args.send_granularity.into(),
+            };
+            (open.run(request).await?, "open")
         }
         (None, None) => anyhow::bail!("give --concurrency or --rate"),
     };

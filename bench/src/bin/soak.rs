@@ -24,7 +24,7 @@ use std::{
 use anyhow::Context as _;
 use bench::{
     events::{EventSpec, PROBE_AVERAGE, PROBE_RECORD, write_events},
-    load::{Extent, IdSet, Tally, run_open_loop},
+    load::{Extent, IdSet, OpenLoop, Tally},
     processes::{ingester_args, run_tool, sent_all, start_service, stop_all},
     procfs::resident_bytes,
     rpc::{Rpc, await_average, await_serving, connect, seed},
@@ -161,13 +161,7 @@ fn main() -> anyhow::Result<()> {
         let (ingester, ingester_args) = (ingester.clone(), ingester_args.clone());
         let publishing = std::thread::spawn(move || run_tool(&ingester, &ingester_args, Duration::from_secs(300)));
         let call = call.clone();
-        let load = runtime.block_on(run_open_loop(
-            args.rate,
-            Duration::ZERO,
-            Extent::Duration(args.interval),
-            10_000,
-            call,
-        ))?;
+        let load = runtime.block_on(OpenLoop::new(args.rate, Extent::Duration(args.interval)).run(call))?;
         let published = publishing.join().map_err(|_| anyhow::anyhow!("the ratingingester thread panicked"))?;
         let ingester_error = published.and_then(|finished| sent_all(&finished, events)).err();
         let tally = &load.tally;

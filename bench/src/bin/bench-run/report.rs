@@ -407,11 +407,13 @@ fn render_grpc(out: &mut String, grpc: &[GrpcRun]) {
         out,
         "Each RPC at half of GetMovieDetails' saturation throughput of the same run (median rate {} requests/s), \
          latency measured from each request's intended send time on a fixed schedule (coordinated omission \
-         accounted for), in µs. Requests that arrive one at a time share no system call or wake-up with each \
-         other, so each costs more CPU than in the closed loop: server CPU is per request, as in the CPU table \
-         below, and machine busy is the share of both cores' time in use during the run, load generator \
-         included.\n",
-        show(rate, 0)
+         accounted for), in µs; the load generator sends every {:?} what fell due meanwhile (a late request \
+         is still timed from its intended time). Requests that arrive one at a time share few system calls or \
+         wake-ups with each other, so each costs more CPU than in the closed loop: server CPU is per request, \
+         as in the CPU table below, and machine busy is the share of both cores' time in use during the run, \
+         load generator included.\n",
+        show(rate, 0),
+        bench::load::OpenLoop::SEND_GRANULARITY,
     );
     let _ = writeln!(
         out,
