@@ -2,7 +2,11 @@
 //! fetched concurrently; a movie nobody rated yet has details without a
 //! rating; what happens when the rating service fails is a policy.
 use contract::id::MovieId;
-use platform::{deadline::Deadline, discovery::ServiceName};
+use platform::{
+    deadline::Deadline,
+    discovery::ServiceName,
+    log_throttle::{REPORT_INTERVAL, Throttle},
+};
 
 use crate::{
     gateway::{GatewayError, MetadataGateway, RatingGateway},
@@ -32,11 +36,13 @@ pub struct MovieController<M, R> {
     metadata: M,
     rating: R,
     policy: RatingFailurePolicy,
+    /// While rating is down, every call would warn.
+    unrated_warnings: Throttle,
 }
 
 impl<M: MetadataGateway, R: RatingGateway> MovieController<M, R> {
     pub fn new(metadata: M, rating: R, policy: RatingFailurePolicy) -> Self {
-        Self { metadata, rating, policy }
+        Self { metadata, rating, policy, unrated_warnings: Throttle::new(REPORT_INTERVAL) }
     }
 
     /// The details of movie `id`, by the caller's `deadline` if it has one.
@@ -52,7 +58,9 @@ impl<M: MetadataGateway, R: RatingGateway> MovieController<M, R> {
             Err(error) => match self.policy {
                 RatingFailurePolicy::Fail => return Err(MovieError::Dependency(error)),
                 RatingFailurePolicy::Omit => {
-                    tracing::warn!(movie_id = %id, %error, "answering without a rating");
+                    if let Some(held_back) = self.unrated_warnings.admit() {
+                        tracing::warn!(movie_id = %id, %error, held_back, "answering without a rating");
+                    }
                     Rating::Unavailable
                 }
             },
@@ -173,6 +181,38 @@ mod tests {
             .unwrap_err();
         assert_eq!(error, MovieError::Dependency(down(metadata_service())));
         assert!(error.to_string().starts_with("metadata service is unavailable"), "{error}");
+    }
+
+    /// Log lines written through `tracing`, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// While rating is down, every call answers without a rating: the log
+    /// says so once per interval, not once per call.
+    #[tokio::test]
+    async fn rating_down_is_warned_about_once_not_by_every_call() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let controller = controller(Ok(heat()), Err(down(rating_service())), RatingFailurePolicy::Omit);
+        for _ in 0..100 {
+            assert_eq!(controller.details(&id("1"), None).await.unwrap().rating, Rating::Unavailable);
+        }
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("answering without a rating").count(), 1, "{log}");
+        assert!(log.contains("held_back=0") && log.contains("rating service is unavailable"), "{log}");
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! the gRPC server bootstrap (reflection, health, registration, graceful
 //! shutdown), the upstream channel pool, the database settings and pool,
 //! shutdown signals, telemetry, TLS settings and the bearer tokens of
-//! authenticated writes.
+//! authenticated writes, and the throttle of per-call warnings.
 //! What services and tools agree on (the API, ids, events) is in `contract`.
 //!
 //! A service crate brings its own domain, controller, repository and handler;
@@ -18,6 +18,7 @@ pub mod entry;
 pub mod errors;
 #[cfg(test)]
 mod http2_frames;
+pub mod log_throttle;
 pub mod metrics;
 pub mod overload;
 pub mod request_decoding;

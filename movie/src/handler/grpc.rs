@@ -2,7 +2,10 @@ use std::sync::Arc;
 
 use contract::api::{GetMovieDetailsRequest, GetMovieDetailsResponse, movie_service_server::MovieService};
 use contract::id::MovieId;
-use platform::deadline::Deadline;
+use platform::{
+    deadline::Deadline,
+    log_throttle::{REPORT_INTERVAL, Throttle},
+};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
@@ -17,11 +20,13 @@ pub const RATING_STATUS_HEADER: &str = "x-rating-status";
 
 pub struct MovieHandler<M, R> {
     controller: Arc<MovieController<M, R>>,
+    /// While a dependency is down, every call would warn.
+    failure_warnings: Throttle,
 }
 
 impl<M, R> MovieHandler<M, R> {
     pub fn new(controller: Arc<MovieController<M, R>>) -> Self {
-        Self { controller }
+        Self { controller, failure_warnings: Throttle::new(REPORT_INTERVAL) }
     }
 }
 
@@ -53,7 +58,11 @@ impl<M: MetadataGateway, R: RatingGateway> MovieService for MovieHandler<M, R> {
         tracing::debug!(?deadline, "fetching metadata and rating");
         let details = self.controller.details(&id, deadline).await.inspect_err(|error| match error {
             MovieError::NotFound(_) => tracing::debug!(movie_id = %id, %error, "no details"),
-            MovieError::Dependency(_) => tracing::warn!(movie_id = %id, %error, "no details"),
+            MovieError::Dependency(_) => {
+                if let Some(held_back) = self.failure_warnings.admit() {
+                    tracing::warn!(movie_id = %id, %error, held_back, "no details");
+                }
+            }
         })?;
         let degraded = details.rating == Rating::Unavailable;
         let mut response = Response::new(GetMovieDetailsResponse { movie_details: Some(details.into()) });
