@@ -651,9 +651,10 @@ const METHOD: &str = "\
 - **Load generator** (`loadgen`): tonic client, requests spread over the HTTP/2 connections, ids drawn uniformly \
 from the seeded movies. Closed loop for saturation (requests/s = requests recorded after the warm-up over the time \
 from the end of the warm-up to the last answer). Open loop for latency: request k is due at `start + k/rate`; on \
-one thread, a task sleeping on a kernel timer sends what fell due at most every `--send-granularity`, and \
-each latency runs from the due time, so a stall is charged to every request due during it. Latencies are recorded in an HDR histogram (3 significant digits); failed requests are \
-counted by status code and kept out of the latencies.
+one thread, a task sleeping on a kernel timer sends what fell due at most every `--send-granularity`, and each \
+latency runs from the due time, so a stall is charged to every request due during it. Latencies are recorded in \
+an HDR histogram (3 significant digits); failed requests are counted by status code and kept out of the \
+latencies.
 - **Everything shares 2 cores**: the load generator, the services and the broker. Saturation figures are those of \
 the whole box, not of a service alone; the constant server is measured the same way, so the ratio is fair, but \
 absolute numbers on a bigger machine (or with the client elsewhere) will differ. The CPU-per-request figures do \
