@@ -183,36 +183,19 @@ mod tests {
         assert!(error.to_string().starts_with("metadata service is unavailable"), "{error}");
     }
 
-    /// Log lines written through `tracing`, kept for the test to read.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// While rating is down, every call answers without a rating: the log
     /// says so once per interval, not once per call.
     #[tokio::test]
     async fn rating_down_is_warned_about_once_not_by_every_call() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let _logging = tracing::subscriber::set_default(subscriber);
+        let logs = platform::test_support::CapturedLogs::start();
         let controller = controller(Ok(heat()), Err(down(rating_service())), RatingFailurePolicy::Omit);
         for _ in 0..100 {
             assert_eq!(controller.details(&id("1"), None).await.unwrap().rating, Rating::Unavailable);
         }
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(log.matches("answering without a rating").count(), 1, "{log}");
-        assert!(log.contains("held_back=0") && log.contains("rating service is unavailable"), "{log}");
+        let warned = logs.events(tracing::Level::WARN, "answering without a rating");
+        assert_eq!(warned.len(), 1, "{}", logs.text());
+        assert_eq!(warned[0].field("held_back"), Some("0"));
+        assert!(warned[0].field("error").is_some_and(|error| error.contains("rating service is unavailable")));
     }
 
     #[tokio::test]

@@ -26,6 +26,8 @@ pub mod server;
 pub mod server_calls;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod tls;
 pub mod trace_context;
 pub mod upstream;

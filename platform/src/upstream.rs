@@ -452,39 +452,12 @@ mod tests {
         assert_eq!(left, ["127.0.0.1:2"]);
     }
 
-    /// Counts the WARN events whose message is `message`.
-    struct Warnings {
-        message: &'static str,
-        seen: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
-        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-            struct Message(bool, &'static str);
-            impl tracing::field::Visit for Message {
-                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                    self.0 |= field.name() == "message" && format!("{value:?}") == self.1;
-                }
-            }
-            let mut message = Message(false, self.message);
-            event.record(&mut message);
-            if *event.metadata().level() == tracing::Level::WARN && message.0 {
-                self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-    }
-
     /// A connection that breaks under a hundred calls leaves its instance
     /// out once, and says so once.
     #[tokio::test]
     async fn an_instance_failing_many_calls_at_once_is_left_out_and_reported_once() {
-        use tracing_subscriber::layer::SubscriberExt as _;
-
         const CALLS: usize = 100;
-        let warned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let message = "instance unavailable; leaving it out until the registry lists it again";
-        let subscriber = tracing_subscriber::registry().with(Warnings { message, seen: warned.clone() });
-        let _logging = tracing::subscriber::set_default(subscriber);
+        let logs = crate::test_support::CapturedLogs::start();
         let registry = Arc::new(MemoryRegistry::default());
         registry.register(&instance("rating-a", 1)).await.unwrap();
         registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
@@ -501,7 +474,10 @@ mod tests {
         });
         let failed = futures::future::join_all(calls).await;
         assert!(failed.iter().all(|call| matches!(call, Err(UpstreamError::Unavailable { .. }))), "{failed:?}");
-        assert_eq!(warned.load(std::sync::atomic::Ordering::SeqCst), 1, "one warning for the instance");
+        let message = "instance unavailable; leaving it out until the registry lists it again";
+        let warned = logs.events(tracing::Level::WARN, message);
+        assert_eq!(warned.len(), 1, "one warning for the instance: {}", logs.text());
+        assert_eq!(warned[0].field("instance"), Some("rating-a"));
         assert!(upstream.instances().is_empty(), "left out: {:?}", upstream.instances());
     }
 

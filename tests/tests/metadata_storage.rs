@@ -1,17 +1,24 @@
 //! The metadata service on a database, seen from outside: replicas sharing
 //! one PostgreSQL agree, a SQLite file outlives a restart, a service started
 //! before its database waits for it (NOT_SERVING, reads UNAVAILABLE naming
-//! the database without its password), and a failed migration stops the
-//! service with the error and a non-zero exit.
+//! the database without its password), a database lost mid-run makes reads
+//! UNAVAILABLE (logged once a second, not once per call) until it is back,
+//! and a failed migration stops the service with the error and a non-zero
+//! exit.
 use std::{
     process::{Command, Stdio},
     time::Duration,
 };
 
-use contract::api::{GetMetadataRequest, GetMovieDetailsRequest, Metadata, PutMetadataRequest};
+use contract::api::{
+    GetMetadataRequest, GetMovieDetailsRequest, Metadata, PutMetadataRequest,
+    metadata_service_client::MetadataServiceClient,
+};
 use e2e::{
     app::{spawn_metadata, spawn_movie, spawn_rating},
+    calls::put_movie,
     postgres::{PASSWORD, Postgres},
+    process::{ServiceProcess, block_on, endpoint},
 };
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -104,6 +111,47 @@ async fn a_service_started_before_its_postgres_waits_then_serves() {
     service.wait_until_serving(DEADLINE).await;
     service.client.clone().put_metadata(heat("Heat")).await.expect("put once the database is there");
     assert!(service.client.clone().get_metadata(get("1")).await.is_ok());
+}
+
+#[test]
+fn a_database_lost_mid_run_is_unavailable_logged_once_a_second_then_recovers() {
+    const READS: usize = 20;
+    const LOGGED: &str = "metadata store unavailable";
+    let postgres = Postgres::start();
+    let url = postgres.create_database();
+    let metadata =
+        ServiceProcess::start("metadata", &["--database-url", &url, "--database-connect-timeout", "1s"], &[]);
+    metadata.wait_until_serving(DEADLINE);
+    put_movie(&metadata, "1");
+    let reads = || {
+        block_on(async {
+            let client = MetadataServiceClient::new(endpoint(&metadata).connect().await.expect("connect to metadata"));
+            let mut reads = tokio::task::JoinSet::new();
+            for _ in 0..READS {
+                let mut client = client.clone();
+                reads.spawn(async move { client.get_metadata(get("1")).await });
+            }
+            reads.join_all().await
+        })
+    };
+
+    postgres.pause();
+    for read in reads() {
+        let status = read.expect_err("no read succeeds without the database");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(status.message().starts_with("the metadata store is unavailable: database postgres://"), "{status:?}");
+    }
+    // The reads failed within about a second of each other (the pool's
+    // wait for a connection): one line a second, not one per read.
+    metadata.wait_for_log(LOGGED, DEADLINE);
+    let log = metadata.log();
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains(LOGGED)).collect();
+    assert!((1..=2).contains(&lines.len()), "{READS} failed reads logged {} times:\n{log}", lines.len());
+    assert!(lines[0].contains("WARN") && lines[0].contains("held_back=0"), "{log}");
+    assert!(!log.contains(PASSWORD), "the password never reaches the log");
+
+    postgres.resume();
+    e2e::wait_until("reads recover", DEADLINE, || reads().iter().all(Result::is_ok));
 }
 
 async fn wait<F: std::future::Future<Output = bool>>(what: &str, condition: impl FnMut() -> F) {

@@ -5,10 +5,11 @@
 //! mid-run makes calls UNAVAILABLE, pauses ingestion, and both recover.
 use std::{collections::BTreeMap, time::Duration};
 
+use contract::api::{GetAggregatedRatingRequest, rating_service_client::RatingServiceClient};
 use e2e::{
     broker::Broker,
     postgres::{PASSWORD, Postgres},
-    process::{ServiceProcess, block_on},
+    process::{ServiceProcess, block_on, endpoint},
     rating::{Workload, applied_at_stop, average, event, ingest, start_with_kafka_and, stored_position, try_average},
     wait_until,
 };
@@ -142,6 +143,24 @@ fn a_database_lost_mid_run_is_unavailable_then_recovers_losing_nothing() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().starts_with("the rating store is unavailable: database postgres://"), "{status:?}");
     assert!(!status.message().contains(PASSWORD), "{status:?}");
+    // Reads failing alike are logged once a second, not once per read.
+    const LOGGED: &str = "rating store unavailable";
+    rating.wait_for_log(LOGGED, WAIT);
+    let before = rating.log().matches(LOGGED).count();
+    assert_eq!(before, 1, "one failed read, one line:\n{}", rating.log());
+    let reads = block_on(async {
+        let client = RatingServiceClient::new(endpoint(&rating).connect().await.expect("connect to rating"));
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let mut client = client.clone();
+            let request = GetAggregatedRatingRequest { record_id: "1".into(), record_type: "movie".into() };
+            reads.spawn(async move { client.get_aggregated_rating(request).await });
+        }
+        reads.join_all().await
+    });
+    assert!(reads.iter().all(|read| read.as_ref().is_err_and(|status| status.code() == Code::Unavailable)));
+    let logged = rating.log().matches(LOGGED).count() - before;
+    assert!(logged <= 2, "20 reads failing within about a second logged {logged} times:\n{}", rating.log());
     // Events published meanwhile wait in the topic.
     ingest(&broker, &dir.path().join("during.json"), &[event("1", "b", Some(2)), event("1", "a", None)]);
     rating.wait_for_log("the store is unavailable; ingestion pauses", WAIT);

@@ -4,6 +4,10 @@ use contract::api::{
     GetMetadataRequest, GetMetadataResponse, PutMetadataRequest, PutMetadataResponse,
     metadata_service_server::MetadataService,
 };
+use platform::{
+    errors::Chain,
+    log_throttle::{REPORT_INTERVAL, Throttle},
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -14,11 +18,37 @@ use crate::{
 
 pub struct MetadataHandler<R> {
     controller: Arc<MetadataController<R>>,
+    /// While the store is down or failing, every call would log.
+    unavailable_warnings: Throttle,
+    failure_errors: Throttle,
 }
 
 impl<R> MetadataHandler<R> {
     pub fn new(controller: Arc<MetadataController<R>>) -> Self {
-        Self { controller }
+        Self {
+            controller,
+            unavailable_warnings: Throttle::new(REPORT_INTERVAL),
+            failure_errors: Throttle::new(REPORT_INTERVAL),
+        }
+    }
+
+    /// The caller's status for `error`. A store that is down or failing is
+    /// also this service's news: logged, at most once per interval.
+    fn failed(&self, error: MetadataError) -> Status {
+        match &error {
+            MetadataError::NotFound(_) | MetadataError::ValueRefused(_) => {}
+            MetadataError::Unavailable(_) => {
+                if let Some(held_back) = self.unavailable_warnings.admit() {
+                    tracing::warn!(error = %Chain(&error), held_back, "metadata store unavailable");
+                }
+            }
+            MetadataError::Storage(_) => {
+                if let Some(held_back) = self.failure_errors.admit() {
+                    tracing::error!(error = %Chain(&error), held_back, "metadata store failure");
+                }
+            }
+        }
+        error.into()
     }
 }
 
@@ -26,15 +56,12 @@ impl From<MetadataError> for Status {
     fn from(error: MetadataError) -> Self {
         // The message carries the causes (the database's redacted URL among
         // them), never a password.
-        let message = platform::errors::Chain(&error).to_string();
+        let message = Chain(&error).to_string();
         match error {
             MetadataError::NotFound(_) => Status::not_found(message),
             MetadataError::Unavailable(_) => Status::unavailable(message),
             MetadataError::ValueRefused(_) => Status::invalid_argument(message),
-            MetadataError::Storage(_) => {
-                tracing::error!(error = %message, "metadata store failure");
-                Status::internal(message)
-            }
+            MetadataError::Storage(_) => Status::internal(message),
         }
     }
 }
@@ -47,7 +74,7 @@ impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
         request: Request<GetMetadataRequest>,
     ) -> Result<Response<GetMetadataResponse>, Status> {
         let id = MovieId::parse("movie_id", request.into_inner().movie_id)?;
-        let metadata = self.controller.get(&id).await?;
+        let metadata = self.controller.get(&id).await.map_err(|error| self.failed(error))?;
         tracing::debug!(title = %metadata.title, "metadata found");
         Ok(Response::new(GetMetadataResponse { metadata: Some(metadata.into()) }))
     }
@@ -59,7 +86,7 @@ impl<R: MetadataRepository> MetadataService for MetadataHandler<R> {
         request: Request<PutMetadataRequest>,
     ) -> Result<Response<PutMetadataResponse>, Status> {
         let metadata = Metadata::parse(request.into_inner().metadata)?;
-        self.controller.put(metadata).await?;
+        self.controller.put(metadata).await.map_err(|error| self.failed(error))?;
         tracing::info!("metadata stored");
         Ok(Response::new(PutMetadataResponse {}))
     }
@@ -114,6 +141,53 @@ mod tests {
         );
         let failed = RepositoryError::from_sqlx(&database, sqlx::Error::RowNotFound);
         assert_eq!(Status::from(MetadataError::from(failed)).code(), tonic::Code::Internal);
+    }
+
+    /// A store every call of which fails with the error `kind` makes.
+    struct Failing(fn(sqlx::Error) -> platform::database::QueryError);
+
+    impl MetadataRepository for Failing {
+        async fn get(&self, _: &MovieId) -> Result<Metadata, crate::repository::RepositoryError> {
+            Err((self.0)(sqlx::Error::PoolTimedOut).into())
+        }
+
+        async fn put(&self, _: Metadata) -> Result<(), crate::repository::RepositoryError> {
+            Err((self.0)(sqlx::Error::PoolTimedOut).into())
+        }
+    }
+
+    /// While the store is down (or failing), every call fails alike: the
+    /// log says so once per interval, not once per call.
+    #[tokio::test]
+    async fn a_store_down_or_failing_is_logged_once_not_by_every_call() {
+        use platform::database::QueryError;
+        const DATABASE: &str = "postgres://movies:***@127.0.0.1:5432/movies";
+        for (kind, code, level, message) in [
+            (
+                (|source| QueryError::Unavailable { database: DATABASE.into(), source }) as fn(_) -> _,
+                tonic::Code::Unavailable,
+                tracing::Level::WARN,
+                "metadata store unavailable",
+            ),
+            (
+                |source| QueryError::Failed { database: DATABASE.into(), source },
+                tonic::Code::Internal,
+                tracing::Level::ERROR,
+                "metadata store failure",
+            ),
+        ] {
+            let logs = platform::test_support::CapturedLogs::start();
+            let handler = MetadataHandler::new(Arc::new(MetadataController::new(Failing(kind))));
+            for _ in 0..100 {
+                let get = handler.get_metadata(Request::new(GetMetadataRequest { movie_id: "1".into() }));
+                assert_eq!(get.await.unwrap_err().code(), code);
+            }
+            let logged = logs.events(level, message);
+            assert_eq!(logged.len(), 1, "{}", logs.text());
+            assert_eq!(logged[0].field("held_back"), Some("0"));
+            let error = logged[0].field("error").unwrap_or_default();
+            assert!(error.starts_with("the metadata store") && error.contains(DATABASE), "{error}");
+        }
     }
 
     #[tokio::test]
