@@ -12,13 +12,15 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
-    task::{Context, Poll},
 };
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation, errors::ErrorKind};
-use tonic::{Code, Status, codegen::BoxFuture};
+use tonic::{Code, Status};
 
-use crate::config::Token;
+use crate::{
+    call_layer::{Answer, AroundCall, Inner},
+    config::Token,
+};
 
 const HS256_SECRET: &str = "--auth-hs256-secret (AUTH_HS256_SECRET)";
 const HS256_SECRET_FILE: &str = "--auth-hs256-secret-file (AUTH_HS256_SECRET_FILE)";
@@ -313,8 +315,8 @@ impl TokenVerifier {
     }
 }
 
-/// Which calls need a token, and the verifier of their tokens: a tower
-/// layer around a server's routes.
+/// Which calls need a token, and the verifier of their tokens: around a
+/// server's routes as a [`CallLayer`](crate::call_layer::CallLayer).
 #[derive(Debug, Clone)]
 pub struct Authorization {
     verifier: Arc<TokenVerifier>,
@@ -328,43 +330,15 @@ impl Authorization {
     }
 }
 
-impl<S> tower::Layer<S> for Authorization {
-    type Service = Authorized<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Authorized { inner, authorization: self.clone() }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Authorized<S> {
-    inner: S,
-    authorization: Authorization,
-}
-
-impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for Authorized<S>
-where
-    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResponseBody: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+impl AroundCall for Authorization {
+    fn around<S: Inner<B>, B>(&self, inner: &mut S, request: http::Request<B>) -> Answer<S, B> {
         let path = request.uri().path();
-        let Some(call) = self.authorization.protected.iter().find(|call| call.path == path) else {
-            return Box::pin(self.inner.call(request));
+        let Some(call) = self.protected.iter().find(|call| call.path == path) else {
+            return Box::pin(inner.forward(request));
         };
         let authorization = request.headers().get(http::header::AUTHORIZATION).map(http::HeaderValue::as_bytes);
-        match self.authorization.verifier.check(authorization, call) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+        match self.verifier.check(authorization, call) {
+            Ok(()) => Box::pin(inner.forward(request)),
             Err(denied) => {
                 tracing::info!(rpc_method = call.method(), reason = %denied, "call refused");
                 Box::pin(std::future::ready(Ok(Status::from(denied).into_http())))
@@ -666,7 +640,7 @@ mod tests {
         let inner = tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
         });
-        let service = authorization.layer(inner);
+        let service = crate::call_layer::CallLayer(authorization).layer(inner);
         let status = |response: &http::Response<tonic::body::Body>| {
             response.headers().get("grpc-status").map(|value| value.to_str().unwrap().to_owned())
         };

@@ -10,6 +10,7 @@
 //! here.
 
 pub mod auth;
+pub mod call_layer;
 pub mod config;
 pub mod database;
 pub mod deadline;

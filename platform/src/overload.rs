@@ -13,9 +13,12 @@ use std::{
 use bytes::Bytes;
 use http_body::Frame;
 use tokio::sync::Semaphore;
-use tonic::{Status, body::Body, codegen::BoxFuture};
+use tonic::{Status, body::Body};
 
-use crate::metrics;
+use crate::{
+    call_layer::{Answer, AroundCall, Inner},
+    metrics,
+};
 
 /// Refuses a request whose message is over `limit` bytes as soon as the
 /// message's length prefix arrives. Tonic's own limit answers OUT_OF_RANGE;
@@ -132,16 +135,17 @@ impl Frames {
 
 /// Serves at most `limit` calls of the service's own API at once; past it,
 /// a call is answered RESOURCE_EXHAUSTED at once (and counted), so that a
-/// burst cannot pile up work and memory behind it. One layer per server:
-/// its clones, one per connection, share the count.
+/// burst cannot pile up work and memory behind it. One per server, around
+/// its routes as a [`CallLayer`](crate::call_layer::CallLayer): its
+/// clones, one per connection, share the count.
 #[derive(Debug, Clone)]
-pub struct ConcurrencyLimitLayer {
+pub struct ConcurrencyLimit {
     service: Arc<str>,
     limit: usize,
     permits: Arc<Semaphore>,
 }
 
-impl ConcurrencyLimitLayer {
+impl ConcurrencyLimit {
     /// A limit of `limit` calls in flight for the service named `service`
     /// (as errors name it).
     pub fn new(service: &str, limit: usize) -> Self {
@@ -149,44 +153,16 @@ impl ConcurrencyLimitLayer {
     }
 }
 
-impl<S> tower::Layer<S> for ConcurrencyLimitLayer {
-    type Service = ConcurrencyLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ConcurrencyLimit { inner, limit: self.clone() }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ConcurrencyLimit<S> {
-    inner: S,
-    limit: ConcurrencyLimitLayer,
-}
-
-impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ConcurrencyLimit<S>
-where
-    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResponseBody: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+impl AroundCall for ConcurrencyLimit {
+    fn around<S: Inner<B>, B>(&self, inner: &mut S, request: http::Request<B>) -> Answer<S, B> {
         let Some((rpc_service, rpc_method)) = metrics::counted_call(request.uri().path()) else {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.forward(request));
         };
-        match self.limit.permits.clone().try_acquire_owned() {
+        match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 // Held until the response is ready: for a unary call, until
                 // the handler has answered.
-                let response = self.inner.call(request);
+                let response = inner.forward(request);
                 Box::pin(async move {
                     let response = response.await;
                     drop(permit);
@@ -195,7 +171,7 @@ where
             }
             Err(_) => {
                 metrics::record_shed_call(rpc_service.to_owned(), rpc_method.to_owned());
-                let ConcurrencyLimitLayer { service, limit, .. } = &self.limit;
+                let Self { service, limit, .. } = self;
                 tracing::debug!(%service, limit, rpc_method, "shedding a call: too many in flight");
                 let status = Status::resource_exhausted(format!(
                     "the {service} service is serving its limit of {limit} concurrent requests (--max-concurrent-requests); try again later"
@@ -289,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn past_the_limit_calls_are_shed_but_health_checks_are_not() {
         let (calls, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-        let layer = ConcurrencyLimitLayer::new("rating", 2);
+        let layer = crate::call_layer::CallLayer(ConcurrencyLimit::new("rating", 2));
         let mut service = layer.layer(held_service(calls));
         let mut in_flight = Vec::new();
         for _ in 0..2 {

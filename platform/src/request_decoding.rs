@@ -3,44 +3,20 @@
 //! answers it INVALID_ARGUMENT, where tonic's protobuf codec answers
 //! INTERNAL, as if the server had failed. One tower layer for every
 //! service's routes.
-use std::task::{Context, Poll};
+use tonic::{Code, Status};
 
-use tonic::{Code, Status, codegen::BoxFuture};
+use crate::call_layer::{Answer, AroundCall, Inner};
 
 /// What `prost::DecodeError` writes first, as tonic's codec passes it on.
 const DECODE_ERROR_PREFIX: &str = "failed to decode Protobuf message: ";
 
+/// Around every route as a [`CallLayer`](crate::call_layer::CallLayer).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestDecodingLayer;
+pub struct RequestDecoding;
 
-impl<S> tower::Layer<S> for RequestDecodingLayer {
-    type Service = RequestDecoding<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestDecoding { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RequestDecoding<S> {
-    inner: S,
-}
-
-impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for RequestDecoding<S>
-where
-    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let response = self.inner.call(request);
+impl AroundCall for RequestDecoding {
+    fn around<S: Inner<B>, B>(&self, inner: &mut S, request: http::Request<B>) -> Answer<S, B> {
+        let response = inner.forward(request);
         Box::pin(async move {
             let mut response = response.await?;
             // A request that does not decode is answered before the handler
@@ -78,7 +54,8 @@ mod tests {
             let status = status.clone();
             async move { Ok::<_, Infallible>(status.into_http::<()>()) }
         });
-        let response = RequestDecodingLayer.layer(service).oneshot(http::Request::new(())).await.unwrap();
+        let response =
+            crate::call_layer::CallLayer(RequestDecoding).layer(service).oneshot(http::Request::new(())).await.unwrap();
         response.headers().clone()
     }
 

@@ -18,11 +18,12 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     auth::Authorization,
+    call_layer::CallLayer,
     config::{DiscoveryArgs, ServerArgs},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
-    overload::{ConcurrencyLimitLayer, MessageSizeLayer},
-    request_decoding::RequestDecodingLayer,
-    server_calls::ServerCallLayer,
+    overload::{ConcurrencyLimit, MessageSizeLayer},
+    request_decoding::RequestDecoding,
+    server_calls::ServerCalls,
     tls::ServerTlsArgs,
     write_batching::Batched,
 };
@@ -167,10 +168,10 @@ impl BoundServer {
         let routes = with_reflection(routes, &settings.grpc_services)?;
         let spans = crate::telemetry::exporting_traces();
         let metrics = settings.metrics_address.is_some();
-        let calls = (spans || metrics).then_some(ServerCallLayer { spans, metrics });
+        let calls = (spans || metrics).then_some(ServerCalls { spans, metrics });
         let limits = Limits {
             message_size: MessageSizeLayer { limit: settings.max_message_size },
-            concurrency: ConcurrencyLimitLayer::new(settings.service.as_str(), settings.max_concurrent_requests),
+            concurrency: ConcurrencyLimit::new(settings.service.as_str(), settings.max_concurrent_requests),
             authorization: settings.authorization.clone(),
         };
         let mut server = ServerTask::spawn(routes, listener, calls, limits, tls)?;
@@ -313,7 +314,7 @@ const MAX_STREAMS_PER_CONNECTION: u32 = CONNECTION_WINDOW / 2 / 256;
 /// routes.
 struct Limits {
     message_size: MessageSizeLayer,
-    concurrency: ConcurrencyLimitLayer,
+    concurrency: ConcurrencyLimit,
     authorization: Option<Authorization>,
 }
 
@@ -327,7 +328,7 @@ impl ServerTask {
     fn spawn(
         routes: Routes,
         listener: TcpListener,
-        calls: Option<ServerCallLayer>,
+        calls: Option<ServerCalls>,
         limits: Limits,
         tls: Option<ServerTlsConfig>,
     ) -> Result<Self, ServeError> {
@@ -342,11 +343,11 @@ impl ServerTask {
         };
         // Outermost first: a shed call is still timed and counted.
         let server = builder
-            .layer(tower::util::option_layer(calls))
-            .layer(limits.concurrency)
+            .layer(tower::util::option_layer(calls.map(CallLayer)))
+            .layer(CallLayer(limits.concurrency))
             .layer(limits.message_size)
-            .layer(tower::util::option_layer(limits.authorization))
-            .layer(RequestDecodingLayer)
+            .layer(tower::util::option_layer(limits.authorization.map(CallLayer)))
+            .layer(CallLayer(RequestDecoding))
             .add_routes(routes)
             .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
         Ok(Self { task: tokio::spawn(server), stop_accepting })

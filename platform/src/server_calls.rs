@@ -2,62 +2,37 @@
 //! not reflection): a span whose parent is the caller's trace context, and
 //! the call's duration and status code in the metrics. One tower layer,
 //! added only when traces are exported or metrics served.
-use std::{
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::time::Instant;
 
-use tonic::{Code, codegen::BoxFuture};
+use tonic::Code;
 use tracing::Instrument;
 
-use crate::{metrics, trace_context};
+use crate::{
+    call_layer::{Answer, AroundCall, Inner},
+    metrics, trace_context,
+};
 
+/// Around the routes as a [`CallLayer`](crate::call_layer::CallLayer).
 #[derive(Debug, Clone, Copy)]
-pub struct ServerCallLayer {
+pub struct ServerCalls {
     pub spans: bool,
     pub metrics: bool,
 }
 
-impl<S> tower::Layer<S> for ServerCallLayer {
-    type Service = ServerCalls<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ServerCalls { inner, settings: *self }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerCalls<S> {
-    inner: S,
-    settings: ServerCallLayer,
-}
-
-impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for ServerCalls<S>
-where
-    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+impl AroundCall for ServerCalls {
+    fn around<S: Inner<B>, B>(&self, inner: &mut S, request: http::Request<B>) -> Answer<S, B> {
         let Some((service, method)) = metrics::counted_call(request.uri().path()) else {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.forward(request));
         };
         let (service, method) = (service.to_owned(), method.to_owned());
-        let span = if self.settings.spans {
+        let span = if self.spans {
             trace_context::server_span(&service, &method, request.headers())
         } else {
             tracing::Span::none()
         };
-        let record = self.settings.metrics;
+        let record = self.metrics;
         let started = Instant::now();
-        let response = self.inner.call(request).instrument(span);
+        let response = inner.forward(request).instrument(span);
         Box::pin(async move {
             let response = response.await?;
             if record {
