@@ -48,21 +48,21 @@ impl<R> MetadataHandler<R> {
                 }
             }
         }
-        error.into()
+        status(error)
     }
 }
 
-impl From<MetadataError> for Status {
-    fn from(error: MetadataError) -> Self {
-        // The message carries the causes (the database's redacted URL among
-        // them), never a password.
-        let message = Chain(&error).to_string();
-        match error {
-            MetadataError::NotFound(_) => Status::not_found(message),
-            MetadataError::Unavailable(_) => Status::unavailable(message),
-            MetadataError::ValueRefused(_) => Status::invalid_argument(message),
-            MetadataError::Storage(_) => Status::internal(message),
-        }
+/// The status a caller gets for `error`. Only [`MetadataHandler::failed`] calls it,
+/// so that every failure of a call passes where it is logged.
+fn status(error: MetadataError) -> Status {
+    // The message carries the causes (the database's redacted URL among
+    // them), never a password.
+    let message = Chain(&error).to_string();
+    match error {
+        MetadataError::NotFound(_) => Status::not_found(message),
+        MetadataError::Unavailable(_) => Status::unavailable(message),
+        MetadataError::ValueRefused(_) => Status::invalid_argument(message),
+        MetadataError::Storage(_) => Status::internal(message),
     }
 }
 
@@ -124,10 +124,10 @@ mod tests {
         use crate::repository::RepositoryError;
         let database = "postgres://movies:***@127.0.0.1:5432/movies".to_string();
         let unavailable = MetadataError::from(RepositoryError::from_sqlx(&database, sqlx::Error::PoolTimedOut));
-        let status = Status::from(unavailable);
-        assert_eq!(status.code(), tonic::Code::Unavailable);
+        let answered = status(unavailable);
+        assert_eq!(answered.code(), tonic::Code::Unavailable);
         assert_eq!(
-            status.message(),
+            answered.message(),
             "the metadata store is unavailable: database postgres://movies:***@127.0.0.1:5432/movies is unavailable: \
              pool timed out while waiting for an open connection"
         );
@@ -135,12 +135,9 @@ mod tests {
             database: database.clone(),
             source: sqlx::Error::RowNotFound,
         };
-        assert_eq!(
-            Status::from(MetadataError::from(RepositoryError::from(refused))).code(),
-            tonic::Code::InvalidArgument
-        );
+        assert_eq!(status(MetadataError::from(RepositoryError::from(refused))).code(), tonic::Code::InvalidArgument);
         let failed = RepositoryError::from_sqlx(&database, sqlx::Error::RowNotFound);
-        assert_eq!(Status::from(MetadataError::from(failed)).code(), tonic::Code::Internal);
+        assert_eq!(status(MetadataError::from(failed)).code(), tonic::Code::Internal);
     }
 
     /// A store every call of which fails with the error `kind` makes.

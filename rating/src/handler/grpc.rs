@@ -59,23 +59,23 @@ impl<R> RatingHandler<R> {
                 }
             }
         }
-        error.into()
+        status(error)
     }
 }
 
-impl From<RatingError> for Status {
-    fn from(error: RatingError) -> Self {
-        let message = Chain(&error).to_string();
-        match error {
-            RatingError::NotFound(_) => Status::not_found(message),
-            RatingError::Write(WriteError::Unavailable(_)) => Status::unavailable(message),
-            RatingError::Write(WriteError::NotAcknowledged(_) | WriteError::NotApplied(_)) => {
-                Status::deadline_exceeded(message)
-            }
-            RatingError::Unavailable(_) => Status::unavailable(message),
-            RatingError::ValueRefused(_) => Status::invalid_argument(message),
-            RatingError::Storage(_) => Status::internal(message),
+/// The status a caller gets for `error`. Only [`RatingHandler::failed`] calls it,
+/// so that every failure of a call passes where it is logged.
+fn status(error: RatingError) -> Status {
+    let message = Chain(&error).to_string();
+    match error {
+        RatingError::NotFound(_) => Status::not_found(message),
+        RatingError::Write(WriteError::Unavailable(_)) => Status::unavailable(message),
+        RatingError::Write(WriteError::NotAcknowledged(_) | WriteError::NotApplied(_)) => {
+            Status::deadline_exceeded(message)
         }
+        RatingError::Unavailable(_) => Status::unavailable(message),
+        RatingError::ValueRefused(_) => Status::invalid_argument(message),
+        RatingError::Storage(_) => Status::internal(message),
     }
 }
 
