@@ -129,9 +129,7 @@ pub async fn aggregated_rating(channel: Channel, record_id: &str) -> Result<Opti
 
 /// Polls the average of `record_id` every `interval` until it is exactly
 /// `expected`; returns when that was first seen. Connection failures (an
-/// instance still starting) and reads slower than the channel's timeout
-/// (an instance busy applying, said on stderr) are retried until
-/// `deadline`.
+/// instance still starting) are retried until `deadline`.
 pub async fn await_average(
     address: &str,
     record_id: &str,
@@ -152,29 +150,11 @@ pub async fn await_average(
                 Ok(Some(average)) if average == expected => return Ok(Instant::now()),
                 Ok(_) => {}
                 Err(status) if status.code() == tonic::Code::Unavailable => channel = None,
-                Err(status) if status.code() == tonic::Code::Cancelled && timed_out(&status) => {
-                    eprintln!(
-                        "  GetAggregatedRating({record_id}) at {address} took over the channel's timeout; asking again"
-                    );
-                }
                 Err(status) => anyhow::bail!("GetAggregatedRating({record_id}) at {address}: {status}"),
             }
         }
         tokio::time::sleep(interval).await;
     }
-}
-
-/// Whether `status` is the client's own timeout (tonic's `Endpoint::timeout`
-/// ends a call CANCELLED, with the timeout as its source).
-fn timed_out(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        if error.is::<tonic::TimeoutExpired>() {
-            return true;
-        }
-        source = error.source();
-    }
-    false
 }
 
 /// Waits until the server at `address` reports SERVING on the standard
@@ -230,14 +210,5 @@ mod tests {
         assert_eq!(message, [0x0a, 2, b'4', b'2']);
         assert_eq!(grpc_frame(&message), [0, 0, 0, 0, 4, 0x0a, 2, b'4', b'2']);
         assert_eq!(Rpc::GetMovieDetails.encoded_request("42"), message);
-    }
-
-    #[test]
-    fn only_the_clients_own_timeout_counts_as_timed_out() {
-        let timeout = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
-        assert_eq!(timeout.code(), tonic::Code::Cancelled);
-        assert!(timed_out(&timeout));
-        assert!(!timed_out(&tonic::Status::cancelled("the caller went away")));
-        assert!(!timed_out(&tonic::Status::deadline_exceeded("the server's deadline")));
     }
 }
