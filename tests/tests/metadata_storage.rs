@@ -147,7 +147,18 @@ fn a_database_lost_mid_run_is_unavailable_logged_once_a_second_then_recovers() {
     let log = metadata.log();
     let lines: Vec<&str> = log.lines().filter(|line| line.contains(LOGGED)).collect();
     assert!((1..=2).contains(&lines.len()), "{READS} failed reads logged {} times:\n{log}", lines.len());
-    assert!(lines[0].contains("WARN") && lines[0].contains("held_back=0"), "{log}");
+    assert!(lines.iter().all(|line| line.contains("WARN")), "{log}");
+    // Reads that fail at the same moment as the first one logged may be
+    // counted in its `held_back`: each failed read is logged or counted
+    // once at most.
+    let held_back: usize = lines
+        .iter()
+        .map(|line| {
+            let count = line.split("held_back=").nth(1).and_then(|rest| rest.split_whitespace().next());
+            count.and_then(|count| count.parse::<usize>().ok()).unwrap_or_else(|| panic!("no held_back in {line}"))
+        })
+        .sum();
+    assert!(lines.len() + held_back <= READS, "{READS} reads, {} lines, {held_back} held back:\n{log}", lines.len());
     assert!(!log.contains(PASSWORD), "the password never reaches the log");
 
     postgres.resume();
