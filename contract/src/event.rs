@@ -235,29 +235,78 @@ impl MessageError {
     }
 }
 
+/// How a message's key compares with its event's canonical key,
+/// [`RatingEvent::kafka_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMatch {
+    Canonical,
+    /// The message has no key (the book's Go producer, `kcat` without `-k`).
+    Missing,
+    /// Another key: the user id or the record id alone keeps one rating's
+    /// events on one partition too; anything else may not.
+    Other,
+}
+
+impl KeyMatch {
+    /// A short fixed name (a metric label).
+    pub fn kind(self) -> &'static str {
+        match self {
+            KeyMatch::Canonical => "canonical",
+            KeyMatch::Missing => "none",
+            KeyMatch::Other => "other",
+        }
+    }
+}
+
+/// Which message keys a consumer of the ratings topic accepts.
+///
+/// One rating's events are applied in order only when they reach one
+/// partition in order, and only the producer decides that: a consumer cannot
+/// restore an order it never received. So by default every key is accepted,
+/// none included, and the producer's choice of key is its ordering contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyPolicy {
+    #[default]
+    Any,
+    /// Only the canonical key; a message without it is refused.
+    Canonical,
+}
+
+/// An event read from a Kafka message, and how the message was keyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedEvent {
+    pub event: RatingEvent,
+    pub key: KeyMatch,
+}
+
 impl RatingEvent {
     /// Reads the event a Kafka message carries: at most
-    /// [`MAX_MESSAGE_BYTES`], a valid event, and keyed as
-    /// [`kafka_key`](Self::kafka_key) keys it. A message keyed otherwise may
-    /// sit on another partition than the same user's other events for the
-    /// record, and be applied out of their order.
+    /// [`MAX_MESSAGE_BYTES`], a valid event, and, under
+    /// [`KeyPolicy::Canonical`], keyed as [`kafka_key`](Self::kafka_key)
+    /// keys it.
     pub fn from_message(
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         range: RatingRange,
-    ) -> Result<RatingEvent, MessageError> {
+        policy: KeyPolicy,
+    ) -> Result<KeyedEvent, MessageError> {
         let bytes = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
         if bytes > MAX_MESSAGE_BYTES {
             return Err(MessageError::TooLarge { bytes });
         }
         let event = Self::from_json(payload.ok_or(MessageError::NoPayload)?, range)?;
         let expected = event.kafka_key();
-        match key {
-            None => Err(MessageError::NoKey { expected }),
-            Some(key) if key != expected.as_bytes() => {
+        let matched = match key {
+            None => KeyMatch::Missing,
+            Some(key) if key != expected.as_bytes() => KeyMatch::Other,
+            Some(_) => KeyMatch::Canonical,
+        };
+        match (policy, matched, key) {
+            (KeyPolicy::Canonical, KeyMatch::Missing, _) => Err(MessageError::NoKey { expected }),
+            (KeyPolicy::Canonical, KeyMatch::Other, Some(key)) => {
                 Err(MessageError::WrongKey { found: String::from_utf8_lossy(key).into_owned(), expected })
             }
-            Some(_) => Ok(event),
+            _ => Ok(KeyedEvent { event, key: matched }),
         }
     }
 }
@@ -682,29 +731,53 @@ mod tests {
     }
 
     #[test]
-    fn a_message_must_be_small_carry_an_event_and_be_keyed_as_kafka_key_keys_it() {
+    fn a_message_must_be_small_and_carry_an_event_under_any_key_by_default() {
         let range = RatingRange::default();
         let event = br#"{"recordId": "1", "recordType": "movie", "userId": "bob", "ratingValue": 4}"#;
-        let read = |key: Option<&[u8]>, payload: Option<&[u8]>| RatingEvent::from_message(key, payload, range);
-        assert_eq!(read(Some(b"movie/1/bob"), Some(event)).unwrap(), put("movie", "1", "bob", 4));
+        let read =
+            |key: Option<&[u8]>, payload: Option<&[u8]>| RatingEvent::from_message(key, payload, range, KeyPolicy::Any);
+        let bob = put("movie", "1", "bob", 4);
+        for (key, matched) in [
+            (Some(&b"movie/1/bob"[..]), KeyMatch::Canonical),
+            (None, KeyMatch::Missing),
+            (Some(b"bob"), KeyMatch::Other),
+            (Some(b"movie/1/eve"), KeyMatch::Other),
+        ] {
+            assert_eq!(read(key, Some(event)).unwrap(), KeyedEvent { event: bob.clone(), key: matched }, "{key:?}");
+        }
         let refusal = |key: Option<&[u8]>, payload: Option<&[u8]>| {
             let error = read(key, payload).unwrap_err();
             (error.kind(), error.to_string())
         };
-        assert_eq!(
-            refusal(None, Some(event)),
-            ("no_key", r#"the message has no key; this event's key is "movie/1/bob""#.to_string())
-        );
-        assert_eq!(
-            refusal(Some(b"movie/1/eve"), Some(event)),
-            ("wrong_key", r#"the message's key "movie/1/eve" is not this event's key "movie/1/bob""#.to_string())
-        );
         assert_eq!(refusal(Some(b"k"), None), ("no_payload", "the message has no payload".to_string()));
-        assert_eq!(refusal(Some(b"k"), Some(b"\xff\x00")).0, "malformed_json");
+        assert_eq!(refusal(None, Some(b"\xff\x00")).0, "malformed_json");
         let large = vec![b' '; MAX_MESSAGE_BYTES];
         assert_eq!(
             refusal(Some(b"k"), Some(&large)),
             ("too_large", "the message is 65537 bytes, over the limit of 65536 bytes for a rating event".to_string())
+        );
+    }
+
+    #[test]
+    fn a_strict_consumer_refuses_a_message_not_keyed_as_kafka_key_keys_it() {
+        let range = RatingRange::default();
+        let event = br#"{"recordId": "1", "recordType": "movie", "userId": "bob", "ratingValue": 4}"#;
+        let read = |key: Option<&[u8]>| RatingEvent::from_message(key, Some(event), range, KeyPolicy::Canonical);
+        assert_eq!(
+            read(Some(b"movie/1/bob")).unwrap(),
+            KeyedEvent { event: put("movie", "1", "bob", 4), key: KeyMatch::Canonical }
+        );
+        let refusal = |key: Option<&[u8]>| {
+            let error = read(key).unwrap_err();
+            (error.kind(), error.to_string())
+        };
+        assert_eq!(
+            refusal(None),
+            ("no_key", r#"the message has no key; this event's key is "movie/1/bob""#.to_string())
+        );
+        assert_eq!(
+            refusal(Some(b"movie/1/eve")),
+            ("wrong_key", r#"the message's key "movie/1/eve" is not this event's key "movie/1/bob""#.to_string())
         );
     }
 

@@ -87,18 +87,6 @@ fn poison_pills_are_dead_lettered_and_the_partition_moves_on(broker: &Broker, ra
             event("1", &huge, Some(4), "put").into(),
             "over the limit of 65536 bytes for a rating event",
         ),
-        // A good event, keyed otherwise or not at all: it may not be on its
-        // key's partition, in order with the user's other events.
-        (
-            None,
-            event("1", "frank", Some(1), "put").into(),
-            r#"the message has no key; this event's key is "movie/1/frank""#,
-        ),
-        (
-            Some(key("1", "mallory")),
-            event("1", "grace", Some(1), "put").into(),
-            r#"the message's key "movie/1/mallory" is not this event's key "movie/1/grace""#,
-        ),
     ];
     let (alice, good_a, good_b) =
         (key("1", "alice"), event("1", "alice", Some(5), "put"), event("1", "bob", Some(2), "put"));
@@ -129,6 +117,68 @@ fn poison_pills_are_dead_lettered_and_the_partition_moves_on(broker: &Broker, ra
     assert_eq!((oversized["key"].as_str(), oversized["value"].as_str()), (Some(""), Some("")));
     rating.wait_for_log("refused event moved to the dead-letter topic", WAIT);
     assert_eq!(health(&rating), "SERVING");
+}
+
+/// What the book's Go ingester and the seed article's producer send: no key
+/// (so librdkafka picks any partition) and their JSON spellings, published
+/// here by another language's client (Python's confluent-kafka). By default
+/// such events are applied exactly, as is an event keyed by its user id
+/// alone; with `--strict-event-keys` each is dead-lettered with its reason.
+#[test]
+fn events_with_no_key_or_another_key_are_applied_by_default_and_dead_lettered_when_strict() {
+    let broker = Broker::start_in_memory();
+    let lenient = start_rating(&broker);
+    let strict = start_rating_and(&broker, &[("STRICT_EVENT_KEYS", "true")]);
+    // One event per rating: nothing orders two keyless events of one rating.
+    let keyless = [
+        // The seed article's spelling, then the book's (`value`, no `eventType`, a `providerId`).
+        r#"{"recordId":"1","recordType":"movie","userId":"101","ratingValue":5,"eventType":"put"}"#,
+        r#"{"recordId":"1","recordType":"movie","userId":"102","value":2,"providerId":"test-provider"}"#,
+        r#"{"recordId":"2","recordType":"movie","userId":"101","value":4,"providerId":"test-provider"}"#,
+    ];
+    produce_without_keys_from_python(&broker, "ratings", &keyless);
+    broker.produce_raw("ratings", &[("103", event("1", "103", Some(2), "put"))]);
+
+    wait_until("the keyless and user-keyed events are applied", WAIT, || {
+        average(&lenient, "1") == Some(3.0) && average(&lenient, "2") == Some(4.0)
+    });
+    lenient.wait_for_log("key=\"none\"", WAIT);
+    lenient.wait_for_log("key=\"other\"", WAIT);
+
+    wait_until("the strict instance dead-letters all four", WAIT, || broker.message_count("ratings.dlq") == 4);
+    let reasons: Vec<String> = broker
+        .read_all("ratings.dlq")
+        .iter()
+        .map(|message| message["headers"]["x-dlq-reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for expected in [
+        r#"the message has no key; this event's key is "movie/1/101""#,
+        r#"the message has no key; this event's key is "movie/2/101""#,
+        r#"the message's key "103" is not this event's key "movie/1/103""#,
+    ] {
+        assert!(reasons.iter().any(|reason| reason == expected), "no dead letter says {expected:?}: {reasons:?}");
+    }
+    assert_eq!((average(&strict, "1"), average(&strict, "2")), (None, None));
+    assert_eq!(health(&strict), "SERVING");
+}
+
+/// Publishes `values` with no key, as the book's Go producer does
+/// (`PartitionAny`, `Value` only), through Python's confluent-kafka.
+fn produce_without_keys_from_python(broker: &Broker, topic: &str, values: &[&str]) {
+    const SCRIPT: &str = "import sys\n\
+        from confluent_kafka import Producer\n\
+        producer = Producer({'bootstrap.servers': sys.argv[1]})\n\
+        for line in sys.stdin.read().splitlines():\n    producer.produce(sys.argv[2], value=line.encode())\n\
+        sys.exit(producer.flush(15))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, &broker.address(), topic])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with confluent-kafka (scripts/install-tools.sh --for-tests)");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), values.join("\n").as_bytes())
+        .expect("write the events to python");
+    let status = child.wait().expect("wait for python");
+    assert!(status.success(), "the Python producer failed ({status}): not every event was acknowledged");
 }
 
 #[test]

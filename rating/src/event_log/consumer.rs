@@ -35,8 +35,8 @@ use std::{
 };
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use contract::event::MessageError;
-use platform::{errors::Chain, shutdown::CancellationToken};
+use contract::event::{KeyMatch, KeyedEvent, MessageError};
+use platform::{errors::Chain, log_throttle::Throttle, shutdown::CancellationToken};
 use rdkafka::{
     ClientContext, Message, Offset, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
@@ -64,6 +64,10 @@ use crate::{
 const MAX_BATCH: usize = 20_000;
 /// How long a batch rolled back by a conflict waits before it runs again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(5);
+/// How often events without their canonical key are reported in the log: a
+/// producer that sends no key sends none for any event, so one line a
+/// minute says all there is to say.
+const KEY_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Reads the store's positions from librdkafka's rebalance callback, which
 /// cannot await.
@@ -183,6 +187,8 @@ pub struct EventConsumer<R> {
     applied: Arc<AppliedOffsets>,
     stats: Arc<ConsumerStats>,
     range: RatingRange,
+    /// Events applied without their canonical key: one throttle for no key, one for another key.
+    key_reports: [Throttle; 2],
 }
 
 type Connected = (StreamConsumer<IngestContext>, Option<HashMap<i32, i64>>);
@@ -196,7 +202,8 @@ impl<R: RatingRepository> EventConsumer<R> {
         applied: Arc<AppliedOffsets>,
         range: RatingRange,
     ) -> Self {
-        Self { settings, sharing, dead_letters, controller, applied, stats: Arc::default(), range }
+        let key_reports = [Throttle::new(KEY_REPORT_INTERVAL), Throttle::new(KEY_REPORT_INTERVAL)];
+        Self { settings, sharing, dead_letters, controller, applied, stats: Arc::default(), range, key_reports }
     }
 
     /// Ingests until `stop` is cancelled. `ready` fires once this instance
@@ -362,9 +369,12 @@ impl<R: RatingRepository> EventConsumer<R> {
         let mut logged = Vec::with_capacity(batch.len());
         let mut spans = Vec::new();
         for message in batch {
-            let decoded = RatingEvent::from_message(message.key(), message.payload(), self.range);
+            let decoded = RatingEvent::from_message(message.key(), message.payload(), self.range, self.settings.keys);
             let event = match decoded {
-                Ok(event) => {
+                Ok(KeyedEvent { event, key }) => {
+                    if key != KeyMatch::Canonical {
+                        self.report_key(message, &event, key);
+                    }
                     tracing::debug!(partition = message.partition(), offset = message.offset(), %event, "applying");
                     if platform::telemetry::exporting_traces() {
                         let headers = contract::kafka::text_headers(message.headers());
@@ -458,6 +468,29 @@ impl<R: RatingRepository> EventConsumer<R> {
             }
         }
         Ok(true)
+    }
+
+    /// Counts an event applied without its canonical key, and says so in the
+    /// log now and then: its order relative to the same rating's other
+    /// events is only what its producer made it.
+    fn report_key(&self, message: &BorrowedMessage<'_>, event: &RatingEvent, key: KeyMatch) {
+        metrics::counter!("rating_events_noncanonical_key_total", "key" => key.kind()).increment(1);
+        let throttle = &self.key_reports[usize::from(key == KeyMatch::Other)];
+        if let Some(held_back) = throttle.admit() {
+            // Quoted (escaped) and cut short: a key is whatever a producer sent.
+            let found: String = String::from_utf8_lossy(message.key().unwrap_or_default()).chars().take(60).collect();
+            tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                key = key.kind(),
+                found = ?found,
+                canonical = %event.kafka_key(),
+                held_back,
+                "applying an event without its canonical key; one rating's events stay in order only if its \
+                 producer sends them all to one partition (--strict-event-keys dead-letters such events)"
+            );
+        }
     }
 
     /// Writes `message` to the dead-letter topic with `reason`; its key and

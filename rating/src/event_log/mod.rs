@@ -14,7 +14,10 @@ pub mod writer;
 use std::time::Duration;
 
 pub use applied::AppliedOffsets;
-use contract::kafka::{KafkaArgs, KafkaProperty, client_config, producer_config, with_properties};
+use contract::{
+    event::KeyPolicy,
+    kafka::{KafkaArgs, KafkaProperty, client_config, producer_config, with_properties},
+};
 use rdkafka::{
     ClientConfig,
     consumer::{ConsumerContext, StreamConsumer},
@@ -73,6 +76,10 @@ pub struct EventLogArgs {
     /// How long PutRating/DeleteRating wait for the broker's ack and for the event to be applied here
     #[arg(long, env = "WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
+
+    /// Dead-letter events whose message key is not recordType/recordId/userId (no key, or another) instead of applying them
+    #[arg(long, env = "STRICT_EVENT_KEYS")]
+    pub strict_event_keys: bool,
 }
 
 impl EventLogArgs {
@@ -88,6 +95,7 @@ impl EventLogArgs {
             replication: 1,
             write_timeout: self.write_timeout,
             prefetch: Prefetch::Full,
+            keys: if self.strict_event_keys { KeyPolicy::Canonical } else { KeyPolicy::Any },
             properties: self.kafka.properties.clone(),
         })
     }
@@ -110,6 +118,8 @@ pub struct EventLogSettings {
     /// event to be applied here.
     pub write_timeout: Duration,
     pub prefetch: Prefetch,
+    /// Which message keys the consumer accepts.
+    pub keys: KeyPolicy,
     /// librdkafka properties from the settings, set last on every client.
     pub properties: Vec<KafkaProperty>,
 }
