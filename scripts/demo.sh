@@ -8,7 +8,13 @@
 #
 # Everything it stores is in .demo/data (SQLite files: metadata.db,
 # rating.db, and the broker's tansu.db), so a second run starts with the
-# movies and ratings of the first and only shows them. Logs are in .demo/.
+# movies and ratings of the first and only shows them. Logs are in .demo/
+# (DEMO_DIR moves both elsewhere).
+#
+# However it ends (Ctrl-C, SIGTERM, a closed terminal, an error, or the
+# reader of its output gone, as `tee` is after Ctrl-C in
+# `scripts/demo.sh 2>&1 | tee demo.log`), it stops every process it started
+# and says so.
 #
 #   scripts/demo.sh             # Tansu is built first when missing (cargo install, 10-15 min)
 #   scripts/demo.sh --fresh     # start over: remove .demo/data first
@@ -33,6 +39,12 @@ for argument in "$@"; do
 done
 
 say() { printf '\n==> %s\n' "$*" >&2; }
+# Where the clean-up reports: stderr, or the terminal when nothing reads stderr any more.
+report() { say "$@" 2>/dev/null || { say "$@" 2>/dev/tty; } 2>/dev/null || true; }
+
+# A reader that went away (tee, after Ctrl-C) must not kill this script
+# before it has stopped what it started: writes fail instead (EPIPE).
+trap '' PIPE
 
 # The embedded defaults, whatever this shell has set.
 unset CONSUL_HTTP_ADDR KAFKA_BROKERS DATABASE_URL
@@ -62,7 +74,8 @@ for port in $ports; do
     fi
 done
 
-DATA=.demo/data
+DEMO_DIR=${DEMO_DIR:-.demo}
+DATA=$DEMO_DIR/data
 if $fresh && [ -e "$DATA" ]; then
     say "--fresh: removing $DATA (the movies, ratings and topics of earlier runs)"
     rm -rf "$DATA"
@@ -72,18 +85,19 @@ mkdir -p "$DATA"
 services=()
 broker=
 stop() {
-    trap - INT TERM EXIT
-    say "stopping (SIGTERM: deregister, drain, exit)"
-    for pid in "${services[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${services[@]}"; do wait "$pid" 2>/dev/null || true; done
+    trap - INT TERM HUP EXIT
+    set +e
+    report "stopping (SIGTERM: deregister, drain, exit)"
+    for pid in "${services[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${services[@]}"; do wait "$pid" 2>/dev/null; done
     # The broker last, once rating has stopped consuming.
     if [ -n "$broker" ]; then
-        kill -TERM "$broker" 2>/dev/null || true
-        wait "$broker" 2>/dev/null || true
+        kill -TERM "$broker" 2>/dev/null
+        wait "$broker" 2>/dev/null
     fi
-    echo "stopped; the data stays in $DATA (scripts/demo.sh --fresh starts over), logs are in .demo/" >&2
+    report "stopped ${#services[@]} services${broker:+ and the broker}; the data stays in $DATA (scripts/demo.sh --fresh starts over), logs are in $DEMO_DIR/"
 }
-trap stop INT TERM EXIT
+trap stop INT TERM HUP EXIT
 
 if $with_kafka; then
     say "starting the Kafka-protocol broker Tansu on $KAFKA (topics in $DATA/tansu.db)"
@@ -91,14 +105,15 @@ if $with_kafka; then
     # process group of its own (set -m), so that Ctrl-C reaches the services
     # but not the broker, which `stop` ends last, once rating has stopped.
     set -m
+    tansu_log="$(cd "$DEMO_DIR" && pwd)/tansu.log"
     (cd "$DATA" && exec tansu broker --listener-url "tcp://$KAFKA" --advertised-listener-url "tcp://$KAFKA" \
-        --storage-engine sqlite://tansu.db >../tansu.log 2>&1) &
+        --storage-engine sqlite://tansu.db >"$tansu_log" 2>&1) &
     broker=$!
     set +m
     deadline=$((SECONDS + 30))
     until (exec 3<>"/dev/tcp/127.0.0.1/9092") 2>/dev/null; do
         if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$broker" 2>/dev/null; then
-            echo "the broker did not start; see .demo/tansu.log" >&2
+            echo "the broker did not start; see $DEMO_DIR/tansu.log" >&2
             exit 1
         fi
         sleep 0.1
@@ -108,15 +123,15 @@ else
 fi
 
 say "starting metadata, rating and movie (stores in $DATA)"
-DATABASE_URL="sqlite:$DATA/metadata.db" ./target/debug/metadata >.demo/metadata.log 2>&1 &
+DATABASE_URL="sqlite:$DATA/metadata.db" ./target/debug/metadata >"$DEMO_DIR/metadata.log" 2>&1 &
 services+=("$!")
 if $with_kafka; then
-    DATABASE_URL="sqlite:$DATA/rating.db" ./target/debug/rating --kafka-brokers "$KAFKA" >.demo/rating.log 2>&1 &
+    DATABASE_URL="sqlite:$DATA/rating.db" ./target/debug/rating --kafka-brokers "$KAFKA" >"$DEMO_DIR/rating.log" 2>&1 &
 else
-    DATABASE_URL="sqlite:$DATA/rating.db" ./target/debug/rating >.demo/rating.log 2>&1 &
+    DATABASE_URL="sqlite:$DATA/rating.db" ./target/debug/rating >"$DEMO_DIR/rating.log" 2>&1 &
 fi
 services+=("$!")
-./target/debug/movie >.demo/movie.log 2>&1 &
+./target/debug/movie >"$DEMO_DIR/movie.log" 2>&1 &
 services+=("$!")
 
 say "waiting for the three services to report SERVING"
@@ -124,7 +139,7 @@ for port in 8081 8082 8083; do
     deadline=$((SECONDS + 60))
     until grpcurl -plaintext 127.0.0.1:$port grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; do
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "the service on port $port did not become ready; see .demo/*.log" >&2
+            echo "the service on port $port did not become ready; see $DEMO_DIR/*.log" >&2
             exit 1
         fi
         sleep 0.1
@@ -167,7 +182,7 @@ if $with_kafka && ! has_rating 2; then
     deadline=$((SECONDS + 30))
     until has_rating 2; do
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "rating has not applied the events within 30 s; see .demo/rating.log" >&2
+            echo "rating has not applied the events within 30 s; see $DEMO_DIR/rating.log" >&2
             break
         fi
         sleep 0.1
@@ -177,5 +192,5 @@ if $with_kafka && ! has_rating 2; then
     details 2
 fi
 
-say "the services keep running (logs in .demo/); try the README's grpcurl commands. Ctrl-C stops them."
+say "the services keep running (logs in $DEMO_DIR/); try the README's grpcurl commands. Ctrl-C stops them."
 wait "${services[@]}"
