@@ -13,7 +13,8 @@
 //! a success, a gRPC error included (its body is empty), so every run is
 //! checked by its bytes: the DATA received must be exactly the requests done
 //! times the size of one successful response, with nothing failed, errored
-//! or timed out. A run that fails the check fails the comparison.
+//! or timed out (see [`check_run`] for the responses h2load counts past its
+//! deadline). A run that fails the check fails the comparison.
 use std::{
     collections::BTreeMap,
     fmt::{self, Write as _},
@@ -134,29 +135,39 @@ pub const GO_PER_CALL: &str = "Go as published (a connection per call)";
 pub const FLOOR: &str = "floor (constant-server GetMetadata)";
 
 /// Checks an h2load run by its bytes: every request done got a 2xx and
-/// exactly one successful response's DATA, none failed, errored or timed out.
-pub fn check_run(report: &H2loadReport, response_bytes: u64) -> Result<(), String> {
-    let expected = report.done * response_bytes;
+/// one successful response's DATA, none failed, errored or timed out.
+///
+/// h2load stops counting at the deadline with up to `most_open` streams
+/// (connections × streams) still open, and counts a status as soon as a
+/// response's headers arrive: a response still open then can have its 2xx
+/// counted with its DATA (it finished, but not among the requests done) or
+/// without it (its DATA came after). So the 2xx may exceed the requests done
+/// by at most `most_open`, and the DATA must hold a whole number of
+/// successful responses, at least one per request done and at most one per
+/// 2xx. A gRPC error is a 2xx with no DATA, so it leaves the DATA a
+/// response short; only an error that coincides with a response counted
+/// past the deadline could hide, one for one.
+pub fn check_run(report: &H2loadReport, response_bytes: u64, most_open: u64) -> Result<(), String> {
     if report.done == 0 {
         return Err("no request was done".into());
     }
     if report.failed + report.errored + report.timeout > 0 {
         return Err(format!("{} failed, {} errored, {} timed out", report.failed, report.errored, report.timeout));
     }
-    // h2load counts a status when the response's headers arrive: a stream still open when the measuring
-    // ended can have its 2xx counted without being done (its DATA is not).
-    let open_at_the_end = report.started.saturating_sub(report.done);
-    if report.status_2xx < report.done || report.status_2xx > report.done + open_at_the_end {
+    if report.status_2xx < report.done || report.status_2xx > report.done + most_open {
         return Err(format!(
-            "{} 2xx statuses for {} requests done ({open_at_the_end} still open at the end)",
+            "{} 2xx statuses for {} requests done (at most {most_open} streams open at the end)",
             report.status_2xx, report.done
         ));
     }
-    if report.data_bytes != expected {
+    let expected = report.done * response_bytes;
+    let whole = response_bytes > 0 && report.data_bytes.is_multiple_of(response_bytes);
+    let responses = if whole { report.data_bytes / response_bytes } else { 0 };
+    if !whole || responses < report.done || responses > report.status_2xx {
         return Err(format!(
-            "{} bytes of DATA for {} requests, not {expected} ({response_bytes} per successful response): some \
-             responses were not successes",
-            report.data_bytes, report.done
+            "{} bytes of DATA for {} requests done and {} 2xx statuses, not {expected} or one more successful \
+             response ({response_bytes} bytes) per 2xx past the requests done: some responses were not successes",
+            report.data_bytes, report.done, report.status_2xx
         ));
     }
     Ok(())
@@ -268,7 +279,7 @@ impl H2load<'_> {
         let output = run_tool(Path::new("h2load"), &args, duration + Duration::from_secs(60))?;
         let report = h2load_report(&output.stdout)
             .ok_or_else(|| anyhow::anyhow!("unexpected h2load output:\n{}", output.stdout))?;
-        check_run(&report, target.response_bytes).map_err(|problem| {
+        check_run(&report, target.response_bytes, (load.connections * load.streams) as u64).map_err(|problem| {
             anyhow::anyhow!("h2load {load} against {}: {problem}\n{}", target.name, output.stdout)
         })?;
         Ok(report)
@@ -525,8 +536,8 @@ pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Poin
          `MovieService/GetMovieDetails` for movie 1 ({movies} movies seeded into both suites through their Put \
          RPCs; this suite's `--max-concurrent-requests` at {max_concurrent}, so that it refuses none), the floor \
          `MetadataService/GetMetadata` on constant-server. Every response checked by its \
-         bytes: DATA received = requests done × one successful response ({movie_bytes} bytes for GetMovieDetails, \
-         the same bytes from every movie service; {floor_bytes} for the floor), nothing failed, errored or \
+         bytes: DATA received = one successful response per request done, and per response h2load counted past \
+         its deadline ({movie_bytes} bytes for GetMovieDetails, the same bytes from every movie service; {floor_bytes} for the floor), nothing failed, errored or \
          timed out. Figures are medians of the rounds; p99 from h2load's per-request log; CPU is utime + stime \
          of the target's processes (metadata + rating + movie; constant-server for the floor) over the \
          measured run, per request done.\n",
@@ -614,23 +625,66 @@ mod tests {
 
     #[test]
     fn a_run_passes_only_with_one_successful_response_per_request() {
-        assert_eq!(check_run(&report(1000, 36_000), 36), Ok(()));
+        assert_eq!(check_run(&report(1000, 36_000), 36, 8), Ok(()));
         // A gRPC error is an HTTP/2 success with no DATA: h2load counts it as succeeded.
-        let with_errors = check_run(&report(1000, 35_964), 36).unwrap_err();
-        assert!(with_errors.contains("35964 bytes of DATA for 1000 requests, not 36000"), "{with_errors}");
-        assert!(check_run(&report(1000, 36_036), 36).is_err());
-        assert!(check_run(&report(0, 0), 36).is_err());
+        let with_errors = check_run(&report(1000, 35_964), 36, 8).unwrap_err();
+        assert!(with_errors.contains("35964 bytes of DATA for 1000 requests done and 1000 2xx"), "{with_errors}");
+        // More DATA than 2xx statuses, or DATA that is not whole responses.
+        assert!(check_run(&report(1000, 36_036), 36, 8).is_err());
+        assert!(check_run(&H2loadReport { status_2xx: 1001, ..report(1000, 36_010) }, 36, 8).is_err());
+        assert!(check_run(&report(0, 0), 36, 8).is_err());
         // A response whose headers came before the end of the run, its DATA after.
         let headers_only_at_the_end = H2loadReport { status_2xx: 1001, ..report(1000, 36_000) };
-        assert_eq!(check_run(&headers_only_at_the_end, 36), Ok(()));
+        assert_eq!(check_run(&headers_only_at_the_end, 36, 8), Ok(()));
+        // A response finished at the deadline: its 2xx and DATA counted, not among the requests done.
+        let finished_at_the_end = H2loadReport { status_2xx: 1001, ..report(1000, 36_036) };
+        assert_eq!(check_run(&finished_at_the_end, 36, 8), Ok(()));
+        // The same, and a gRPC error among the requests done.
+        let headers_only_and_an_error = H2loadReport { status_2xx: 1001, ..report(1000, 35_964) };
+        assert!(check_run(&headers_only_and_an_error, 36, 8).is_err());
         let missing_status = H2loadReport { status_2xx: 999, ..report(1000, 36_000) };
-        assert!(check_run(&missing_status, 36).unwrap_err().contains("999 2xx statuses for 1000 requests done"));
+        assert!(check_run(&missing_status, 36, 8).unwrap_err().contains("999 2xx statuses for 1000 requests done"));
         let too_many = H2loadReport { status_2xx: 1004, ..report(1000, 36_000) };
-        assert!(check_run(&too_many, 36).unwrap_err().contains("(3 still open at the end)"));
+        assert!(check_run(&too_many, 36, 3).unwrap_err().contains("(at most 3 streams open at the end)"));
         let failed = H2loadReport { failed: 1, ..report(1000, 36_000) };
-        assert!(check_run(&failed, 36).unwrap_err().contains("1 failed"));
+        assert!(check_run(&failed, 36, 8).unwrap_err().contains("1 failed"));
         let errored = H2loadReport { errored: 2, ..report(1000, 36_000) };
-        assert!(check_run(&errored, 36).is_err());
+        assert!(check_run(&errored, 36, 8).is_err());
+    }
+
+    /// h2load's report of a `-c64 -m16` run against the floor (104 bytes per response), its counts
+    /// replaced by `status_2xx` and `data_bytes`.
+    fn floor_run(status_2xx: u64, data_bytes: u64) -> H2loadReport {
+        let output = format!(
+            "starting benchmark...\n\
+             spawning thread #0: 64 total client(s). Timing-based test with 2s of warm-up time and 10s of main \
+             duration for measurements.\n\
+             Main benchmark duration is over for thread #0. Stopping all clients.\n\
+             Stopped all clients for thread #0\n\n\
+             finished in 10.00s, 161227.10 req/s, 25.21MB/s\n\
+             requests: 1612271 total, 1613295 started, 1612271 done, 1612271 succeeded, 0 failed, 0 errored, 0 \
+             timeout\n\
+             status codes: {status_2xx} 2xx, 0 3xx, 0 4xx, 0 5xx\n\
+             traffic: 252.08MB (264329872) total, 4.61MB (4837212) headers (space savings 95.38%), 159.91MB \
+             ({data_bytes}) data\n\
+             \x20                    min         max         mean         sd        +/- sd\n\
+             time for request:       61us     29.91ms      6.25ms      2.37ms    70.16%\n"
+        );
+        h2load_report(&output).expect("h2load's report")
+    }
+
+    #[test]
+    fn h2load_counting_one_response_past_the_requests_done_passes_and_a_grpc_error_fails() {
+        let (done, floor_bytes, most_open) = (1_612_271, 104, 64 * 16);
+        let one_extra = floor_run(done + 1, (done + 1) * floor_bytes);
+        assert_eq!(one_extra.done, done);
+        assert_eq!(check_run(&one_extra, floor_bytes, most_open), Ok(()));
+        // One of the requests done answered a gRPC error: a 2xx whose DATA is empty.
+        let one_error = floor_run(done, (done - 1) * floor_bytes);
+        let problem = check_run(&one_error, floor_bytes, most_open).unwrap_err();
+        assert!(problem.contains("some responses were not successes"), "{problem}");
+        let one_extra_one_error = floor_run(done + 1, done * floor_bytes - floor_bytes);
+        assert!(check_run(&one_extra_one_error, floor_bytes, most_open).is_err());
     }
 
     #[test]
