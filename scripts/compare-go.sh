@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Measures this suite against the book's Go suite (built into DIR by scripts/compare-go-prepare.sh) and
-# the floor (constant-server), with the same h2load lines, and prints a markdown report on stdout.
+# Measures this suite against the book's Go suite (*Microservices with Go*) and the floor
+# (constant-server), with the same h2load lines, and prints a markdown report on stdout.
 #
-#   scripts/compare-go-prepare.sh BOOK_SRC DIR    once: builds the Go suite into DIR/bin
 #   scripts/compare-go.sh DIR [bench-run compare-go flags...]
+#
+# DIR/bin holds Go binaries you provide; this repository carries neither the book's code nor a recipe
+# to build it. What they must offer (every address host:port on 127.0.0.1):
+#   metadata         --listen ADDR; MetadataService (GetMetadata, PutMetadata) of proto/movie.proto
+#   rating           --listen ADDR; RatingService (GetAggregatedRating, PutRating)
+#   movie            --listen ADDR --metadata-addr ADDR --rating-addr ADDR; MovieService/GetMovieDetails
+#                    with server reflection, one pooled connection per upstream
+#   movie-per-call   the same flags, a new upstream connection per call (the book's gateways as
+#                    published); not needed with COMPARE_GO_NO_PER_CALL=1
+#   toolchain.txt    optional: lines naming the Go toolchain, quoted in the report
+# The movies are seeded through PutMetadata and PutRating, and both movie services must answer movie 1
+# with the same bytes as this suite.
 #
 #   COMPARE_GO_ROUNDS=3 COMPARE_GO_DURATION=10s COMPARE_GO_WARMUP=2s    the defaults
 #   COMPARE_GO_LOADS=16x8,64x16,1x1                 h2load -c x -m, in this order
@@ -11,13 +22,14 @@
 #   COMPARE_GO_NO_PER_CALL=1                        per call), or none
 #
 # Builds the release binaries, then `bench-run compare-go` starts both suites (this one's rating without
-# Kafka) and constant-server on free 127.0.0.1 ports, seeds the same movies into both through their Put
-# RPCs, checks that grpcurl reads the same JSON and curl the same bytes from both movie services, and runs
-# h2load in rounds that alternate the order of the targets. Every h2load run is checked by its bytes
-# (h2load counts a gRPC error as a success): DATA received = requests done × one successful response,
-# nothing failed; a run that fails the check fails the script. Needs h2load (nghttp2-client), curl and
-# grpcurl. COMPARE_GO_TIME_LIMIT (default 30m) bounds the measuring; on any exit every process it
-# started is stopped. See `target/release/bench-run compare-go --help` for the rest.
+# Kafka) and constant-server on free 127.0.0.1 ports, seeds the same movies into both, checks that
+# grpcurl reads the same JSON and curl the same bytes from both movie services, and runs h2load in
+# rounds that alternate the order of the targets. Every h2load run is checked by its bytes (h2load
+# counts a gRPC error as a success): the DATA received is one successful response per request done
+# (and per response h2load counted past its deadline), nothing failed; a run that fails the check fails
+# the script. Needs h2load (nghttp2-client), curl and grpcurl. COMPARE_GO_TIME_LIMIT (default 30m)
+# bounds the measuring; on any exit every process it started is stopped. See
+# `target/release/bench-run compare-go --help` for the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -32,7 +44,7 @@ go_bin=$1/bin
 shift
 for name in metadata rating movie; do
     if [ ! -x "$go_bin/$name" ]; then
-        echo "$go_bin/$name is missing: run scripts/compare-go-prepare.sh BOOK_SRC ${go_bin%/bin} first" >&2
+        echo "$go_bin/$name is missing: DIR/bin must hold the Go suite's binaries (see --help)" >&2
         exit 1
     fi
 done

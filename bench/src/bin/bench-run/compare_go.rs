@@ -1,6 +1,7 @@
 //! `bench-run compare-go`: this suite against the book's Go suite
-//! (*Microservices with Go*, built by `scripts/compare-go-prepare.sh`) and
-//! the floor, all measured with the same `h2load` lines.
+//! (*Microservices with Go*, binaries the user provides; `scripts/compare-go.sh`
+//! states what they must offer) and the floor, all measured with the same
+//! `h2load` lines.
 //!
 //! Starts this suite (rating without Kafka), the Go suite (its movie service
 //! twice: one pooled connection per target, and as published, a new
@@ -38,8 +39,8 @@ use crate::machine::Machine;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareGoArgs {
-    /// Directory of the Go suite's binaries (`metadata`, `rating`, `movie`, `movie-per-call`), as
-    /// scripts/compare-go-prepare.sh builds them
+    /// Directory of the Go suite's binaries (`metadata`, `rating`, `movie`, `movie-per-call`); see
+    /// `scripts/compare-go.sh --help` for what they must offer
     #[arg(long)]
     go_dir: PathBuf,
     /// Directory of this suite's release binaries and `constant-server` [default: the runner's own]

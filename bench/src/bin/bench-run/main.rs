@@ -78,8 +78,8 @@ enum Command {
     /// Compares two builds of metadata, rating and movie (A, the base, and B, the candidate) in
     /// alternating rounds, and appends the result to the A/B section of BENCHMARKS.md.
     Ab(ab::AbArgs),
-    /// Measures this suite against the book's Go suite (built by scripts/compare-go-prepare.sh) and the
-    /// floor with h2load, in alternating rounds, checking every response by its bytes; prints a
+    /// Measures this suite against the book's Go suite (binaries you provide, see scripts/compare-go.sh
+    /// --help) and the floor with h2load, in alternating rounds, checking every response by its bytes; prints a
     /// markdown report.
     CompareGo(compare_go::CompareGoArgs),
 }

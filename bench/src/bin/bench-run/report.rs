@@ -684,21 +684,21 @@ right after it applied the whole topic, is mostly what the Kafka client fetched 
 by the consumer's fetch settings, not by the ratings held); the restarted instance's RSS is the steady state of an \
 instance whose ratings are in the database.";
 
-/// The heading of the hand-off section: from this line to the end of the
-/// file, BENCHMARKS.md holds the A/B entries, which a regenerated report
-/// keeps.
 /// How to run the comparison with the book's Go suite, which `bench.sh` does not run.
-pub const COMPARE_GO_HOW_TO: &str = "The book's Go suite against this one (not run by `scripts/bench.sh`):\n\n\
+pub const COMPARE_GO_HOW_TO: &str = "The book's Go suite against this one (not run by `scripts/bench.sh`), \
+against a directory of Go binaries you provide:\n\n\
 ```sh\n\
-scripts/compare-go-prepare.sh BOOK_SRC DIR   # once: builds the Go suite into DIR/bin, offline\n\
 scripts/compare-go.sh DIR                     # 3 rounds, 2 s warm-up + 10 s per h2load run (about 7 minutes)\n\
 COMPARE_GO_ROUNDS=1 COMPARE_GO_DURATION=2s COMPARE_GO_WARMUP=1s scripts/compare-go.sh DIR   # smoke test\n\
 scripts/compare-go.sh DIR --rust-flag=--worker-threads=1 --go-env=GOMAXPROCS=1   # one thread per process, both sides\n\
 ```\n\n\
-BOOK_SRC is a checkout of PacktPublishing/Microservices-with-Go (or its `Chapter09/src`); the prepare \
-script copies the packages the three gRPC services need into DIR (never into this repository), adds our \
-mains, fixed-address registry and pooled connection helper (`bench/go`), and builds with Debian's \
-`golang-go`, `golang-google-grpc-dev` and `golang-github-golang-protobuf-1-5-dev` in GOPATH mode. \
+This repository carries neither the book's code nor a recipe to build it. DIR/bin must hold `metadata` and \
+`rating` (each taking `--listen HOST:PORT`, serving `MetadataService` and `RatingService` of \
+`proto/movie.proto`, seeded through `PutMetadata` and `PutRating`), `movie` (`--listen`, `--metadata-addr`, \
+`--rating-addr`; `MovieService/GetMovieDetails` with server reflection, one pooled connection per upstream), \
+`movie-per-call` (the same flags, a new upstream connection per call; not needed with \
+`COMPARE_GO_NO_PER_CALL=1`) and optionally `toolchain.txt` (lines naming the Go toolchain, quoted in the \
+report); `scripts/compare-go.sh --help` says the same. \
 `compare-go.sh` starts both suites and `constant-server`, seeds the same movies into both, checks that \
 both movie services answer the same bytes, runs the same `h2load` lines (`-c16 -m8`, `-c64 -m16`, \
 `-c1 -m1`) against each in alternating rounds, checks every run by its bytes (h2load counts a gRPC error \
@@ -707,6 +707,9 @@ nothing here. Settings: `COMPARE_GO_ROUNDS`, `COMPARE_GO_DURATION`, `COMPARE_GO_
 `COMPARE_GO_LOADS`, `COMPARE_GO_PER_CALL_LOADS`, `COMPARE_GO_NO_PER_CALL`; \
 `target/release/bench-run compare-go --help`.\n";
 
+/// The heading of the hand-off section: from this line to the end of the
+/// file, BENCHMARKS.md holds the A/B entries, which a regenerated report
+/// keeps.
 pub const AB_HEADING: &str = "## Changes, measured A/B";
 
 const AB_INTRO: &str = "One entry per performance change, appended by `scripts/bench-ab.sh`: the base (A) and the \
