@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the release binaries and runs the benchmark suite (target/release/bench-run), which starts an
 # in-memory Tansu broker, a throwaway PostgreSQL cluster and the services on free 127.0.0.1 ports,
-# measures, stops them, and writes BENCHMARKS.md.
+# measures (an open-loop sweep of GetMovieDetails from 10 % to 100 % of its saturation included), stops
+# them, and writes BENCHMARKS.md, the figures behind its charts (docs/benchmarks/figures.json) and the
+# charts (docs/benchmarks/*.svg).
 #
-#   scripts/bench.sh                   full run: 3 runs of each measurement, 1,000,000 events
+#   scripts/bench.sh                   full run: 3 runs of each measurement, 1,000,000 events (~25 min)
 #   BENCH_QUICK=1 scripts/bench.sh     smoke test: 1 run, short load runs, 100,000 events
 #   BENCH_RUNS=5 scripts/bench.sh      more runs; see `target/release/bench-run --help` for the rest
 #

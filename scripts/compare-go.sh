@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures this suite against the book's Go suite (*Microservices with Go*) and the floor
-# (constant-server), with the same h2load lines, and prints a markdown report on stdout.
+# (constant-server), with the same h2load lines, then sweeps GetMovieDetails at constant rates against
+# this suite and the pooled Go suite; prints a markdown report on stdout and writes the charts.
 #
 #   scripts/compare-go.sh DIR [bench-run compare-go flags...]
 #
@@ -20,6 +21,8 @@
 #   COMPARE_GO_LOADS=16x8,64x16,1x1                 h2load -c x -m, in this order
 #   COMPARE_GO_PER_CALL_LOADS=16x8,1x1              loads for the Go suite as published (a connection
 #   COMPARE_GO_NO_PER_CALL=1                        per call), or none
+#   COMPARE_GO_SWEEP_DURATION=10s                   measuring time of each rate of the sweep
+#   COMPARE_GO_NO_SWEEP=1                           no sweep
 #
 # Builds the release binaries, then `bench-run compare-go` starts both suites (this one's rating without
 # Kafka) and constant-server on free 127.0.0.1 ports, seeds the same movies into both, checks that
@@ -27,9 +30,12 @@
 # rounds that alternate the order of the targets. Every h2load run is checked by its bytes (h2load
 # counts a gRPC error as a success): the DATA received is one successful response per request done
 # (and per response h2load counted past its deadline), nothing failed; a run that fails the check fails
-# the script. Needs h2load (nghttp2-client), curl and grpcurl. COMPARE_GO_TIME_LIMIT (default 30m)
-# bounds the measuring; on any exit every process it started is stopped. See
-# `target/release/bench-run compare-go --help` for the rest.
+# the script. The sweep runs loadgen in open loop at 10 % to 100 % of this suite's closed-loop
+# saturation, the same rates against both suites, after a warm-up of COMPARE_GO_WARMUP each. The
+# figures go to docs/benchmarks/figures.json (what scripts/bench.sh recorded there is kept) and the
+# charts beside them. Needs h2load (nghttp2-client), curl and grpcurl. COMPARE_GO_TIME_LIMIT (default
+# 30m) bounds the measuring (about 14 minutes with the defaults); on any exit every process it started
+# is stopped. See `target/release/bench-run compare-go --help` for the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

@@ -9,7 +9,10 @@
 //! what deserves unit tests: the open-loop schedule and latency accounting
 //! ([`load`]), the event generator and its probe ([`events`]), statistics
 //! ([`stats`]), readings of `/proc` ([`procfs`]), and how the services are
-//! started and the tools run ([`processes`]).
+//! started and the tools run ([`processes`]), the open-loop sweep and its
+//! knee ([`sweep`]), and the charts drawn from the recorded figures
+//! ([`charts`]).
+pub mod charts;
 pub mod events;
 pub mod load;
 pub mod parse;
@@ -17,3 +20,4 @@ pub mod processes;
 pub mod procfs;
 pub mod rpc;
 pub mod stats;
+pub mod sweep;

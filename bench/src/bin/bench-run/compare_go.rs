@@ -15,7 +15,12 @@
 //! checked by its bytes: the DATA received must be exactly the requests done
 //! times the size of one successful response, with nothing failed, errored
 //! or timed out (see [`check_run`] for the responses h2load counts past its
-//! deadline). A run that fails the check fails the comparison.
+//! deadline). A run that fails the check fails the comparison. Then it
+//! sweeps GetMovieDetails with `loadgen` in open loop at the same rates
+//! against this suite and the pooled Go suite, from 10 % to 100 % of this
+//! suite's closed-loop saturation (see [`bench::sweep`]), records the
+//! figures in `--charts-dir` (`figures.json`, keeping what `bench-run`
+//! recorded there) and draws the charts beside them.
 use std::{
     collections::BTreeMap,
     fmt::{self, Write as _},
@@ -33,9 +38,16 @@ use bench::{
 };
 use testbed::ChildProcess;
 
-use bench::processes::{run_tool, start_service, stop_all};
+use bench::{
+    charts::{self, ComparisonFigures, Figures, TargetFigures},
+    processes::{run_tool, start_service, stop_all},
+    sweep::Sweep,
+};
 
-use crate::machine::Machine;
+use crate::{
+    grpc::{Loadgen, print_step},
+    machine::Machine,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareGoArgs {
@@ -70,6 +82,18 @@ pub struct CompareGoArgs {
     /// The Go toolchain, for the report (`go version`, the grpc-go version)
     #[arg(long, env = "COMPARE_GO_TOOLCHAIN", default_value = "unknown")]
     go_toolchain: String,
+    /// Measuring time of each rate of the open-loop sweep (after a warm-up of --warmup)
+    #[arg(long, env = "COMPARE_GO_SWEEP_DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    sweep_duration: Duration,
+    /// HTTP/2 connections of the sweep's load generator
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 2)]
+    sweep_connections: usize,
+    /// Leave out the open-loop sweep
+    #[arg(long, env = "COMPARE_GO_NO_SWEEP", value_parser = clap::builder::FalseyValueParser::new())]
+    no_sweep: bool,
+    /// Where the figures behind the charts (figures.json) and the charts (SVG) go
+    #[arg(long, default_value = "docs/benchmarks")]
+    charts_dir: PathBuf,
     /// Scratch directory: the services' logs, h2load's request body and per-request logs
     #[arg(long, default_value = "target/compare-go")]
     work_dir: PathBuf,
@@ -134,6 +158,45 @@ pub const RUST: &str = "this suite";
 pub const GO_POOLED: &str = "Go, pooled connections";
 pub const GO_PER_CALL: &str = "Go as published (a connection per call)";
 pub const FLOOR: &str = "floor (constant-server GetMetadata)";
+
+/// A target's name on the charts.
+fn short_name(name: &str) -> &str {
+    match name {
+        RUST => crate::THIS_SUITE,
+        GO_POOLED => "Go, pooled",
+        GO_PER_CALL => "Go as published",
+        FLOOR => "floor",
+        other => other,
+    }
+}
+
+/// Each target's best load (by its median requests/s) and its CPU per request there.
+pub fn target_figures(loads: &[Load], names: &[&'static str], points: &Points) -> Vec<TargetFigures> {
+    let median_of =
+        |points: &[Point], figure: fn(&Point) -> f64| median(&points.iter().map(figure).collect::<Vec<_>>());
+    names
+        .iter()
+        .filter_map(|&name| {
+            let (load, rps, cpu) = loads
+                .iter()
+                .filter_map(|&load| {
+                    let points = points.get(&(load, name))?;
+                    Some((
+                        load,
+                        median_of(points, |point| point.requests_per_s)?,
+                        median_of(points, |point| point.cpu_us_per_request)?,
+                    ))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))?;
+            Some(TargetFigures {
+                name: short_name(name).to_owned(),
+                load: format!("-c{} -m{}", load.connections, load.streams),
+                saturation_rps: rps,
+                cpu_us_per_request: cpu,
+            })
+        })
+        .collect()
+}
 
 /// Checks an h2load run by its bytes: every request done got a 2xx and
 /// one successful response's DATA, none failed, errored or timed out.
@@ -311,7 +374,12 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
         Some(dir) => dir.clone(),
         None => crate::own_dir()?,
     };
-    check_binaries(&rust_dir, &["metadata", "rating", "movie", "constant-server"])?;
+    let rust_names: &[&str] = if args.no_sweep {
+        &["metadata", "rating", "movie", "constant-server"]
+    } else {
+        &["metadata", "rating", "movie", "constant-server", "loadgen"]
+    };
+    check_binaries(&rust_dir, rust_names)?;
     let go_names: &[&str] = if args.no_per_call {
         &["metadata", "rating", "movie"]
     } else {
@@ -455,13 +523,38 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        let sweep = if args.no_sweep {
+            None
+        } else {
+            let loadgen = Loadgen {
+                program: rust_dir.join("loadgen"),
+                movies: args.movies,
+                warmup: args.warmup,
+                duration: args.sweep_duration,
+                connections: args.sweep_connections.max(1),
+            };
+            let address = |name: &str| targets.iter().find(|target| target.name == name).map(|target| &target.address);
+            let (rust_address, go_address) =
+                (address(RUST).context("this suite's target")?, address(GO_POOLED).context("pooled Go's target")?);
+            let closed_loop =
+                ["--concurrency".into(), "64".into(), "--connections".into(), loadgen.connections.to_string()];
+            let saturation = loadgen.run(Rpc::GetMovieDetails, rust_address, &closed_loop)?.requests_per_s;
+            eprintln!("open-loop sweep of GetMovieDetails up to this suite's saturation, {saturation:.0} requests/s");
+            let go_name = short_name(GO_POOLED);
+            Some(bench::sweep::run(&[crate::THIS_SUITE, go_name], saturation, |name, rate| {
+                let address = if name == go_name { go_address } else { rust_address };
+                let step = loadgen.open_loop_step(Rpc::GetMovieDetails, address, rate)?;
+                print_step(name, &step, saturation);
+                Ok(step)
+            })?)
+        };
         let names: Vec<&'static str> = targets.iter().map(|target| target.name).collect();
         let bytes_of =
             |rpc: Rpc| targets.iter().find(|target| target.rpc == rpc).map_or(0, |target| target.response_bytes);
-        anyhow::Ok((names, points, (bytes_of(Rpc::GetMovieDetails), bytes_of(Rpc::GetMetadata))))
+        anyhow::Ok((names, points, sweep, (bytes_of(Rpc::GetMovieDetails), bytes_of(Rpc::GetMetadata))))
     })();
     let stopped = stop_all(suites.processes.drain(..).rev());
-    let (names, points, (movie_response_bytes, floor_response_bytes)) = result?;
+    let (names, points, sweep, (movie_response_bytes, floor_response_bytes)) = result?;
     stopped?;
     let info = Info {
         date: machine.date.clone(),
@@ -479,7 +572,19 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
         movie_response_bytes,
         floor_response_bytes,
     };
-    println!("{}", render(&info, &args.loads, &names, &points));
+    println!("{}", render(&info, &args.loads, &names, &points, sweep.as_ref()));
+    let mut figures = Figures::read(&args.charts_dir)?;
+    let mut run = machine.provenance(false);
+    run.note = Some(format!("Go: {}", args.go_toolchain));
+    figures.comparison = Some(ComparisonFigures {
+        run,
+        targets: target_figures(&args.loads, &[RUST, GO_POOLED, GO_PER_CALL, FLOOR], &points),
+        sweep,
+    });
+    figures.write(&args.charts_dir)?;
+    for (_, path) in charts::write_all(&figures, &args.charts_dir)? {
+        eprintln!("wrote {}", path.display());
+    }
     eprintln!("took {:.0?}", started.elapsed());
     Ok(())
 }
@@ -527,7 +632,7 @@ fn settings(rust_flags: &[String], go_envs: &[(String, String)]) -> String {
 
 /// The markdown report: per load and target the medians of the rounds and
 /// every round's requests/s, then the ratios of the medians.
-pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Points) -> String {
+pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Points, sweep: Option<&Sweep>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### This suite against the book's Go suite (`scripts/compare-go.sh`)\n");
     let _ = writeln!(
@@ -603,7 +708,45 @@ pub fn render(info: &Info, loads: &[Load], names: &[&'static str], points: &Poin
             show(ratio_of(load, GO_POOLED, RUST, cpu), 2),
         );
     }
+    if let Some(sweep) = sweep {
+        render_sweep(&mut out, sweep);
+    }
     out
+}
+
+/// The sweep: per rate, each suite's p50 and p99 (µs), errors and the machine's busy share.
+fn render_sweep(out: &mut String, sweep: &Sweep) {
+    let _ = writeln!(
+        out,
+        "\nOpen-loop sweep (`loadgen`, latency from each request's intended send time), the same rates against \
+         each suite, from 10 % to 100 % of this suite's closed-loop saturation ({:.0} requests/s, `loadgen` at 64 \
+         workers), then finer rates after each knee; one run per rate. Per suite: p50 / p99 µs, errors, machine \
+         busy.\n",
+        sweep.saturation_rps
+    );
+    let _ = write!(out, "| offered requests/s | share |");
+    for curve in &sweep.curves {
+        let _ = write!(out, " {} |", curve.name);
+    }
+    let _ = writeln!(out, "\n|---:|---:|{}", "---|".repeat(sweep.curves.len()));
+    let rates: Vec<f64> =
+        sweep.curves.first().map(|curve| curve.steps.iter().map(|step| step.offered_rps).collect()).unwrap_or_default();
+    for rate in rates {
+        let _ = write!(out, "| {rate:.0} | {:.1} % |", 100.0 * rate / sweep.saturation_rps);
+        for curve in &sweep.curves {
+            let cell = curve.steps.iter().find(|step| step.offered_rps == rate).map_or_else(
+                || "n/a".to_owned(),
+                |step| {
+                    let busy =
+                        step.machine_busy.map_or_else(|| "n/a".to_owned(), |busy| format!("{:.0} %", busy * 100.0));
+                    format!("{} / {}, {} errors, {busy}", step.p50_us, step.p99_us, step.errors)
+                },
+            );
+            let _ = write!(out, " {cell} |");
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "\n{}", crate::report::knee_sentence(sweep));
 }
 
 #[cfg(test)]
@@ -689,6 +832,36 @@ mod tests {
     }
 
     #[test]
+    fn each_target_is_charted_at_its_best_load() {
+        let (light, heavy) = (Load { connections: 1, streams: 1 }, Load { connections: 64, streams: 16 });
+        let point =
+            |requests_per_s: f64, cpu_us_per_request: f64| Point { requests_per_s, p99_us: None, cpu_us_per_request };
+        let points = Points::from([
+            ((light, RUST), vec![point(7000.0, 150.0)]),
+            ((heavy, RUST), vec![point(40000.0, 40.0), point(42000.0, 38.0), point(30000.0, 50.0)]),
+            ((light, FLOOR), vec![point(17000.0, 24.0)]),
+        ]);
+        let figures = target_figures(&[light, heavy], &[RUST, GO_POOLED, FLOOR], &points);
+        assert_eq!(
+            figures,
+            [
+                TargetFigures {
+                    name: "this suite".into(),
+                    load: "-c64 -m16".into(),
+                    saturation_rps: 40000.0,
+                    cpu_us_per_request: 40.0
+                },
+                TargetFigures {
+                    name: "floor".into(),
+                    load: "-c1 -m1".into(),
+                    saturation_rps: 17000.0,
+                    cpu_us_per_request: 24.0
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn loads_are_connections_by_streams() {
         assert_eq!("16x8".parse(), Ok(Load { connections: 16, streams: 8 }));
         assert!("16".parse::<Load>().is_err());
@@ -722,7 +895,7 @@ mod tests {
             movie_response_bytes: 113,
             floor_response_bytes: 104,
         };
-        let out = render(&info, &[load], &[GO_POOLED, RUST, GO_PER_CALL, FLOOR], &points);
+        let out = render(&info, &[load], &[GO_POOLED, RUST, GO_PER_CALL, FLOOR], &points, None);
         assert!(out.contains("commit `abc1234`; rustc 1.95.0; go version go1.19.8 linux/amd64, grpc-go 1.33.3;"));
         assert!(out.contains(
             "(AMD EPYC); this suite's services with `--worker-threads=1`, the Go services with `GOMAXPROCS=1`. Rounds"

@@ -1,6 +1,10 @@
 //! The gRPC measurements: saturation throughput in closed loop, latency at a
 //! constant rate, CPU per request, and an h2load cross-check.
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use bench::{
     load::LoadSummary,
@@ -8,6 +12,7 @@ use bench::{
     processes::run_tool,
     procfs,
     rpc::{Rpc, grpc_frame},
+    sweep::Step,
 };
 
 use crate::Context;
@@ -72,27 +77,84 @@ impl GrpcRun {
     }
 }
 
+/// How the runner calls `loadgen`: its binary, the ids it asks for, and the
+/// length of each run.
+#[derive(Debug, Clone)]
+pub struct Loadgen {
+    pub program: PathBuf,
+    /// Ids `0..movies`.
+    pub movies: u32,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// HTTP/2 connections of an open-loop run.
+    pub connections: usize,
+}
+
+impl Loadgen {
+    pub fn of(context: &Context) -> Self {
+        Loadgen {
+            program: context.binary("loadgen"),
+            movies: context.settings.movies,
+            warmup: context.settings.warmup,
+            duration: context.settings.duration,
+            connections: context.settings.connections,
+        }
+    }
+
+    /// One run of `rpc` at `address`, shaped by `shape` (`--rate` or `--concurrency` and `--connections`).
+    pub fn run(&self, rpc: Rpc, address: &str, shape: &[String]) -> anyhow::Result<LoadSummary> {
+        let mut args = vec![
+            "--rpc".to_owned(),
+            match rpc {
+                Rpc::GetMovieDetails => "get-movie-details".to_owned(),
+                Rpc::GetMetadata => "get-metadata".to_owned(),
+            },
+            "--address".to_owned(),
+            address.to_owned(),
+            "--ids".to_owned(),
+            format!("0..{}", self.movies),
+            "--warmup".to_owned(),
+            humantime::format_duration(self.warmup).to_string(),
+            "--duration".to_owned(),
+            humantime::format_duration(self.duration).to_string(),
+        ];
+        args.extend_from_slice(shape);
+        let timeout = self.warmup + self.duration + Duration::from_secs(60);
+        let output = run_tool(&self.program, &args, timeout)?;
+        let line = output.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).map_err(|error| anyhow::anyhow!("loadgen printed {line:?}: {error}"))
+    }
+
+    /// One step of the open-loop sweep: `rate` requests/s, the machine's busy share read around it.
+    pub fn open_loop_step(&self, rpc: Rpc, address: &str, rate: f64) -> anyhow::Result<Step> {
+        let shape = ["--rate".into(), rate.to_string(), "--connections".into(), self.connections.to_string()];
+        let machine_before = procfs::machine_ticks().ok();
+        let summary = self.run(rpc, address, &shape)?;
+        let machine_busy = machine_before
+            .zip(procfs::machine_ticks().ok())
+            .and_then(|(before, after)| procfs::busy_share(before, after));
+        Ok(Step::from_summary(rate, &summary, machine_busy))
+    }
+}
+
+/// Prints one step of a sweep as it is measured.
+pub fn print_step(name: &str, step: &Step, saturation_rps: f64) {
+    eprintln!(
+        "  {name:<16} open loop {:>6.0}/s ({:>3.0} %)  p50 {:>6}µs  p90 {:>6}µs  p99 {:>7}µs  p99.9 {:>7}µs  errors {}  \
+         machine busy {:.0} %",
+        step.offered_rps,
+        100.0 * step.offered_rps / saturation_rps,
+        step.p50_us,
+        step.p90_us,
+        step.p99_us,
+        step.p999_us,
+        step.errors,
+        step.machine_busy.unwrap_or(f64::NAN) * 100.0
+    );
+}
+
 fn loadgen(context: &Context, target: &Target, shape: &[String]) -> anyhow::Result<LoadSummary> {
-    let mut args = vec![
-        "--rpc".to_owned(),
-        match target.rpc {
-            Rpc::GetMovieDetails => "get-movie-details".to_owned(),
-            Rpc::GetMetadata => "get-metadata".to_owned(),
-        },
-        "--address".to_owned(),
-        target.address.clone(),
-        "--ids".to_owned(),
-        format!("0..{}", context.settings.movies),
-        "--warmup".to_owned(),
-        humantime::format_duration(context.settings.warmup).to_string(),
-        "--duration".to_owned(),
-        humantime::format_duration(context.settings.duration).to_string(),
-    ];
-    args.extend_from_slice(shape);
-    let timeout = context.settings.warmup + context.settings.duration + Duration::from_secs(60);
-    let output = run_tool(&context.binary("loadgen"), &args, timeout)?;
-    let line = output.stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).map_err(|error| anyhow::anyhow!("loadgen printed {line:?}: {error}"))
+    Loadgen::of(context).run(target.rpc, &target.address, shape)
 }
 
 /// A closed-loop run with the CPU of every process of the suite read

@@ -55,3 +55,15 @@ impl Machine {
         }
     }
 }
+
+impl Machine {
+    /// Where and on what the run measured, for the charts' captions.
+    pub fn provenance(&self, quick: bool) -> bench::charts::Provenance {
+        bench::charts::Provenance {
+            date: self.date.clone(),
+            commit: self.commit.clone(),
+            machine: format!("{} cores ({})", self.cores, self.cpu),
+            note: quick.then(|| "quick run: a smoke test, not figures to quote".to_owned()),
+        }
+    }
+}

@@ -5,16 +5,21 @@
 //! metadata and ratings, and measures: closed-loop saturation and
 //! constant-rate latency of `GetMovieDetails` (movie), `GetMetadata`
 //! (metadata) and `GetMetadata` (constant server); CPU per request from
-//! `/proc`; then, on a fresh broker per run, ingestion: bare producer,
+//! `/proc`; then an open-loop sweep of `GetMovieDetails` from 10 % to 100 %
+//! of its saturation (see [`bench::sweep`]); then, on a fresh broker per run, ingestion: bare producer,
 //! ratingingester, the rating service's apply rate, bare consumer, replay
 //! by a fresh instance, and its resident memory. Each figure is the median
 //! of `--runs`; each ratio is computed within a run, then its median taken.
-//! Writes the report to `--output` (BENCHMARKS.md) and prints it, keeping
-//! the section of A/B entries at its end.
+//! Records the figures the charts are drawn from in `--charts-dir`
+//! (`figures.json`, keeping what `compare-go` recorded there), draws the
+//! charts beside them, and writes the report to `--output` (BENCHMARKS.md),
+//! the charts embedded, and prints it, keeping the section of A/B entries at
+//! its end.
 //!
 //! `bench-run ab` compares two builds of the services instead (see [`ab`]);
 //! `bench-run compare-go` measures them against the book's Go suite (see
-//! [`compare_go`]).
+//! [`compare_go`]); `bench-run charts` draws the charts again from the
+//! recorded figures.
 mod ab;
 mod compare_go;
 mod grpc;
@@ -29,7 +34,11 @@ use std::{
 };
 
 use anyhow::Context as _;
-use bench::processes::{run_tool, start_service};
+use bench::{
+    charts::{self, Figures, SuiteFigures},
+    processes::{run_tool, start_service},
+    sweep::Sweep,
+};
 use clap::Parser;
 use testbed::{Output, Storage, Tansu};
 
@@ -63,6 +72,10 @@ pub struct Args {
     /// Where the report goes
     #[arg(long, default_value = "BENCHMARKS.md")]
     output: PathBuf,
+    /// Where the figures behind the charts (figures.json) and the charts (SVG) go; the report links
+    /// them by this path
+    #[arg(long, default_value = "docs/benchmarks")]
+    charts_dir: PathBuf,
     /// Scratch directory: logs, the events file, broker directories
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
@@ -82,6 +95,12 @@ enum Command {
     /// --help) and the floor with h2load, in alternating rounds, checking every response by its bytes; prints a
     /// markdown report.
     CompareGo(compare_go::CompareGoArgs),
+    /// Draws the charts again from the figures recorded in CHARTS_DIR/figures.json.
+    Charts {
+        /// Where figures.json is and the charts go
+        #[arg(long, default_value = "docs/benchmarks")]
+        charts_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -146,9 +165,13 @@ impl Context {
     }
 }
 
+/// The name of this suite's curve in the sweeps and charts.
+pub const THIS_SUITE: &str = "this suite";
+
 /// Starts metadata, rating (with Kafka), movie and the constant server,
-/// seeds them, and runs the gRPC measurements `runs` times.
-fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::GrpcRun>> {
+/// seeds them, runs the gRPC measurements `runs` times, then sweeps
+/// GetMovieDetails up to the median of its saturation throughputs.
+fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<(Vec<grpc::GrpcRun>, Sweep)> {
     let broker = context.start_broker(work_dir)?;
     let brokers = broker.address();
     let start = |name: &'static str, extra: &[String]| {
@@ -181,11 +204,21 @@ fn grpc_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<grpc::Gr
         eprintln!("gRPC run {run} of {}", context.settings.runs);
         runs.push(grpc::run(context, &targets, &all, work_dir)?);
     }
+    let saturations: Vec<f64> = runs.iter().map(|run| run.saturation_rps("movie")).collect();
+    let saturation = bench::stats::median(&saturations).unwrap_or(0.0);
+    eprintln!("open-loop sweep of GetMovieDetails up to {saturation:.0} requests/s");
+    let loadgen = grpc::Loadgen::of(context);
+    let movie_address = &targets[0].address;
+    let sweep = bench::sweep::run(&[THIS_SUITE], saturation, |name, rate| {
+        let step = loadgen.open_loop_step(bench::rpc::Rpc::GetMovieDetails, movie_address, rate)?;
+        grpc::print_step(name, &step, saturation);
+        Ok(step)
+    })?;
     for mut process in [constant, movie, rating, metadata] {
         process.stop(Duration::from_secs(10))?;
     }
     broker.stop(Duration::from_secs(10))?;
-    Ok(runs)
+    Ok((runs, sweep))
 }
 
 fn ingest_phase(context: &Context, work_dir: &Path) -> anyhow::Result<Vec<ingest::IngestRun>> {
@@ -245,6 +278,12 @@ fn main() -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Ab(ab_args)) => return ab::main(ab_args),
         Some(Command::CompareGo(compare_args)) => return compare_go::main(compare_args),
+        Some(Command::Charts { charts_dir }) => {
+            for (_, path) in charts::write_all(&Figures::read(charts_dir)?, charts_dir)? {
+                eprintln!("wrote {}", path.display());
+            }
+            return Ok(());
+        }
         None => {}
     }
     let settings = Settings::from_args(&args);
@@ -266,8 +305,12 @@ fn main() -> anyhow::Result<()> {
     };
     let machine = machine::Machine::describe();
     let started = Instant::now();
-    let grpc_runs =
-        if context.settings.phases.contains(&Phase::Grpc) { grpc_phase(&context, &work_dir)? } else { Vec::new() };
+    let (grpc_runs, sweep) = if context.settings.phases.contains(&Phase::Grpc) {
+        let (runs, sweep) = grpc_phase(&context, &work_dir)?;
+        (runs, Some(sweep))
+    } else {
+        (Vec::new(), None)
+    };
     let ingest_runs =
         if context.settings.phases.contains(&Phase::Ingest) { ingest_phase(&context, &work_dir)? } else { Vec::new() };
     let storage_runs = if context.settings.phases.contains(&Phase::Storage) {
@@ -275,10 +318,22 @@ fn main() -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    let mut figures = Figures::read(&args.charts_dir)?;
+    figures.suite = Some(SuiteFigures {
+        run: machine.provenance(context.settings.quick),
+        sweep: sweep.clone(),
+        ingestion: storage::ingestion_figures(&storage_runs),
+    });
+    figures.write(&args.charts_dir)?;
+    let charts: Vec<(charts::Chart, PathBuf)> = charts::write_all(&figures, &args.charts_dir)?;
+    for (_, path) in &charts {
+        eprintln!("wrote {}", path.display());
+    }
     let report = report::render(
         &context.settings,
         &machine,
-        &report::Measured { grpc: &grpc_runs, ingest: &ingest_runs, storage: &storage_runs },
+        &report::Measured { grpc: &grpc_runs, sweep: sweep.as_ref(), ingest: &ingest_runs, storage: &storage_runs },
+        &charts,
         started.elapsed(),
     );
     // The A/B entries at the end of the file are not this run's: they are kept as they are.

@@ -1,8 +1,13 @@
-//! BENCHMARKS.md: how to run, the machine, the figures (medians of the
-//! runs), the ratios against the targets, and the per-run values.
-use std::{fmt::Write, time::Duration};
+//! BENCHMARKS.md: the ratios against the targets and the charts first, then
+//! how to run, the machine, the figures (medians of the runs), the sweep,
+//! and the per-run values.
+use std::{fmt::Write, path::PathBuf, time::Duration};
 
-use bench::stats::{median, ratio};
+use bench::{
+    charts::Chart,
+    stats::{median, ratio},
+    sweep::{KNEE_ACHIEVED_SHARE, KNEE_P99_FACTOR, Sweep},
+};
 
 use crate::{
     Settings,
@@ -15,6 +20,8 @@ use crate::{
 /// Every run of every phase measured.
 pub struct Measured<'a> {
     pub grpc: &'a [GrpcRun],
+    /// The open-loop sweep of GetMovieDetails, run once after the gRPC runs.
+    pub sweep: Option<&'a Sweep>,
     pub ingest: &'a [IngestRun],
     pub storage: &'a [StorageRun],
 }
@@ -66,8 +73,14 @@ struct Goal {
     met: Option<bool>,
 }
 
-pub fn render(settings: &Settings, machine: &Machine, measured: &Measured, took: Duration) -> String {
-    let Measured { grpc, ingest, storage } = *measured;
+pub fn render(
+    settings: &Settings,
+    machine: &Machine,
+    measured: &Measured,
+    charts: &[(Chart, PathBuf)],
+    took: Duration,
+) -> String {
+    let Measured { grpc, sweep, ingest, storage } = *measured;
     let mut out = String::new();
     let mode = if settings.quick { "quick (smoke test: short runs, figures not to quote)" } else { "full" };
     let _ = writeln!(out, "# Benchmarks\n");
@@ -75,15 +88,22 @@ pub fn render(settings: &Settings, machine: &Machine, measured: &Measured, took:
         out,
         "Written by `scripts/bench.sh` (the `bench-run` binary of the `bench` crate); do not edit by hand, run it again.\n"
     );
+    let mut goals = goals(grpc, ingest);
+    goals.extend(storage_goals(storage));
+    render_goals(&mut out, &goals);
+    render_charts(&mut out, charts, sweep);
     let _ = writeln!(out, "## How to run\n");
     let _ = writeln!(
         out,
-        "```sh\nscripts/bench.sh                 # full: 3 runs, 10 s per load run, 1,000,000 events (well under 30 minutes)\n\
+        "```sh\nscripts/bench.sh                 # full: 3 runs, 10 s per load run, a sweep, 1,000,000 events (about 25 minutes)\n\
          BENCH_QUICK=1 scripts/bench.sh   # smoke test: 1 run, 3 s per load run, 100,000 events\n\
          BENCH_RUNS=5 BENCH_DURATION=20s scripts/bench.sh\n```\n\n\
          It builds the release binaries, starts an in-memory Tansu broker, the three services (static discovery) and \
          `constant-server` on free 127.0.0.1 ports, seeds {} movies (metadata and one rating each, the rating written \
-         through Kafka), measures, stops everything, and writes this file. The storage phase also runs a throwaway \
+         through Kafka), measures (closed loop, open loop at half the saturation, then a sweep of open-loop rates from 10 % to \
+         100 % of it), stops everything, and writes this file, the figures behind the charts \
+         (`docs/benchmarks/figures.json`, keeping those `scripts/compare-go.sh` recorded) and the charts \
+         (`docs/benchmarks/*.svg`; `target/release/bench-run charts` draws them again from the figures). The storage phase also runs a throwaway \
          PostgreSQL cluster. Needs `tansu` (`cargo install tansu --features dynostore,libsql`), PostgreSQL's server \
          binaries (`scripts/install-tools.sh --for-tests` installs both) and, for the cross-check, `h2load` \
          (nghttp2-client). Other settings: `BENCH_EVENTS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_MOVIES`, \
@@ -120,27 +140,11 @@ pub fn render(settings: &Settings, machine: &Machine, measured: &Measured, took:
     }
     let _ = writeln!(out);
 
-    let mut goals = goals(grpc, ingest);
-    goals.extend(storage_goals(storage));
-    let _ = writeln!(out, "## Targets\n");
-    let _ = writeln!(
-        out,
-        "Each ratio is computed within one run (A and B measured back to back), then the median taken.\n"
-    );
-    let _ = writeln!(out, "| target | measured | goal | met |\n|---|---|---|---|");
-    for goal in &goals {
-        let met = match goal.met {
-            Some(true) => "met",
-            Some(false) => "**not met**",
-            None => "not measured",
-        };
-        let _ = writeln!(out, "| {} | {} | {} | {met} |", goal.name, goal.shown, goal.goal);
-        let _ = goal.measured;
-    }
-    let _ = writeln!(out);
-
     if !grpc.is_empty() {
         render_grpc(&mut out, grpc);
+    }
+    if let Some(sweep) = sweep {
+        render_sweep(&mut out, sweep, settings);
     }
     if !ingest.is_empty() {
         render_ingest(&mut out, ingest);
@@ -151,6 +155,104 @@ pub fn render(settings: &Settings, machine: &Machine, measured: &Measured, took:
     let _ = writeln!(out, "## Method\n");
     let _ = writeln!(out, "{METHOD}");
     out
+}
+
+fn render_goals(out: &mut String, goals: &[Goal]) {
+    let _ = writeln!(out, "## Targets\n");
+    let _ = writeln!(
+        out,
+        "Each ratio is computed within one run (A and B measured back to back), then the median taken.\n"
+    );
+    let _ = writeln!(out, "| target | measured | goal | met |\n|---|---|---|---|");
+    for goal in goals {
+        let met = match goal.met {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {} | {} | {} | {met} |", goal.name, goal.shown, goal.goal);
+        let _ = goal.measured;
+    }
+    let _ = writeln!(out);
+}
+
+/// Where the knee of the first curve of `sweep` is, as a sentence.
+pub fn knee_sentence(sweep: &Sweep) -> String {
+    let knees: Vec<String> = sweep
+        .curves
+        .iter()
+        .map(|curve| match curve.knee() {
+            Some(step) => format!(
+                "{} at {:.0} requests/s ({:.0} % of saturation)",
+                curve.name,
+                step.offered_rps,
+                100.0 * step.offered_rps / sweep.saturation_rps
+            ),
+            None => format!("{}: not below the knee even at the lightest rate", curve.name),
+        })
+        .collect();
+    format!(
+        "The knee (the last rate up to which every rate kept its p99 within {KNEE_P99_FACTOR}× the lightest rate's, \
+         achieved {:.0} % of its rate and failed no request; saturation {:.0} requests/s): {}.",
+        KNEE_ACHIEVED_SHARE * 100.0,
+        sweep.saturation_rps,
+        knees.join("; ")
+    )
+}
+
+fn render_charts(out: &mut String, charts: &[(Chart, PathBuf)], sweep: Option<&Sweep>) {
+    if charts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Charts\n");
+    let _ = writeln!(
+        out,
+        "Drawn by `bench-run` from `figures.json` beside them (this run's figures, and those of the last \
+         `scripts/compare-go.sh`); each caption gives the date, commit and machine of its figures.\n"
+    );
+    for (chart, path) in charts {
+        let _ = writeln!(out, "![{}]({})\n", chart.title, path.display());
+    }
+    if let Some(sweep) = sweep {
+        let _ = writeln!(out, "{}\n", knee_sentence(sweep));
+    }
+}
+
+/// The sweep's steps, one row each.
+fn render_sweep(out: &mut String, sweep: &Sweep, settings: &Settings) {
+    let _ = writeln!(out, "## gRPC: latency against offered load (open-loop sweep)\n");
+    let _ = writeln!(
+        out,
+        "GetMovieDetails at constant rates from 10 % to 100 % of its median closed-loop saturation ({:.0} \
+         requests/s), then finer rates after the knee; one run of each rate ({} warm-up, {} measured), latency \
+         from each request's intended send time as in the open loop above, in µs; machine busy as there.\n",
+        sweep.saturation_rps,
+        humantime::format_duration(settings.warmup),
+        humantime::format_duration(settings.duration)
+    );
+    let _ = writeln!(
+        out,
+        "| offered requests/s | share of saturation | achieved requests/s | p50 | p90 | p99 | p99.9 | errors | machine busy |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for curve in &sweep.curves {
+        for step in &curve.steps {
+            let _ = writeln!(
+                out,
+                "| {:.0} | {:.1} % | {:.0} | {} | {} | {} | {} | {} | {} |",
+                step.offered_rps,
+                100.0 * step.offered_rps / sweep.saturation_rps,
+                step.achieved_rps,
+                step.p50_us,
+                step.p90_us,
+                step.p99_us,
+                step.p999_us,
+                step.errors,
+                step.machine_busy.map_or_else(|| "n/a".to_owned(), |busy| format!("{:.0} %", busy * 100.0))
+            );
+        }
+    }
+    let _ = writeln!(out, "\n{}\n", knee_sentence(sweep));
 }
 
 fn goals(grpc: &[GrpcRun], ingest: &[IngestRun]) -> Vec<Goal> {
@@ -688,8 +790,8 @@ instance whose ratings are in the database.";
 pub const COMPARE_GO_HOW_TO: &str = "The book's Go suite against this one (not run by `scripts/bench.sh`), \
 against a directory of Go binaries you provide:\n\n\
 ```sh\n\
-scripts/compare-go.sh DIR                     # 3 rounds, 2 s warm-up + 10 s per h2load run (about 7 minutes)\n\
-COMPARE_GO_ROUNDS=1 COMPARE_GO_DURATION=2s COMPARE_GO_WARMUP=1s scripts/compare-go.sh DIR   # smoke test\n\
+scripts/compare-go.sh DIR                     # 3 rounds, 2 s warm-up + 10 s per h2load run, then the sweep (about 14 minutes)\n\
+COMPARE_GO_ROUNDS=1 COMPARE_GO_DURATION=2s COMPARE_GO_WARMUP=1s COMPARE_GO_SWEEP_DURATION=2s scripts/compare-go.sh DIR   # smoke test\n\
 scripts/compare-go.sh DIR --rust-flag=--worker-threads=1 --go-env=GOMAXPROCS=1   # one thread per process, both sides\n\
 ```\n\n\
 This repository carries neither the book's code nor a recipe to build it. DIR/bin must hold `metadata` and \
@@ -702,9 +804,12 @@ report); `scripts/compare-go.sh --help` says the same. \
 `compare-go.sh` starts both suites and `constant-server`, seeds the same movies into both, checks that \
 both movie services answer the same bytes, runs the same `h2load` lines (`-c16 -m8`, `-c64 -m16`, \
 `-c1 -m1`) against each in alternating rounds, checks every run by its bytes (h2load counts a gRPC error \
-as a success), and prints a markdown report with the date, the commit and the Go toolchain; it writes \
-nothing here. Settings: `COMPARE_GO_ROUNDS`, `COMPARE_GO_DURATION`, `COMPARE_GO_WARMUP`, \
-`COMPARE_GO_LOADS`, `COMPARE_GO_PER_CALL_LOADS`, `COMPARE_GO_NO_PER_CALL`; \
+as a success), then sweeps GetMovieDetails in open loop at the same rates against this suite and the pooled \
+Go suite (10 % to 100 % of this suite's closed-loop saturation), and prints a markdown report with the \
+date, the commit and the Go toolchain. It records its figures in `docs/benchmarks/figures.json` and draws \
+the charts there, which this file shows from its next regeneration. Settings: `COMPARE_GO_ROUNDS`, \
+`COMPARE_GO_DURATION`, `COMPARE_GO_WARMUP`, `COMPARE_GO_LOADS`, `COMPARE_GO_PER_CALL_LOADS`, \
+`COMPARE_GO_NO_PER_CALL`, `COMPARE_GO_SWEEP_DURATION`, `COMPARE_GO_NO_SWEEP`; \
 `target/release/bench-run compare-go --help`.\n";
 
 /// The heading of the hand-off section: from this line to the end of the
@@ -773,6 +878,65 @@ mod tests {
 
     const OLD: &str = "# Benchmarks\n\nold figures\n\n## Method\n\nold method\n\n## Changes, measured A/B\n\nintro\n\n\
                        ### faster parsing\n\n| figure | A |\n|---|---|\n| x | 1 |\n";
+
+    fn settings() -> Settings {
+        Settings {
+            quick: false,
+            runs: 3,
+            events: 1_000_000,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            connections: 2,
+            movies: 1000,
+            phases: Vec::new(),
+        }
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            cpu: "AMD EPYC".into(),
+            cores: 2,
+            memory: "23.5 GiB".into(),
+            kernel: "6.18".into(),
+            rustc: "rustc 1.95.0".into(),
+            date: "2026-12-07 01:00 UTC".into(),
+            commit: "abc1234".into(),
+        }
+    }
+
+    #[test]
+    fn the_report_opens_with_the_targets_and_the_charts_and_gives_the_sweep_and_its_knee() {
+        use bench::sweep::{Curve, Step};
+        let step = |offered_rps: f64, p99_us: u64| Step {
+            offered_rps,
+            achieved_rps: offered_rps,
+            p50_us: 200,
+            p90_us: 400,
+            p99_us,
+            p999_us: p99_us * 2,
+            errors: 0,
+            machine_busy: Some(0.5),
+        };
+        let sweep = Sweep {
+            saturation_rps: 40_000.0,
+            curves: vec![Curve {
+                name: "this suite".into(),
+                steps: vec![step(4000.0, 500), step(28000.0, 1500), step(32000.0, 9000)],
+            }],
+        };
+        let charts = [(bench::charts::LATENCY, PathBuf::from("docs/benchmarks/latency-vs-load.svg"))];
+        let measured = Measured { grpc: &[], sweep: Some(&sweep), ingest: &[], storage: &[] };
+        let out = render(&settings(), &machine(), &measured, &charts, Duration::from_secs(1500));
+        let at = |heading: &str| out.find(heading).unwrap_or_else(|| panic!("{heading} missing:\n{out}"));
+        assert!(at("## Targets") < at("## Charts") && at("## Charts") < at("## How to run"));
+        assert!(at("## How to run") < at("## gRPC: latency against offered load (open-loop sweep)"));
+        assert!(out.contains(
+            "![GetMovieDetails latency percentiles against offered load (open loop)](docs/benchmarks/latency-vs-load.svg)"
+        ));
+        assert!(out.contains("| 28000 | 70.0 % | 28000 | 200 | 400 | 1500 | 3000 | 0 | 50 % |\n"), "{out}");
+        let knee = "saturation 40000 requests/s): this suite at 28000 requests/s (70 % of saturation).";
+        assert_eq!(out.matches(knee).count(), 2, "{out}");
+    }
 
     #[test]
     fn a_regenerated_report_keeps_the_ab_section_word_for_word() {

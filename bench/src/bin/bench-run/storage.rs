@@ -100,6 +100,21 @@ impl StorageRun {
     }
 }
 
+/// The medians of the storage runs the ingestion chart is drawn from:
+/// each store's apply rate and the bare consumer's; none without runs.
+pub fn ingestion_figures(storage: &[StorageRun]) -> Option<bench::charts::Ingestion> {
+    let bare: Vec<f64> = storage.iter().map(|run| run.events as f64 / run.bare_consume_s).collect();
+    let bare_consumer_eps = bench::stats::median(&bare)?;
+    let stores = STORES
+        .iter()
+        .filter_map(|&store| {
+            let rates: Vec<f64> = storage.iter().filter_map(|run| run.apply_rate(store)).collect();
+            Some(bench::charts::Bar { name: store.name().to_owned(), value: bench::stats::median(&rates)? })
+        })
+        .collect();
+    Some(bench::charts::Ingestion { bare_consumer_eps, stores })
+}
+
 /// Where the stores of one run live: SQLite files in the work directory,
 /// fresh databases in the shared PostgreSQL cluster.
 struct Places<'a> {
