@@ -185,6 +185,21 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(86, 180, 233),
 ];
 
+/// The SVG of a chart: `plot` draws on the area above the caption band,
+/// which holds `run`'s caption.
+fn draw(
+    run: &Provenance,
+    plot: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        plot(&canvas(&root, run)?)?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
 /// A drawing area of the chart's size on `svg`, white, with `run`'s
 /// caption in the band at its foot; returns the area above it.
 fn canvas<'a>(
@@ -313,10 +328,7 @@ fn knee_label(curve: &Curve, saturation_rps: f64) -> String {
 /// This suite's percentiles (p50, p90, p99, p99.9) against the offered load.
 pub fn latency_chart(sweep: &Sweep, run: &Provenance) -> anyhow::Result<String> {
     let curve = sweep.curves.first().context("a sweep with no curve")?;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let plot = canvas(&root, run)?;
+    draw(run, |plot| {
         let percentiles: [(&str, Percentile); 4] = [
             ("p50", |step| step.p50_us),
             ("p90", |step| step.p90_us),
@@ -333,18 +345,14 @@ pub fn latency_chart(sweep: &Sweep, run: &Provenance) -> anyhow::Result<String> 
             sweep.saturation_rps,
             knee_label(curve, sweep.saturation_rps)
         );
-        latency_plot(&plot, &title, rate_range(sweep), &lines)?;
-        root.present()?;
-    }
-    Ok(svg)
+        latency_plot(plot, &title, rate_range(sweep), &lines)?;
+        Ok(())
+    })
 }
 
 /// p50 and p99 of every curve (this suite, pooled Go) against the offered load.
 pub fn latency_comparison_chart(sweep: &Sweep, run: &Provenance) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let plot = canvas(&root, run)?;
+    draw(run, |plot| {
         let mut lines = Vec::new();
         for (curve, colours) in sweep.curves.iter().zip(PALETTE.chunks(2)) {
             let knee = knee_label(curve, sweep.saturation_rps);
@@ -353,10 +361,9 @@ pub fn latency_comparison_chart(sweep: &Sweep, run: &Provenance) -> anyhow::Resu
         }
         let title =
             format!("GetMovieDetails latency against offered load (saturation {:.0} req/s)", sweep.saturation_rps);
-        latency_plot(&plot, &title, rate_range(sweep), &lines)?;
-        root.present()?;
-    }
-    Ok(svg)
+        latency_plot(plot, &title, rate_range(sweep), &lines)?;
+        Ok(())
+    })
 }
 
 /// A bar chart of `bars` on `area`: the value over each bar.
@@ -406,10 +413,7 @@ fn bar_plot(
 
 /// Saturation throughput and CPU per request of each target, side by side.
 pub fn saturation_chart(targets: &[TargetFigures], run: &Provenance) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let plot = canvas(&root, run)?;
+    draw(run, |plot| {
         let (left, right) = plot.split_horizontally(WIDTH / 2);
         let bars = |value: fn(&TargetFigures) -> f64| -> Vec<(String, f64, RGBColor)> {
             targets
@@ -425,17 +429,13 @@ pub fn saturation_chart(targets: &[TargetFigures], run: &Provenance) -> anyhow::
             &bars(|target| target.saturation_rps),
         )?;
         bar_plot(&right, "CPU per request at that load", "CPU µs/request", &bars(|target| target.cpu_us_per_request))?;
-        root.present()?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// The apply rate of each store and the bare consumer's read rate.
 pub fn ingestion_chart(ingestion: &Ingestion, run: &Provenance) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let plot = canvas(&root, run)?;
+    draw(run, |plot| {
         let mut bars = vec![("bare consumer".to_owned(), ingestion.bare_consumer_eps, RGBColor(120, 120, 120))];
         bars.extend(
             ingestion
@@ -444,10 +444,9 @@ pub fn ingestion_chart(ingestion: &Ingestion, run: &Provenance) -> anyhow::Resul
                 .zip(PALETTE)
                 .map(|(store, colour)| (format!("rating on {}", store.name), store.value, colour)),
         );
-        bar_plot(&plot, "Applying the full ratings topic: a fresh rating instance per store", "events/s", &bars)?;
-        root.present()?;
-    }
-    Ok(svg)
+        bar_plot(plot, "Applying the full ratings topic: a fresh rating instance per store", "events/s", &bars)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
