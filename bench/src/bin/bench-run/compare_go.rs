@@ -390,6 +390,8 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.work_dir)?;
     let work_dir = args.work_dir.canonicalize()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Read before measuring, so that a file this runner cannot read fails the run at once, not at its end.
+    let mut figures = Figures::read(&args.charts_dir)?;
     let machine = Machine::describe();
     let started = Instant::now();
 
@@ -573,7 +575,6 @@ pub fn main(args: &CompareGoArgs) -> anyhow::Result<()> {
         floor_response_bytes,
     };
     println!("{}", render(&info, &args.loads, &names, &points, sweep.as_ref()));
-    let mut figures = Figures::read(&args.charts_dir)?;
     let mut run = machine.provenance(false);
     run.note = Some(format!("Go: {}", args.go_toolchain));
     figures.comparison = Some(ComparisonFigures {

@@ -303,6 +303,8 @@ fn main() -> anyhow::Result<()> {
             .output()
             .is_ok_and(|o| o.status.success()),
     };
+    // Read before measuring, so that a file this runner cannot read fails the run at once, not at its end.
+    let mut figures = Figures::read(&args.charts_dir)?;
     let machine = machine::Machine::describe();
     let started = Instant::now();
     let (grpc_runs, sweep) = if context.settings.phases.contains(&Phase::Grpc) {
@@ -318,7 +320,6 @@ fn main() -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let mut figures = Figures::read(&args.charts_dir)?;
     figures.suite = Some(SuiteFigures {
         run: machine.provenance(context.settings.quick),
         sweep: sweep.clone(),
