@@ -6,9 +6,9 @@
 //! constant-rate latency of `GetMovieDetails` (movie), `GetMetadata`
 //! (metadata) and `GetMetadata` (constant server); CPU per request from
 //! `/proc`; then an open-loop sweep of `GetMovieDetails` from 10 % to 100 %
-//! of its saturation (see [`bench::sweep`]); then, on a fresh broker per run, ingestion: bare producer,
-//! ratingingester, the rating service's apply rate, bare consumer, replay
-//! by a fresh instance, and its resident memory. Each figure is the median
+//! of its saturation (see [`bench::sweep`]); then, on a fresh broker per
+//! run, ingestion: bare producer, ratingingester, the rating service's apply
+//! rate, bare consumer, replay by a fresh instance, and its resident memory. Each figure is the median
 //! of `--runs`; each ratio is computed within a run, then its median taken.
 //! Records the figures the charts are drawn from in `--charts-dir`
 //! (`figures.json`, keeping what `compare-go` recorded there), draws the
@@ -92,8 +92,8 @@ enum Command {
     /// alternating rounds, and appends the result to the A/B section of BENCHMARKS.md.
     Ab(ab::AbArgs),
     /// Measures this suite against the book's Go suite (binaries you provide, see scripts/compare-go.sh
-    /// --help) and the floor with h2load, in alternating rounds, checking every response by its bytes; prints a
-    /// markdown report.
+    /// --help) and the floor with h2load, in alternating rounds, checking every response by its bytes,
+    /// then sweeps both suites in open loop; prints a markdown report and draws the charts.
     CompareGo(compare_go::CompareGoArgs),
     /// Draws the charts again from the figures recorded in CHARTS_DIR/figures.json.
     Charts {
