@@ -12,7 +12,8 @@
 # layer (rebuilt only when Cargo.toml/Cargo.lock change), then the workspace
 # is built, and only the binaries are copied into a slim runtime that runs as
 # a non-root user. protoc comes from the protoc-bin-vendored crate, so nothing
-# is downloaded outside cargo.
+# is downloaded outside cargo. .dockerignore keeps build output, local state
+# and secrets (.env) out of the build context.
 
 ARG RUST_VERSION=1.95
 ARG CARGO_CHEF_VERSION=0.1.78
@@ -32,7 +33,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+# The same --bin list as the build below: cargo unifies the dependencies'
+# features over what it builds, so a cook of anything else would compile
+# them differently, and the build would compile them again.
+RUN cargo chef cook --release --locked --recipe-path recipe.json \
+        --bin metadata --bin rating --bin movie --bin ratingingester --bin healthcheck --bin mint-token
 COPY . .
 RUN cargo build --release --locked \
         --bin metadata --bin rating --bin movie --bin ratingingester --bin healthcheck --bin mint-token \

@@ -647,3 +647,36 @@ fn metadata_and_rating_can_be_scaled_on_a_range_of_host_ports() {
         assert_eq!(depends_on.as_str(), Some("service_healthy"), "{name}'s replicas start once PostgreSQL answers");
     }
 }
+
+#[test]
+fn the_build_context_leaves_out_the_env_file_with_the_password() {
+    let ignored = std::fs::read_to_string(workspace_root().join(".dockerignore")).expect("read .dockerignore");
+    let patterns: Vec<&str> =
+        ignored.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
+    assert!(patterns.contains(&".env"), ".dockerignore leaves out .env (POSTGRES_PASSWORD): {patterns:?}");
+    assert!(!patterns.iter().any(|pattern| pattern.starts_with("!.env")), "nothing takes .env back in: {patterns:?}");
+}
+
+/// The `--bin` list of the Dockerfile's `RUN` instruction that runs `program`.
+fn built_binaries(dockerfile: &str, program: &str) -> Vec<String> {
+    let instruction = dockerfile
+        .replace("\\\n", " ")
+        .lines()
+        .find(|line| line.starts_with("RUN ") && line.contains(program))
+        .unwrap_or_else(|| panic!("the Dockerfile runs `{program}`"))
+        .to_string();
+    let words: Vec<&str> = instruction.split_whitespace().collect();
+    words.windows(2).filter(|pair| pair[0] == "--bin").map(|pair| pair[1].to_string()).collect()
+}
+
+#[test]
+fn the_dependency_layer_is_cooked_for_the_binaries_the_image_builds() {
+    let dockerfile = std::fs::read_to_string(workspace_root().join("Dockerfile")).expect("read Dockerfile");
+    let built = built_binaries(&dockerfile, "cargo build");
+    assert!(!built.is_empty(), "the image builds named binaries");
+    assert_eq!(
+        built_binaries(&dockerfile, "cargo chef cook"),
+        built,
+        "cargo chef cook compiles the dependencies for the same binaries as the build, with the same features"
+    );
+}
