@@ -648,6 +648,145 @@ fn metadata_and_rating_can_be_scaled_on_a_range_of_host_ports() {
     }
 }
 
+/// The services `name` depends on, directly or through others.
+fn dependencies(compose: &Value, name: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut next = vec![name.to_string()];
+    while let Some(current) = next.pop() {
+        let Some(depends_on) = service(compose, &current)["depends_on"].as_mapping() else { continue };
+        for dependency in depends_on.keys().filter_map(Value::as_str) {
+            if !found.iter().any(|known| known == dependency) {
+                found.push(dependency.to_string());
+                next.push(dependency.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A `docker compose` command's subcommand (`up`, `run`, ...), its flags and
+/// the services it names; the options before the subcommand (`--profile x`)
+/// are left out.
+#[derive(Debug)]
+struct ComposeCommand {
+    text: String,
+    subcommand: String,
+    flags: Vec<String>,
+    services: Vec<String>,
+}
+
+/// The compose options and flags this file's commands use that take a value.
+const TAKES_A_VALUE: [&str; 3] = ["--profile", "--scale", "--index"];
+
+fn compose_command(line: &str) -> Option<ComposeCommand> {
+    let start = line.find("docker compose ")?;
+    let text = line[start..].split(['`', '|', '#']).next().unwrap_or_default().trim().to_string();
+    let mut words = text.split_whitespace().skip(2);
+    let mut subcommand = None;
+    let (mut flags, mut services) = (Vec::new(), Vec::new());
+    while let Some(word) = words.next() {
+        if word.starts_with('-') {
+            if TAKES_A_VALUE.contains(&word) {
+                words.next();
+            }
+            if subcommand.is_some() {
+                flags.push(word.to_string());
+            }
+        } else if subcommand.is_none() {
+            subcommand = Some(word.to_string());
+        } else {
+            services.push(word.to_string());
+        }
+    }
+    Some(ComposeCommand { subcommand: subcommand?, text, flags, services })
+}
+
+/// The `docker compose` commands of a markdown file's ```sh blocks, in order.
+fn compose_commands_of_markdown(relative: &str) -> Vec<ComposeCommand> {
+    let markdown = std::fs::read_to_string(workspace_root().join(relative)).expect("read the markdown file");
+    let mut in_script = false;
+    let mut commands = Vec::new();
+    for line in markdown.lines() {
+        if let Some(info) = line.strip_prefix("```") {
+            in_script = !in_script && info.trim() == "sh";
+        } else if in_script {
+            commands.extend(compose_command(line));
+        }
+    }
+    commands
+}
+
+/// Compose brings what a command is about back to the file: after the
+/// walkthrough scales metadata and rating out (port ranges and `--scale` from
+/// the shell), an `up` or `run` that takes them in without those would
+/// remove the second instances and start the killed one again.
+#[test]
+fn after_scaling_out_the_walkthrough_leaves_the_scaled_services_alone() {
+    let compose = load();
+    let commands = compose_commands_of_markdown("docs/walkthrough.md");
+    let scale_out = commands
+        .iter()
+        .position(|command| command.subcommand == "up" && command.flags.iter().any(|flag| flag == "--scale"))
+        .expect("the walkthrough scales out with `up --scale`");
+    let converging: Vec<&ComposeCommand> = commands[scale_out + 1..]
+        .iter()
+        .filter(|command| ["up", "run", "create"].contains(&&*command.subcommand))
+        .collect();
+    assert!(!converging.is_empty(), "no `up` or `run` follows the scale-out: {commands:#?}");
+    for command in converging {
+        assert!(!command.services.is_empty(), "`{}` names no service: it takes in every one", command.text);
+        let touched: Vec<String> = if command.flags.iter().any(|flag| flag == "--no-deps") {
+            command.services.clone()
+        } else {
+            command
+                .services
+                .iter()
+                .flat_map(|name| dependencies(&compose, name).into_iter().chain([name.clone()]))
+                .collect()
+        };
+        for scaled in STORING {
+            assert!(
+                !touched.iter().any(|name| name == scaled),
+                "`{}` takes {scaled} back to the file's one instance (it touches {touched:?})",
+                command.text
+            );
+        }
+    }
+}
+
+/// Starting the observability profile is something done to a running stack,
+/// maybe scaled: every place that says how names the services it starts.
+#[test]
+fn the_documented_observability_start_names_its_services() {
+    let compose = load();
+    let profile: Vec<String> = compose["services"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, service)| {
+            service["profiles"].as_sequence().is_some_and(|profiles| profiles.contains(&"observability".into()))
+        })
+        .map(|(name, _)| name.as_str().unwrap().to_string())
+        .collect();
+    assert!(!profile.is_empty(), "the observability profile has services");
+    let mut checked = 0;
+    for file in ["docker-compose.yml", "README.md", "docs/walkthrough.md", "docs/operations.md"] {
+        let text = std::fs::read_to_string(workspace_root().join(file)).expect("read the file");
+        for command in text.lines().filter_map(compose_command) {
+            if command.subcommand != "up" || !command.text.contains("--profile observability") {
+                continue;
+            }
+            checked += 1;
+            let mut named = command.services.clone();
+            named.sort();
+            let mut expected = profile.clone();
+            expected.sort();
+            assert_eq!(named, expected, "{file}: `{}` names the profile's services, and only them", command.text);
+        }
+    }
+    assert!(checked >= 3, "only {checked} commands start the observability profile");
+}
+
 #[test]
 fn the_build_context_leaves_out_the_env_file_with_the_password() {
     let ignored = std::fs::read_to_string(workspace_root().join(".dockerignore")).expect("read .dockerignore");
