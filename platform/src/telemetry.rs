@@ -1,6 +1,6 @@
 //! Sets up `tracing` once per process: lines on stderr, human-readable or
 //! JSON (`--log-format`), filtered by `RUST_LOG` (default `info`, with
-//! consulrs's per-request logs at `warn`); and, when
+//! consulrs's per-request logs at `warn`; see [`log_filter`]); and, when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the suite's spans exported over
 //! OTLP/gRPC with W3C trace context propagation (see [`crate::trace_context`]).
 use std::{
@@ -39,11 +39,30 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-/// What is logged without `RUST_LOG`: consulrs logs every request it makes,
-/// and the OpenTelemetry exporter logs each failed export (every batch while
-/// the collector is away, as when compose runs without its observability
-/// profile); `RUST_LOG=info,opentelemetry_otlp=warn` shows them.
-const DEFAULT_LOG_FILTER: &str = "info,consulrs=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+/// What is logged without `RUST_LOG`: consulrs logs every request it makes.
+const DEFAULT_LOG_FILTER: &str = "info,consulrs=warn";
+
+/// The prefix of the targets the OpenTelemetry exporter logs under
+/// (`opentelemetry`, `opentelemetry_sdk`, `opentelemetry-otlp`).
+const EXPORTER_LOGS: &str = "opentelemetry";
+
+/// The filter of the log lines: `RUST_LOG`, or [`DEFAULT_LOG_FILTER`] when it
+/// is unset or invalid, with the trace exporter's own logs off unless
+/// `RUST_LOG` names them (`RUST_LOG=info,opentelemetry=warn`). The exporter
+/// logs each failed export, every batch while the collector is away (as when
+/// compose runs without its observability profile), and a `RUST_LOG` written
+/// for the suite's own logs (`info,rating::event_log=debug`) must not turn
+/// that on.
+pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let directives = rust_log.filter(|directives| EnvFilter::try_new(directives).is_ok()).unwrap_or(DEFAULT_LOG_FILTER);
+    let asked_for_exporter_logs =
+        directives.split(',').any(|directive| directive.trim_start().starts_with(EXPORTER_LOGS));
+    if asked_for_exporter_logs {
+        return EnvFilter::new(directives);
+    }
+    let exporter_off = format!("{EXPORTER_LOGS}=off");
+    EnvFilter::new(if directives.is_empty() { exporter_off } else { format!("{directives},{exporter_off}") })
+}
 
 /// The crates whose spans are exported: the suite's own, not its
 /// dependencies' (h2, hyper and tonic open spans of their own).
@@ -79,7 +98,8 @@ impl Drop for Telemetry {
 /// install nothing, so tests that run several services in one process can
 /// call it.
 pub fn init(format: LogFormat, service_name: &str) -> Telemetry {
-    let filter = Evaluated(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)));
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = Evaluated(log_filter(rust_log.as_deref()));
     let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Pretty => fmt::layer()
             .with_writer(std::io::stderr)

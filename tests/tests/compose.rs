@@ -819,3 +819,38 @@ fn the_dependency_layer_is_cooked_for_the_binaries_the_image_builds() {
         "cargo chef cook compiles the dependencies for the same binaries as the build, with the same features"
     );
 }
+
+/// Whether the OpenTelemetry exporter's own error logs (a failed export)
+/// pass the services' log filter under `rust_log`.
+fn exporter_errors_logged(rust_log: Option<&str>) -> bool {
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(platform::telemetry::log_filter(rust_log));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::enabled!(target: "opentelemetry_sdk", tracing::Level::ERROR)
+            || tracing::enabled!(target: "opentelemetry-otlp", tracing::Level::ERROR)
+    })
+}
+
+/// The services send traces to Jaeger, which runs only with the
+/// observability profile: without it every export fails, and the log filters
+/// the image and the compose file set must not show each failure.
+#[test]
+fn the_exporters_own_errors_stay_out_of_the_logs_the_stack_sets() {
+    let compose = load();
+    let dockerfile = std::fs::read_to_string(workspace_root().join("Dockerfile")).expect("read Dockerfile");
+    let image_filter = dockerfile
+        .lines()
+        .find_map(|line| line.strip_prefix("ENV RUST_LOG="))
+        .expect("the image sets RUST_LOG")
+        .to_string();
+    let mut filters = vec![image_filter];
+    filters.extend(IMAGE_USERS.iter().filter_map(|name| environment(service(&compose, name)).remove("RUST_LOG")));
+    assert!(filters.len() >= 2, "the image's and a service's RUST_LOG: {filters:?}");
+    for filter in &filters {
+        assert!(!exporter_errors_logged(Some(filter)), "RUST_LOG={filter} logs every failed export");
+    }
+    assert!(!exporter_errors_logged(None), "the default filter logs every failed export");
+    // Asked for by name, they are shown.
+    assert!(exporter_errors_logged(Some("info,opentelemetry=warn")));
+    assert!(exporter_errors_logged(Some("info,opentelemetry_sdk=error")));
+}
