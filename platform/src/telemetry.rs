@@ -1,8 +1,9 @@
 //! Sets up `tracing` once per process: lines on stderr, human-readable or
 //! JSON (`--log-format`), filtered by `RUST_LOG` (default `info`, with
 //! consulrs's per-request logs at `warn`; see [`log_filter`]); and, when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the suite's spans exported over
-//! OTLP/gRPC with W3C trace context propagation (see [`crate::trace_context`]).
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the suite's calls and events
+//! exported as traces over OTLP/gRPC with W3C trace context propagation
+//! (see [`crate::trace_context`]).
 use std::{
     io::IsTerminal,
     sync::atomic::{AtomicBool, Ordering},
@@ -13,9 +14,10 @@ use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::Sd
 use tracing::{Level, Metadata, Subscriber, subscriber::Interest};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::{FilterFn, LevelFilter},
+    filter::LevelFilter,
     fmt,
     layer::{self, SubscriberExt},
+    registry::LookupSpan,
     util::SubscriberInitExt,
 };
 
@@ -149,18 +151,39 @@ fn trace_exporter(
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("movie-ratings");
-    let layer =
-        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(Evaluated(FilterFn::new(exported))).boxed();
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(Evaluated(Exported)).boxed();
     Ok(Some((layer, provider)))
 }
 
-/// The suite's spans at every level, and its events at INFO and above
-/// (they become span events).
-fn exported(metadata: &Metadata<'_>) -> bool {
-    let ours = TRACED_CRATES
-        .iter()
-        .any(|name| metadata.target().strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
-    ours && (metadata.is_span() || *metadata.level() <= Level::INFO)
+/// What becomes traces: calls and events. A trace starts at a span of
+/// [`crate::trace_context`] (a gRPC call served or made, an event published
+/// or applied) and holds the suite's spans at every level and its events at
+/// INFO and above (they become span events) opened inside it. Background
+/// work (discovery lookups, registration heartbeats) opens its spans outside
+/// any call: they stay in the log lines, and would otherwise fill the trace
+/// view with one-span traces every few seconds.
+struct Exported;
+
+impl Exported {
+    fn ours(metadata: &Metadata<'_>) -> bool {
+        let traced = TRACED_CRATES.iter().any(|name| {
+            metadata.target().strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        });
+        traced && (metadata.is_span() || *metadata.level() <= Level::INFO)
+    }
+}
+
+impl<S: Subscriber + for<'lookup> LookupSpan<'lookup>> layer::Filter<S> for Exported {
+    fn enabled(&self, metadata: &Metadata<'_>, cx: &layer::Context<'_, S>) -> bool {
+        // The current span as this layer sees it: the nearest exported one.
+        let starts_or_joins_a_trace =
+            || metadata.target() == crate::trace_context::TARGET || cx.lookup_current().is_some();
+        Self::ours(metadata) && (!metadata.is_span() || starts_or_joins_a_trace())
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if Self::ours(metadata) { Interest::sometimes() } else { Interest::never() }
+    }
 }
 
 /// A per-layer filter whose callsites never cache `Interest::always`, so

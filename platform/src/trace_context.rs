@@ -70,6 +70,10 @@ fn messaging_span(kind: &'static str, name: &'static str, topic: &str, parent: i
     with_parent(span, parent())
 }
 
+/// The target of the spans that start or continue a trace: a call or an
+/// event (see [`crate::telemetry`]'s export filter).
+pub(crate) const TARGET: &str = module_path!();
+
 struct HeaderList(Vec<(String, String)>);
 
 impl Injector for HeaderList {

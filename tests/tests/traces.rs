@@ -1,14 +1,16 @@
 //! Traces across processes: the three services export spans over OTLP to a
 //! receiver in the test, and one GetMovieDetails gives one trace whose
-//! spans in metadata and rating are children of movie's client calls.
+//! spans in metadata and rating are children of movie's client calls;
+//! background work (discovery lookups, heartbeats) is never a trace.
 use std::time::Duration;
 
 use e2e::{
     broker::Broker,
     calls::{movie_details, put_movie},
+    consul::FakeConsul,
     otlp::{OtlpReceiver, ReceivedSpan},
     process::{ServiceProcess, binary},
-    rating,
+    rating, wait_until,
 };
 use tonic::Code;
 
@@ -156,4 +158,64 @@ fn json_log_lines_of_one_call_carry_its_trace_id_in_all_three_services() {
                 .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
         }
     }
+}
+
+/// Traces hold calls and events. With Consul discovery, movie looks its
+/// peers up every `--discovery-refresh` and every instance sends heartbeats:
+/// exported, each would be a one-span trace, and Jaeger's newest traces
+/// would be those instead of the calls.
+#[test]
+fn background_work_with_consul_discovery_exports_no_span() {
+    let receiver = OtlpReceiver::start();
+    let consul = FakeConsul::start();
+    let address = consul.http_address();
+    let with_consul = |binary: &str, args: &[&str]| {
+        let mut all = vec!["--consul-check-ttl", "1s"];
+        all.extend_from_slice(args);
+        start_with(binary, &all, &[("CONSUL_HTTP_ADDR", &address)], &receiver)
+    };
+    let metadata = with_consul("metadata", &[]);
+    let _rating = with_consul("rating", &[]);
+    let movie = with_consul("movie", &["--discovery-refresh", "200ms"]);
+    put_movie(&metadata, "1");
+    wait_until("Consul lists the three services as passing", Duration::from_secs(15), || {
+        ["metadata", "rating", "movie"].iter().all(|service| !consul.passing(service).is_empty())
+    });
+
+    // Idle: movie looks each peer up ten times, each instance heartbeats thrice.
+    let checks: Vec<String> = ["metadata", "rating", "movie"]
+        .iter()
+        .flat_map(|service| consul.registered(service))
+        .filter_map(|instance| instance.check_id)
+        .collect();
+    assert_eq!(checks.len(), 3, "each instance registered with a TTL check");
+    let heartbeats_before: Vec<usize> = checks.iter().map(|check| consul.heartbeats(check)).collect();
+    let idle_from = consul.requests().len();
+    wait_until("ten lookups of each peer and three heartbeats of each instance", Duration::from_secs(30), || {
+        let requests = consul.requests();
+        let lookups = |service: &str| {
+            let path = format!("/v1/health/service/{service}?");
+            requests[idle_from..].iter().filter(|request| request.contains(&path)).count()
+        };
+        lookups("metadata") >= 10
+            && lookups("rating") >= 10
+            && checks.iter().zip(&heartbeats_before).all(|(check, before)| consul.heartbeats(check) >= before + 3)
+    });
+
+    // Then a call: a process exports its spans in the order they end, so once
+    // the call's spans have arrived from all three, whatever the idle time
+    // exported has arrived too.
+    assert_eq!(movie_details(&movie, &["1"]), [Code::Ok]);
+    let spans = receiver.wait_for("the call's spans reach the receiver from the three services", |spans| {
+        !named(spans, "metadata", "MetadataService/GetMetadata").is_empty()
+            && !named(spans, "rating", "RatingService/GetAggregatedRating").is_empty()
+            && !named(spans, "movie", "MovieService/GetMovieDetails").is_empty()
+    });
+    let calls: Vec<&str> = ["MetadataService/PutMetadata", "MovieService/GetMovieDetails"]
+        .iter()
+        .flat_map(|name| spans.iter().filter(move |span| span.name == *name && span.parent_span_id.is_empty()))
+        .map(|span| span.trace_id.as_str())
+        .collect();
+    let outside: Vec<&ReceivedSpan> = spans.iter().filter(|span| !calls.contains(&span.trace_id.as_str())).collect();
+    assert!(outside.is_empty(), "spans outside the test's two calls were exported: {outside:#?}");
 }

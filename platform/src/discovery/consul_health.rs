@@ -79,8 +79,10 @@ pub struct ServiceEntryNode {
 
 /// Lists the instances of a service with their health.
 ///
-/// See [`ListServiceInstancesRequest`].
-#[tracing::instrument(skip(client, opts), err)]
+/// See [`ListServiceInstancesRequest`]. Its span is a debug log span: a
+/// lookup is background work, not part of a call (the upstream pool refreshes
+/// its instances on its own), and is not exported as a trace.
+#[tracing::instrument(level = "debug", skip(client, opts), err)]
 pub async fn service(
     client: &impl Client,
     service: &str,
