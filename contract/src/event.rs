@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// The wire names of the event's fields.
-mod field {
+pub(crate) mod field {
     pub const RECORD_ID: &str = "recordId";
     pub const RECORD_TYPE: &str = "recordType";
     pub const USER_ID: &str = "userId";
@@ -34,8 +34,8 @@ mod field {
     pub const EVENT_TYPE: &str = "eventType";
 }
 
-const PUT: &str = "put";
-const DELETE: &str = "delete";
+pub(crate) const PUT: &str = "put";
+pub(crate) const DELETE: &str = "delete";
 
 /// A validated rating event: a user set or withdrew their rating of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,7 +461,7 @@ fn describe(value: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -821,8 +821,9 @@ mod tests {
     }
 
     /// Properties of the decoder, the validator and the key, over generated
-    /// input: what a data provider might send, and plain garbage.
-    mod properties {
+    /// input: what a data provider might send, and plain garbage. The
+    /// schema's tests (`crate::schema`) draw from the same generators.
+    pub(crate) mod properties {
         use proptest::prelude::*;
         use serde_json::{Map, Value, json};
 
@@ -837,7 +838,7 @@ mod tests {
 
         /// Ids as they may come: short ones of the characters the key escapes
         /// and JSON must quote, any text, and both sides of the length limit.
-        fn raw_id() -> impl Strategy<Value = String> {
+        pub(crate) fn raw_id() -> impl Strategy<Value = String> {
             prop_oneof![
                 4 => r#"[a%/2F5 é"\\\n\t\x00]{0,8}"#,
                 4 => ".{0,40}",
@@ -872,7 +873,7 @@ mod tests {
 
         /// An object with each event field absent or of some type; often
         /// enough an event that is accepted.
-        fn event_object() -> impl Strategy<Value = Map<String, Value>> {
+        pub(crate) fn event_object() -> impl Strategy<Value = Map<String, Value>> {
             let id = || {
                 let id = prop_oneof![
                     8 => valid_id().prop_map(Value::from),
@@ -919,7 +920,7 @@ mod tests {
             prop_oneof![Just(RatingRange::default()), other]
         }
 
-        fn valid_event() -> impl Strategy<Value = (RatingEvent, RatingRange)> {
+        pub(crate) fn valid_event() -> impl Strategy<Value = (RatingEvent, RatingRange)> {
             (valid_id(), valid_id(), valid_id(), any_range(), any::<bool>(), any::<u32>()).prop_map(
                 |(record_type, record_id, user, range, is_put, pick)| {
                     let key = RecordKey::parse(record_type, record_id).unwrap();
