@@ -5,6 +5,9 @@
 //! [`input`] reads and validates, one record at a time, [`publish`] talks to
 //! Kafka, and [`run`] ties them together in two passes over the input, so
 //! that memory stays bounded whatever its size; [`summary`] reports the run.
+//! With `--validate-only` the run stops after the first pass: a producer
+//! written in another language checks its output against the contract
+//! without a broker.
 //! What a user must read (each refused record as `FILE:record N: reason`,
 //! the final summary) goes to stderr as plain lines like a compiler's
 //! diagnostics, or, with `--summary json`, the summary goes to stdout as one
@@ -35,7 +38,8 @@ use crate::{
     long_about = "Validates rating events from a JSON file, then publishes them to Kafka for the rating service.\n\n\
         The file holds a JSON array of events, or one JSON object per line. An event looks like\n\
         {\"recordId\": \"1\", \"recordType\": \"movie\", \"userId\": \"105\", \"ratingValue\": 5, \"eventType\": \"put\"}\n\
-        (eventType put or delete). Nothing is published unless every event is valid, or --skip-invalid is given."
+        (eventType put or delete). Nothing is published unless every event is valid, or --skip-invalid is given.\n\n\
+        --validate-only checks a file against the event contract without a broker, and publishes nothing."
 )]
 pub struct Config {
     /// File of rating events: a JSON array or one JSON object per line; `-` reads stdin (into a temporary file, as the input is read twice)
@@ -67,6 +71,10 @@ pub struct Config {
     /// The summary at the end of every run, success or failure: for people, or for machines
     #[arg(long, env = "SUMMARY_FORMAT", value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
+
+    /// Check the file against the event contract as a publishing run would, and stop there: no broker needed, nothing published
+    #[arg(long, env = "VALIDATE_ONLY")]
+    pub validate_only: bool,
 }
 
 impl Config {
@@ -105,14 +113,28 @@ pub enum IngestError {
 /// What a successful run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    pub delivery: Delivery,
+    /// What became of the events; `None` when they were only validated
+    /// (`--validate-only`).
+    pub delivery: Option<Delivery>,
+    /// The valid events, published or to publish.
+    pub events: usize,
     /// Invalid records left out with `--skip-invalid`.
     pub skipped: usize,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.delivery)?;
+        match &self.delivery {
+            Some(delivery) => write!(f, "{delivery}")?,
+            None => {
+                let records = self.events + self.skipped;
+                return write!(
+                    f,
+                    "{} of {records} records are valid rating events; nothing was published (--validate-only)",
+                    self.events
+                );
+            }
+        }
         if self.skipped > 0 {
             write!(f, "; skipped {} invalid records (reported above)", self.skipped)?;
         }
@@ -147,7 +169,7 @@ impl Report {
     /// all of them were acknowledged).
     pub fn delivery(&self) -> Option<&Delivery> {
         match &self.result {
-            Ok(summary) => Some(&summary.delivery),
+            Ok(summary) => summary.delivery.as_ref(),
             Err(IngestError::Publish(PublishError::Undelivered(delivery))) => Some(delivery),
             Err(_) => None,
         }
@@ -168,7 +190,7 @@ fn ingest(config: &Config, counts: &mut Option<InputCounts>) -> Result<Summary, 
     let source = config.input_source();
     let input_error = |error| IngestError::Input { input: source.clone(), error };
     // Settings are checked before a possibly large input is read.
-    let publisher = Publisher::new(config.publish_settings())?;
+    let publisher = if config.validate_only { None } else { Some(Publisher::new(config.publish_settings())?) };
 
     let mut input = input::open(&source).map_err(input_error)?;
     let scan = input
@@ -188,6 +210,9 @@ fn ingest(config: &Config, counts: &mut Option<InputCounts>) -> Result<Summary, 
     let skipped = found.invalid;
     *counts = Some(InputCounts { skipped, events, ..found });
     tracing::info!(input = %source, events, skipped, "input validated");
+    let Some(publisher) = publisher else {
+        return Ok(Summary { delivery: None, events, skipped });
+    };
 
     let partitions = publisher.check_topic()?;
     input.ensure_unchanged().map_err(input_error)?;
@@ -195,7 +220,7 @@ fn ingest(config: &Config, counts: &mut Option<InputCounts>) -> Result<Summary, 
     let progress = publish::progress_bar(events, std::io::stderr().is_terminal());
     let delivery =
         input.replay_alongside(&scan, range, |replayed| publisher.publish(replayed, events as u64, &progress))?;
-    Ok(Summary { delivery, skipped })
+    Ok(Summary { delivery: Some(delivery), events, skipped })
 }
 
 #[cfg(test)]
@@ -215,6 +240,7 @@ mod tests {
         assert_eq!(config.timeout, Duration::from_secs(30));
         assert!(!config.skip_invalid);
         assert_eq!(config.summary, SummaryFormat::Text);
+        assert!(!config.validate_only);
     }
 
     #[test]
@@ -237,6 +263,7 @@ mod tests {
             "--skip-invalid",
             "--summary",
             "json",
+            "--validate-only",
         ])
         .unwrap();
         assert_eq!(config.input_source(), InputSource::Stdin);
@@ -247,6 +274,7 @@ mod tests {
         assert_eq!(config.timeout, Duration::from_secs(90));
         assert!(config.skip_invalid);
         assert_eq!(config.summary, SummaryFormat::Json);
+        assert!(config.validate_only);
     }
 
     #[test]
@@ -271,6 +299,32 @@ mod tests {
             report.result.unwrap_err().to_string(),
             "/nonexistent/ratings.json: no such file (name the events file as the first argument, or `-` for stdin)"
         );
+    }
+
+    #[test]
+    fn validate_only_checks_the_input_without_a_broker() {
+        let file = std::env::temp_dir().join(format!("ratingingester-validate-{}.json", std::process::id()));
+        let valid = r#"{"recordId": "1", "recordType": "movie", "userId": "1", "ratingValue": 4}"#;
+        let invalid = r#"{"recordId": "1", "recordType": "movie", "userId": "2", "ratingValue": 9}"#;
+        // No broker listens there: a publishing run would fail to reach it.
+        let validating = |contents: String, extra: &[&str]| {
+            std::fs::write(&file, contents).unwrap();
+            let path = file.to_str().unwrap();
+            let arguments = [&["ratingingester", path, "--validate-only", "--kafka-brokers", "127.0.0.1:1"][..], extra];
+            run(&Config::try_parse_from(arguments.concat()).unwrap())
+        };
+
+        let report = validating(format!("{valid}\n{valid}\n"), &[]);
+        assert_eq!(report.input, Some(InputCounts { records: 2, invalid: 0, skipped: 0, events: 2 }));
+        assert_eq!(report.result.as_ref().unwrap(), &Summary { delivery: None, events: 2, skipped: 0 });
+        assert_eq!(report.delivery(), None, "nothing was published");
+
+        let report = validating(format!("{valid}\n{invalid}\n"), &[]);
+        assert!(matches!(report.result, Err(IngestError::Refused { .. })), "{:?}", report.result);
+        // The same rules as a publishing run: --skip-invalid accepts what it would publish.
+        let report = validating(format!("{valid}\n{invalid}\n"), &["--skip-invalid"]);
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(report.result.unwrap(), Summary { delivery: None, events: 1, skipped: 1 });
     }
 
     #[test]

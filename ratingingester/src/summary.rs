@@ -26,6 +26,9 @@ pub enum SummaryFormat {
 pub enum Outcome {
     /// Every event was acknowledged.
     Ok,
+    /// With `--validate-only`: the input may be published as it is (with
+    /// `--skip-invalid`, its valid records); nothing was.
+    Valid,
     /// The input was read and refused (invalid records, a broken array, no
     /// valid event, empty, not JSON): nothing was published.
     InvalidInput,
@@ -41,6 +44,7 @@ impl Outcome {
     pub fn of(result: &Result<Summary, IngestError>) -> Self {
         // No wildcard: a new error must be placed deliberately.
         match result {
+            Ok(summary) if summary.delivery.is_none() => Outcome::Valid,
             Ok(_) => Outcome::Ok,
             Err(IngestError::Refused { .. }) => Outcome::InvalidInput,
             Err(IngestError::Input { error, .. }) => match error {
@@ -179,7 +183,8 @@ mod tests {
 
     #[test]
     fn a_success_has_every_count() {
-        let success = report(counts(21, 1, 1, 20), Ok(Summary { delivery: delivery(20, &[]), skipped: 1 }));
+        let success =
+            report(counts(21, 1, 1, 20), Ok(Summary { delivery: Some(delivery(20, &[])), events: 20, skipped: 1 }));
         assert_eq!(
             json(&success),
             json!({
@@ -251,7 +256,8 @@ mod tests {
 
     #[test]
     fn text_writes_the_summary_line_or_the_error_to_stderr_only() {
-        let success = report(counts(20, 0, 0, 20), Ok(Summary { delivery: delivery(20, &[]), skipped: 0 }));
+        let success =
+            report(counts(20, 0, 0, 20), Ok(Summary { delivery: Some(delivery(20, &[])), events: 20, skipped: 0 }));
         assert_eq!(
             written(&success, SummaryFormat::Text),
             (String::new(), "sent 20 of 20 rating events to topic \"ratings\" in 1.50s, 0 failed\n".to_owned())
@@ -264,8 +270,30 @@ mod tests {
     }
 
     #[test]
+    fn a_validation_only_run_says_nothing_was_published() {
+        let validated = report(counts(21, 1, 1, 20), Ok(Summary { delivery: None, events: 20, skipped: 1 }));
+        assert_eq!(
+            json(&validated),
+            json!({
+                "outcome": "valid", "topic": "ratings",
+                "records": 21, "invalid": 1, "skipped": 1, "events": 20,
+                "sent": 0, "failed": 0, "failures": {},
+                "duration_ms": null, "error": null,
+            })
+        );
+        assert_eq!(
+            written(&validated, SummaryFormat::Text),
+            (
+                String::new(),
+                "20 of 21 records are valid rating events; nothing was published (--validate-only)\n".to_owned()
+            )
+        );
+    }
+
+    #[test]
     fn json_writes_one_object_on_stdout_and_the_error_on_stderr() {
-        let success = report(counts(20, 0, 0, 20), Ok(Summary { delivery: delivery(20, &[]), skipped: 0 }));
+        let success =
+            report(counts(20, 0, 0, 20), Ok(Summary { delivery: Some(delivery(20, &[])), events: 20, skipped: 0 }));
         let (stdout, stderr) = written(&success, SummaryFormat::Json);
         assert_eq!(stderr, "");
         assert_eq!(stdout.lines().count(), 1, "{stdout}");
