@@ -40,7 +40,14 @@ fn compare_objects(released: &Map<String, Value>, current: &Map<String, Value>, 
         let keyword = keyword.as_str();
         match (keyword, old, new) {
             (_, _, _) if ANNOTATIONS.contains(&keyword) => {}
-            // Absent in the current schema: no constraint any more.
+            // Fields and definitions, gone with the keyword: each one removed.
+            ("properties", Some(old), None) => {
+                compare_named(old, &Value::Object(Map::new()), &here, "the field", found)
+            }
+            ("$defs", Some(old), None) => {
+                compare_named(old, &Value::Object(Map::new()), &here, "the definition", found)
+            }
+            // Any other keyword absent in the current schema: no constraint any more.
             (_, Some(_), None) => {}
             (_, None, Some(new)) => {
                 let constraining = match keyword {
@@ -254,6 +261,13 @@ mod tests {
                 "a not widened, so refusing more",
                 Box::new(|schema| *at(schema, "/$defs/agreeingValues/anyOf/0/not/required") = json!(["value"])),
                 "at /$defs/agreeingValues/anyOf/0/not/required: \"ratingValue\" became required",
+            ),
+            (
+                "every field removed",
+                Box::new(|schema| {
+                    schema.as_object_mut().unwrap().remove("properties");
+                }),
+                "at /properties: the field eventType was removed or renamed",
             ),
             (
                 "an anyOf branch removed",
