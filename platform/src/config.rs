@@ -126,6 +126,26 @@ pub struct ServerArgs {
     #[arg(long, env = "WORKER_THREADS")]
     pub worker_threads: Option<NonZeroUsize>,
 
+    /// How long a new connection may take to finish its TLS handshake (with TLS on) and send the HTTP/2 preface and its first SETTINGS frame; past it, it is closed
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A connection this instance received nothing on for this long is sent an HTTP/2 PING, so that a peer that vanished (a crashed host, a dropped route) is noticed
+    #[arg(long, env = "HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = positive_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// A keep-alive PING unanswered for this long closes the connection, and the calls still open on it
+    #[arg(long, env = "HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = positive_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// A connection with no call open for this long is closed with GOAWAY; its client reconnects on its next call
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "5m", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Client connections this instance holds open at once; past it, a new one is closed at once (keep it under the process's file descriptor limit, `ulimit -n`)
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: NonZeroUsize,
+
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
 
@@ -141,9 +161,30 @@ impl ServerArgs {
         self.instance_id.as_deref().map(InstanceId::new)
     }
 
+    /// The limits of every connection the server accepts.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            handshake_timeout: self.handshake_timeout,
+            keepalive_interval: self.http2_keepalive_interval,
+            keepalive_timeout: self.http2_keepalive_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     /// `--max-message-size` in bytes, as tonic's limits take it.
     pub fn max_message_size(&self) -> usize {
         usize::try_from(self.max_message_size.as_u64()).unwrap_or(usize::MAX)
+    }
+}
+
+/// A duration such as `10s` or `5m`, more than zero: a limit of zero
+/// would close every connection at once.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(Duration::ZERO) => Err("must be more than zero".into()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -181,6 +222,25 @@ mod tests {
         assert!(ServerProbe::try_parse_from(["probe", "--max-concurrent-requests", "0"]).is_err());
         let probe = ServerProbe::try_parse_from(["probe", "--max-concurrent-requests", "2"]).unwrap();
         assert_eq!(probe.server.max_concurrent_requests.get(), 2);
+    }
+
+    #[test]
+    fn connection_limits_default_to_bounds_for_production_and_refuse_zero() {
+        let limits = ServerProbe::try_parse_from(["probe"]).unwrap().server.connection_limits();
+        assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(limits.keepalive_interval, Duration::from_secs(30));
+        assert_eq!(limits.keepalive_timeout, Duration::from_secs(20));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(300));
+        assert_eq!(limits.max_connections.get(), 10_000);
+        let probe =
+            ServerProbe::try_parse_from(["probe", "--handshake-timeout", "1s", "--idle-timeout", "2m"]).unwrap();
+        assert_eq!(probe.server.connection_limits().handshake_timeout, Duration::from_secs(1));
+        assert_eq!(probe.server.connection_limits().idle_timeout, Duration::from_secs(120));
+        for flag in ["--handshake-timeout", "--http2-keepalive-interval", "--http2-keepalive-timeout", "--idle-timeout"]
+        {
+            assert!(ServerProbe::try_parse_from(["probe", flag, "0s"]).is_err(), "{flag} 0s");
+        }
+        assert!(ServerProbe::try_parse_from(["probe", "--max-connections", "0"]).is_err());
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Deadline {
 
 /// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`
 /// for milliseconds, `u`, `n`), as gRPC over HTTP/2 defines it.
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let unit_at = value.len().checked_sub(1)?;
     let (amount, unit) = (value.get(..unit_at)?, value.get(unit_at..)?);
     if amount.is_empty() || amount.len() > 8 || !amount.bytes().all(|byte| byte.is_ascii_digit()) {

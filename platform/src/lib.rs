@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod call_layer;
 pub mod config;
+pub mod connections;
 pub mod database;
 pub mod deadline;
 pub mod discovery;

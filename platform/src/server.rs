@@ -7,25 +7,21 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use contract::api;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
-};
-use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::{service::Routes, transport::ServerTlsConfig};
+use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     auth::Authorization,
     call_layer::CallLayer,
     config::{DiscoveryArgs, ServerArgs},
+    connections::{ConnectionLimits, Http2Settings},
     discovery::{Instance, InstanceId, Registration, RegistrationSettings, Registry, ServiceName},
     overload::{ConcurrencyLimit, MessageSizeLayer},
     request_decoding::RequestDecoding,
     server_calls::ServerCalls,
-    tls::ServerTlsArgs,
-    write_batching::Batched,
+    tls::{ServerTls, ServerTlsArgs},
 };
 
 /// The services every server offers besides its own.
@@ -55,6 +51,8 @@ pub struct ServiceSettings {
     pub tls: ServerTlsArgs,
     /// The calls that need a bearer token, and its key; none: all open.
     pub authorization: Option<Authorization>,
+    /// The limits of every connection: handshake, keep-alive, idle, count.
+    pub connections: ConnectionLimits,
 }
 
 impl ServiceSettings {
@@ -79,6 +77,7 @@ impl ServiceSettings {
             max_concurrent_requests: server.max_concurrent_requests.get(),
             tls: server.tls.clone(),
             authorization: None,
+            connections: server.connection_limits(),
         }
     }
 }
@@ -93,8 +92,6 @@ pub enum ServeError {
     },
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the gRPC server failed")]
-    Transport(#[from] tonic::transport::Error),
     #[error("the gRPC server task ended abnormally")]
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
@@ -109,7 +106,7 @@ pub struct BoundServer {
     settings: ServiceSettings,
     listener: TcpListener,
     local_address: SocketAddr,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<ServerTls>,
 }
 
 impl BoundServer {
@@ -174,7 +171,7 @@ impl BoundServer {
             concurrency: ConcurrencyLimit::new(settings.service.as_str(), settings.max_concurrent_requests),
             authorization: settings.authorization.clone(),
         };
-        let mut server = ServerTask::spawn(routes, listener, calls, limits, tls)?;
+        let mut server = ServerTask::spawn(routes, listener, calls, limits, tls, settings.connections.clone());
         tracing::info!(service = %settings.service, instance = %instance.id, address = %local_address,
             tls = settings.tls.mode(),
             auth = settings.authorization.as_ref().map_or_else(|| "off".to_owned(), Authorization::algorithm),
@@ -318,9 +315,9 @@ struct Limits {
     authorization: Option<Authorization>,
 }
 
-/// The tonic server, serving in a task of its own until told to stop accepting.
+/// The server, serving in a task of its own until told to stop accepting.
 struct ServerTask {
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    task: JoinHandle<()>,
     stop_accepting: CancellationToken,
 }
 
@@ -330,32 +327,37 @@ impl ServerTask {
         listener: TcpListener,
         calls: Option<ServerCalls>,
         limits: Limits,
-        tls: Option<ServerTlsConfig>,
-    ) -> Result<Self, ServeError> {
+        tls: Option<ServerTls>,
+        connection_limits: ConnectionLimits,
+    ) -> Self {
         let stop_accepting = CancellationToken::new();
-        let builder = tonic::transport::Server::builder()
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .http2_max_pending_accept_reset_streams(Some(MAX_STREAMS_PER_CONNECTION as usize));
-        let builder = match tls {
-            Some(tls) => builder.tls_config(tls)?,
-            None => builder,
-        };
         // Outermost first: a shed call is still timed and counted.
-        let server = builder
+        let service = tower::ServiceBuilder::new()
             .layer(tower::util::option_layer(calls.map(CallLayer)))
             .layer(CallLayer(limits.concurrency))
             .layer(limits.message_size)
             .layer(tower::util::option_layer(limits.authorization.map(CallLayer)))
             .layer(CallLayer(RequestDecoding))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(accepted_without_delay(listener), stop_accepting.clone().cancelled_owned());
-        Ok(Self { task: tokio::spawn(server), stop_accepting })
+            .service(routes.prepare());
+        let http2 = Http2Settings {
+            initial_connection_window: CONNECTION_WINDOW,
+            max_concurrent_streams: MAX_STREAMS_PER_CONNECTION,
+            max_pending_accept_reset_streams: MAX_STREAMS_PER_CONNECTION as usize,
+        };
+        let server = crate::connections::serve(
+            listener,
+            tls.as_ref().map(ServerTls::acceptor),
+            service,
+            connection_limits,
+            http2,
+            stop_accepting.clone(),
+        );
+        Self { task: tokio::spawn(server), stop_accepting }
     }
 
     /// Completes when the server task ends on its own. Cancel-safe.
     async fn finished(&mut self) -> Result<(), ServeError> {
-        (&mut self.task).await??;
+        (&mut self.task).await?;
         Ok(())
     }
 
@@ -386,21 +388,6 @@ impl ServerTask {
         }
         Ok(())
     }
-}
-
-/// Connections accepted on `listener`, with Nagle's algorithm off. gRPC
-/// writes small frames; with Nagle on, a response can sit waiting for the
-/// peer's delayed ACK (40 ms on Linux), which caps a connection at a few
-/// dozen calls a second under concurrency. The server builder's
-/// `tcp_nodelay` applies only to listeners tonic binds itself.
-fn accepted_without_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<Batched<TcpStream>>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::warn!(%error, "cannot turn Nagle's algorithm off on an accepted connection");
-        }
-        Ok(Batched::new(stream))
-    })
 }
 
 /// The address peers should use for an instance that listens on every
@@ -444,6 +431,7 @@ mod tests {
 
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
         sync::{mpsc, oneshot},
     };
     use tonic_health::pb::{
@@ -498,6 +486,13 @@ mod tests {
             max_concurrent_requests: 100,
             tls: ServerTlsArgs::default(),
             authorization: None,
+            connections: ConnectionLimits {
+                handshake_timeout: Duration::from_secs(10),
+                keepalive_interval: Duration::from_secs(30),
+                keepalive_timeout: Duration::from_secs(20),
+                idle_timeout: Duration::from_secs(300),
+                max_connections: std::num::NonZeroUsize::new(100).unwrap(),
+            },
         }
     }
 
@@ -724,17 +719,6 @@ mod tests {
         channel: tonic::transport::Channel,
     ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
         HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
-    }
-
-    #[tokio::test]
-    async fn accepted_connections_have_nagle_off() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let incoming = accepted_without_delay(listener);
-        tokio::pin!(incoming);
-        let _client = TcpStream::connect(address).await.unwrap();
-        let accepted = incoming.next().await.expect("a connection").expect("accepted");
-        assert!(accepted.get_ref().nodelay().unwrap(), "TCP_NODELAY is set on the accepted connection");
     }
 
     #[tokio::test]

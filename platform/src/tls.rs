@@ -10,16 +10,9 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-
-/// How long a client may take to complete the TLS handshake; a connection
-/// that stalls in it is closed instead of holding a slot. (A client's own
-/// handshake is bounded by its connect timeout.)
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const TLS_CERT: &str = "--tls-cert (TLS_CERT)";
 const TLS_KEY: &str = "--tls-key (TLS_KEY)";
@@ -53,27 +46,76 @@ impl ServerTlsArgs {
 
     /// The server's TLS configuration, its files read and checked; `None`
     /// when TLS is off.
-    pub fn server_config(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+    pub fn server_config(&self) -> Result<Option<ServerTls>, TlsError> {
         let Some((cert, key)) = both((TLS_CERT, self.tls_cert.as_deref()), (TLS_KEY, self.tls_key.as_deref()))? else {
             if self.tls_client_ca.is_some() {
                 return Err(TlsError::Needs { given: TLS_CLIENT_CA, needed: "--tls-cert and --tls-key" });
             }
             return Ok(None);
         };
-        let identity = Identity::from_pem(read_certificates(TLS_CERT, cert)?, read_private_key(TLS_KEY, key)?);
-        let mut config = ServerTlsConfig::new().identity(identity).timeout(HANDSHAKE_TIMEOUT);
-        if let Some(client_ca) = &self.tls_client_ca {
-            config = config.client_ca_root(Certificate::from_pem(read_certificates(TLS_CLIENT_CA, client_ca)?));
-        }
-        // Builds what the server will build, so that a key that does not
-        // match its certificate, or a CA file rustls cannot use, stops the
-        // start instead of every handshake.
-        if let Err(source) = tonic::transport::Server::builder().tls_config(config.clone()) {
+        let (cert_pem, key_pem) = (read_certificates(TLS_CERT, cert)?, read_private_key(TLS_KEY, key)?);
+        let client_ca_pem = match &self.tls_client_ca {
+            Some(client_ca) => Some(read_certificates(TLS_CLIENT_CA, client_ca)?),
+            None => None,
+        };
+        // rustls checks the key against its certificate, and the client CA,
+        // here: a pair that does not match stops the start instead of every
+        // handshake.
+        let rustls = rustls_server_config(&cert_pem, &key_pem, client_ca_pem.as_deref()).map_err(|source| {
             let settings = format!("certificate {}, key {}", cert.display(), key.display());
-            return Err(TlsError::Unusable { settings, source: source.into() });
-        }
-        Ok(Some(config))
+            TlsError::Unusable { settings, source }
+        })?;
+        Ok(Some(ServerTls { rustls: Arc::new(rustls) }))
     }
+}
+
+/// A server's checked TLS configuration, for the handshake of every
+/// accepted connection. Its `Debug` shows no key material.
+#[derive(Clone)]
+pub struct ServerTls {
+    rustls: Arc<rustls::ServerConfig>,
+}
+
+impl ServerTls {
+    /// The handshake of accepted connections.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.rustls.clone())
+    }
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+/// A rustls server presenting the certificate chain of `cert_pem` with the
+/// key of `key_pem`, asking every client for a certificate that chains to
+/// `client_ca_pem` when it is given (mutual TLS), and speaking HTTP/2 (ALPN
+/// `h2`).
+fn rustls_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<rustls::ServerConfig, Box<dyn std::error::Error + Send + Sync>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        Some(client_ca_pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(CertificateDer::pem_slice_iter(client_ca_pem).filter_map(Result::ok));
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// The movie service's TLS settings for its calls to the metadata and
