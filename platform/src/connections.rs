@@ -34,6 +34,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::StdError;
 
 use crate::{log_throttle::Throttle, write_batching::Batched};
 
@@ -43,6 +44,45 @@ pub const SERVER_CONNECTIONS_REFUSED: &str = "rpc_server_connections_refused_tot
 pub const SERVER_CONNECTIONS_OPEN: &str = "rpc_server_connections_open";
 /// Connections this server closed because of one of its limits, by `reason`.
 pub const SERVER_CONNECTIONS_CLOSED: &str = "rpc_server_connections_closed_total";
+
+/// The service a server runs on every connection (its layers around tonic's
+/// routes), as hyper can serve it.
+pub trait ConnectionService<B>:
+    tower::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<B>,
+        Error: Into<StdError> + Send,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> ConnectionService<B> for S where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<B>,
+            Error: Into<StdError> + Send,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The body of a [`ConnectionService`]'s responses, as hyper can send it.
+pub trait ResponseBody:
+    http_body::Body<Data = Bytes, Error: Into<StdError>> + Default + Send + Unpin + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<StdError>> + Default + Send + Unpin + 'static
+{
+}
 
 /// The limits every connection is served under.
 #[derive(Debug, Clone)]
@@ -117,11 +157,8 @@ pub async fn serve<S, B>(
     http2: Http2Settings,
     stop: CancellationToken,
 ) where
-    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<tonic::codegen::StdError> + Send,
-    B: http_body::Body<Data = Bytes> + Default + Send + Unpin + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
+    S: ConnectionService<B>,
+    B: ResponseBody,
 {
     let abort = CancellationToken::new();
     let _abort_on_drop = abort.clone().drop_guard();
@@ -221,11 +258,8 @@ async fn serve_connection<S, B>(
     _slot: OwnedSemaphorePermit,
     _ended: mpsc::Sender<()>,
 ) where
-    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<tonic::codegen::StdError> + Send,
-    B: http_body::Body<Data = Bytes> + Default + Send + Unpin + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
+    S: ConnectionService<B>,
+    B: ResponseBody,
 {
     metrics::gauge!(SERVER_CONNECTIONS_OPEN).increment(1);
     let deadline = Instant::now() + shared.limits.handshake_timeout;
@@ -259,11 +293,8 @@ fn closed() {
 
 async fn serve_http2<S, B, T>(shared: &Shared<S>, io: T, deadline: Instant, peer: SocketAddr)
 where
-    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<tonic::codegen::StdError> + Send,
-    B: http_body::Body<Data = Bytes> + Default + Send + Unpin + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
+    S: ConnectionService<B>,
+    B: ResponseBody,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = AwaitingPreface::new(io, deadline);
@@ -385,11 +416,11 @@ impl<S, B> tower::Service<http::Request<Incoming>> for PerStream<S>
 where
     S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<tonic::codegen::StdError> + Send,
+    S::Error: Into<StdError> + Send,
     B: Default + Send + 'static,
 {
     type Response = http::Response<Counted<B>>;
-    type Error = tonic::codegen::StdError;
+    type Error = StdError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -61,6 +61,18 @@ async fn metric(address: SocketAddr, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// A metadata process with `flags` and metrics on, serving, with movie 1
+/// (Heat) stored; and its metrics address.
+fn start_metadata(flags: &[&str]) -> (ServiceProcess, SocketAddr) {
+    let metrics = metrics_address();
+    let metrics_flag = metrics.to_string();
+    let args: Vec<&str> = flags.iter().copied().chain(["--metrics-addr", &metrics_flag]).collect();
+    let metadata = ServiceProcess::start("metadata", &args, &[]);
+    metadata.wait_until_serving(START);
+    put_movie(&metadata, "1");
+    (metadata, metrics)
+}
+
 async fn metadata_client(process: &ServiceProcess) -> MetadataServiceClient<Channel> {
     let channel = e2e::process::endpoint(process).timeout(Duration::from_secs(5)).connect().await.expect("connect");
     MetadataServiceClient::new(channel)
@@ -75,17 +87,7 @@ async fn get_heat(client: &mut MetadataServiceClient<Channel>) -> Result<(), ton
 /// Waits until the server closes `stream`: end of stream or a reset; the
 /// time it took, or `None` if it was still open after `patience`.
 async fn closed_by_server(mut stream: TcpStream, patience: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut buffer = [0; 1024];
-    let waited = tokio::time::timeout(patience, async {
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    });
-    waited.await.ok().map(|()| started.elapsed())
+    frames_until_closed(&mut stream, patience, false).await.1
 }
 
 #[test]
@@ -94,11 +96,7 @@ fn silent_connections_are_closed_within_the_handshake_timeout_while_calls_go_on(
     let silent = 3_000.min(descriptor_limit().saturating_sub(500) / 2);
     assert!(silent >= 500, "a descriptor limit of {} is too low for this test", descriptor_limit());
     let handshake_timeout = Duration::from_secs(1);
-    let metrics = metrics_address();
-    let metadata =
-        ServiceProcess::start("metadata", &["--handshake-timeout", "1s", "--metrics-addr", &metrics.to_string()], &[]);
-    metadata.wait_until_serving(START);
-    put_movie(&metadata, "1");
+    let (metadata, metrics) = start_metadata(&["--handshake-timeout", "1s"]);
 
     runtime().block_on(async {
         let mut client = metadata_client(&metadata).await;
@@ -157,14 +155,7 @@ fn silent_connections_are_closed_within_the_handshake_timeout_while_calls_go_on(
 
 #[test]
 fn a_connection_past_the_cap_is_closed_at_once_and_counted() {
-    let metrics = metrics_address();
-    let metadata = ServiceProcess::start(
-        "metadata",
-        &["--max-connections", "2", "--handshake-timeout", "1m", "--metrics-addr", &metrics.to_string()],
-        &[],
-    );
-    metadata.wait_until_serving(START);
-    put_movie(&metadata, "1");
+    let (metadata, metrics) = start_metadata(&["--max-connections", "2", "--handshake-timeout", "1m"]);
 
     runtime().block_on(async {
         let address: SocketAddr = metadata.authority().parse().expect("an address");
@@ -201,14 +192,14 @@ fn a_connection_past_the_cap_is_closed_at_once_and_counted() {
 }
 
 /// The frames a raw HTTP/2 client reads, by type, until the server closes
-/// the connection (or `patience` runs out): each with when it came. With
-/// `answer_pings`, it acknowledges each PING as a client's HTTP/2 stack
-/// does.
+/// the connection (or `patience` runs out): each with when it came, and
+/// when the connection closed (`None`: still open). With `answer_pings`,
+/// it acknowledges each PING as a client's HTTP/2 stack does.
 async fn frames_until_closed(
     stream: &mut TcpStream,
     patience: Duration,
     answer_pings: bool,
-) -> (Vec<(u8, Duration)>, bool) {
+) -> (Vec<(u8, Duration)>, Option<Duration>) {
     let started = Instant::now();
     let (mut unparsed, mut frames, mut buffer) = (Vec::new(), Vec::new(), [0; 4096]);
     let closed = tokio::time::timeout(patience, async {
@@ -234,24 +225,20 @@ async fn frames_until_closed(
         }
     })
     .await;
-    (frames, closed.is_ok())
+    (frames, closed.ok().map(|()| started.elapsed()))
 }
 
 #[test]
 fn an_idle_connection_is_closed_with_goaway_and_the_client_reconnects_on_its_next_call() {
     let idle_timeout = Duration::from_secs(1);
-    let metrics = metrics_address();
-    let metadata =
-        ServiceProcess::start("metadata", &["--idle-timeout", "1s", "--metrics-addr", &metrics.to_string()], &[]);
-    metadata.wait_until_serving(START);
-    put_movie(&metadata, "1");
+    let (metadata, metrics) = start_metadata(&["--idle-timeout", "1s"]);
 
     runtime().block_on(async {
         // A raw HTTP/2 client that opens no stream.
         let mut raw = TcpStream::connect(metadata.authority()).await.expect("connect");
         raw.write_all(&[CLIENT_PREFACE, &EMPTY_SETTINGS[..]].concat()).await.expect("the opening");
         let (frames, closed) = frames_until_closed(&mut raw, Duration::from_secs(15), true).await;
-        assert!(closed, "the idle connection was never closed; frames: {frames:?}");
+        assert!(closed.is_some(), "the idle connection was never closed; frames: {frames:?}");
         let goaway = frames.iter().find(|(kind, _)| *kind == GOAWAY);
         let Some((_, after)) = goaway else { panic!("closed without GOAWAY; frames: {frames:?}") };
         assert!(*after >= idle_timeout / 2, "GOAWAY after {after:?}, before the idle timeout could have passed");
@@ -274,20 +261,7 @@ fn an_idle_connection_is_closed_with_goaway_and_the_client_reconnects_on_its_nex
 
 #[test]
 fn a_peer_that_stops_answering_pings_is_dropped_after_the_keepalive_timeout() {
-    let metrics = metrics_address();
-    let metadata = ServiceProcess::start(
-        "metadata",
-        &[
-            "--http2-keepalive-interval",
-            "1s",
-            "--http2-keepalive-timeout",
-            "1s",
-            "--metrics-addr",
-            &metrics.to_string(),
-        ],
-        &[],
-    );
-    metadata.wait_until_serving(START);
+    let (metadata, metrics) = start_metadata(&["--http2-keepalive-interval", "1s", "--http2-keepalive-timeout", "1s"]);
 
     runtime().block_on(async {
         // Opens the connection as a client does, then never answers a PING
@@ -295,7 +269,7 @@ fn a_peer_that_stops_answering_pings_is_dropped_after_the_keepalive_timeout() {
         let mut raw = TcpStream::connect(metadata.authority()).await.expect("connect");
         raw.write_all(&[CLIENT_PREFACE, &EMPTY_SETTINGS[..]].concat()).await.expect("the opening");
         let (frames, closed) = frames_until_closed(&mut raw, Duration::from_secs(15), false).await;
-        assert!(closed, "the silent peer was never dropped; frames: {frames:?}");
+        assert!(closed.is_some(), "the silent peer was never dropped; frames: {frames:?}");
         assert!(frames.iter().any(|(kind, _)| *kind == PING), "no PING before the close; frames: {frames:?}");
         assert_eq!(metric(metrics, "rpc_server_connections_closed_total", "reason=\"keepalive\"").await, 1.0);
     });
