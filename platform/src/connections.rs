@@ -298,7 +298,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = AwaitingPreface::new(io, deadline);
-    let handshake_timed_out = io.timed_out();
+    let handshake = io.progress();
     let activity = Arc::new(Activity::new());
     let service = PerStream { inner: shared.service.clone(), activity: activity.clone() };
     let connection =
@@ -323,6 +323,11 @@ where
             // A maximum connection age would be one more branch here, with
             // the same graceful shutdown.
             () = shared.stop.cancelled(), if !closing => {
+                // hyper would wait for the end of a handshake before its
+                // GOAWAY; a connection still in it is dropped instead.
+                if !handshake.opened.load(Ordering::Acquire) {
+                    return;
+                }
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -330,7 +335,7 @@ where
         }
     };
     let Err(error) = result else { return };
-    if handshake_timed_out.load(Ordering::Relaxed) {
+    if handshake.timed_out.load(Ordering::Acquire) {
         tracing::debug!(%peer, "no HTTP/2 preface and SETTINGS within the handshake timeout");
         Closed::HandshakeTimeout.record();
     } else if error.is_timeout() {
@@ -526,18 +531,27 @@ struct AwaitingPreface<T> {
     io: T,
     /// Until the opening came: its progress and the deadline.
     awaiting: Option<(Opening, Pin<Box<Sleep>>)>,
-    timed_out: Arc<AtomicBool>,
+    progress: Arc<HandshakeProgress>,
+}
+
+/// How the handshake of an [`AwaitingPreface`] went, for its connection's
+/// task.
+#[derive(Debug, Default)]
+struct HandshakeProgress {
+    /// Set once the client's opening came.
+    opened: AtomicBool,
+    /// Set once a read failed because the deadline passed first.
+    timed_out: AtomicBool,
 }
 
 impl<T> AwaitingPreface<T> {
     fn new(io: T, deadline: Instant) -> Self {
         let awaiting = Some((Opening::default(), Box::pin(tokio::time::sleep_until(deadline))));
-        Self { io, awaiting, timed_out: Arc::new(AtomicBool::new(false)) }
+        Self { io, awaiting, progress: Arc::default() }
     }
 
-    /// Set once a read failed because the deadline passed.
-    fn timed_out(&self) -> Arc<AtomicBool> {
-        self.timed_out.clone()
+    fn progress(&self) -> Arc<HandshakeProgress> {
+        self.progress.clone()
     }
 }
 
@@ -548,7 +562,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for AwaitingPreface<T> {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         };
         if deadline.as_mut().poll(cx).is_ready() {
-            this.timed_out.store(true, Ordering::Relaxed);
+            this.progress.timed_out.store(true, Ordering::Release);
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no HTTP/2 preface and SETTINGS within the handshake timeout",
@@ -558,6 +572,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for AwaitingPreface<T> {
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         if opening.feed(&buf.filled()[before..]) {
             this.awaiting = None;
+            this.progress.opened.store(true, Ordering::Release);
         }
         Poll::Ready(Ok(()))
     }
@@ -649,7 +664,7 @@ mod tests {
     async fn reads_fail_once_the_deadline_passes_before_the_opening() {
         let (mut client, server) = tokio::io::duplex(1024);
         let mut server = AwaitingPreface::new(server, Instant::now() + Duration::from_secs(10));
-        let timed_out = server.timed_out();
+        let progress = server.progress();
         // Part of the opening, then silence.
         client.write_all(&opening()[..30]).await.unwrap();
         let mut buffer = [0; 64];
@@ -659,7 +674,8 @@ mod tests {
         let error = server.read(&mut buffer).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert_about(started.elapsed(), Duration::from_secs(10));
-        assert!(timed_out.load(Ordering::Relaxed));
+        assert!(progress.timed_out.load(Ordering::Acquire));
+        assert!(!progress.opened.load(Ordering::Acquire));
     }
 
     #[tokio::test(start_paused = true)]
@@ -675,7 +691,8 @@ mod tests {
         let mut later = [0; 5];
         server.read_exact(&mut later).await.expect("reads go on past the deadline");
         assert_eq!(&later, b"later");
-        assert!(!server.timed_out().load(Ordering::Relaxed));
+        assert!(server.progress().opened.load(Ordering::Acquire));
+        assert!(!server.progress().timed_out.load(Ordering::Acquire));
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,8 @@
 //! connection past `--max-connections` is closed at once and counted; a
 //! connection with no call open is closed with GOAWAY after
 //! `--idle-timeout`, and a client's next call reconnects by itself; a peer
-//! that stops answering PINGs is dropped after the keep-alive timeout.
+//! that stops answering PINGs is dropped after the keep-alive timeout; and
+//! a graceful shutdown does not wait for connections that never spoke.
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -274,4 +275,22 @@ fn a_peer_that_stops_answering_pings_is_dropped_after_the_keepalive_timeout() {
         assert_eq!(metric(metrics, "rpc_server_connections_closed_total", "reason=\"keepalive\"").await, 1.0);
     });
     assert!(metadata.terminate(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn a_graceful_shutdown_does_not_wait_for_connections_that_never_spoke() {
+    let (metadata, _) = start_metadata(&["--handshake-timeout", "1m", "--shutdown-timeout", "30s"]);
+    let address: SocketAddr = metadata.authority().parse().expect("an address");
+    let silent: Vec<std::net::TcpStream> =
+        (0..100).map(|_| std::net::TcpStream::connect(address).expect("a silent connection")).collect();
+    runtime().block_on(async {
+        let mut client = metadata_client(&metadata).await;
+        // Answered after the silent connections were accepted.
+        get_heat(&mut client).await.expect("a call on a normal connection");
+    });
+
+    let stopping = Instant::now();
+    assert!(metadata.terminate(Duration::from_secs(30)).success());
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "the shutdown took {took:?}, held up by {} silent sockets", silent.len());
 }
