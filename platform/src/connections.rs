@@ -138,7 +138,8 @@ struct Shared<S> {
     limits: ConnectionLimits,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     /// Cancelled when the server stops accepting: open connections are sent
-    /// GOAWAY and end once their streams did.
+    /// GOAWAY and end once their streams did; those still in their
+    /// handshake are dropped.
     stop: CancellationToken,
     /// Cancelled when the serving future is dropped (the drain ran out of
     /// time): every connection is dropped at once.
