@@ -86,10 +86,20 @@ impl KafkaArgs {
     }
 }
 
+/// How long at most a client waits between two attempts to reach a broker
+/// it lost. librdkafka doubles the wait after each failed attempt up to
+/// 10 s by default, so a broker back after a few seconds was reached again
+/// only up to 10 s later, by the consumer and then by the producer; one
+/// attempt a second per broker costs the broker nothing.
+const RECONNECT_BACKOFF_MAX: &str = "1000";
+
 /// A client of `brokers` named `client_id` in the broker's logs.
 pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers).set("client.id", client_id);
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", client_id)
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX);
     config
 }
 

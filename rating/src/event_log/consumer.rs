@@ -231,7 +231,7 @@ impl<R: RatingRepository> EventConsumer<R> {
         };
         let started = Instant::now();
         let mut last_progress = Instant::now();
-        let mut error_backoff = Duration::from_millis(100);
+        let consumer_errors = Throttle::new(platform::log_throttle::REPORT_INTERVAL);
         loop {
             if ready.is_some() && targets.as_ref().is_none_or(|targets| self.caught_up(targets)) {
                 if targets.is_some() {
@@ -250,7 +250,6 @@ impl<R: RatingRepository> EventConsumer<R> {
             };
             match first {
                 Ok(first) => {
-                    error_backoff = Duration::from_millis(100);
                     let batch = next_batch(&consumer, first).await;
                     if !self.handle(&batch, &stop).await? {
                         break;
@@ -264,13 +263,17 @@ impl<R: RatingRepository> EventConsumer<R> {
                         );
                     }
                 }
+                // What librdkafka reports here (a broker connection lost,
+                // all brokers down) it recovers from by itself, and each
+                // report waits in the queue ahead of the messages fetched
+                // after it: waiting after each one held those messages back,
+                // a broker outage's worth of reports times the wait. So the
+                // next message is asked for at once; librdkafka's own
+                // reconnect backoff paces the reports.
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?error_backoff, "Kafka consumer error; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(error_backoff) => {}
+                    if let Some(held_back) = consumer_errors.admit() {
+                        tracing::warn!(%error, held_back, "Kafka consumer error; librdkafka retries by itself");
                     }
-                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
