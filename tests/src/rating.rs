@@ -28,10 +28,16 @@ pub fn start_with_kafka(broker: &Broker) -> ServiceProcess {
 
 /// As [`start_with_kafka`], with more environment (e.g. `DATABASE_URL`).
 pub fn start_with_kafka_and(broker: &Broker, envs: &[(&str, &str)]) -> ServiceProcess {
+    start_with_kafka_write_timeout(broker, "10s", envs)
+}
+
+/// As [`start_with_kafka_and`], with `--write-timeout` (which is also how
+/// long the producer tries to deliver a write).
+pub fn start_with_kafka_write_timeout(broker: &Broker, write_timeout: &str, envs: &[(&str, &str)]) -> ServiceProcess {
     let brokers = broker.address();
     let mut all = vec![("KAFKA_BROKERS", brokers.as_str())];
     all.extend_from_slice(envs);
-    let rating = ServiceProcess::start("rating", &["--write-timeout", "10s"], &all);
+    let rating = ServiceProcess::start("rating", &["--write-timeout", write_timeout], &all);
     rating.wait_until_serving(Duration::from_secs(30));
     rating
 }
