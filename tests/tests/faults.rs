@@ -285,26 +285,32 @@ fn fault_3_a_broker_paused_and_restarted_while_ratingingester_publishes_loses_no
     };
 
     // What the topic says, replayed: each key's last event wins (a key
-    // lives on one partition, read in order).
-    let messages = broker.read_all("ratings");
-    let mut last: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
-    for message in &messages {
-        let event: Value = serde_json::from_str(message["value"].as_str().unwrap_or_default()).expect("a JSON event");
-        last.insert(message["key"].as_str().unwrap_or_default().to_owned(), event);
-    }
-    let mut from_topic: std::collections::BTreeMap<String, (i64, i64)> = std::collections::BTreeMap::new();
-    for event in last.values().filter(|event| event["eventType"] != "delete") {
-        let entry = from_topic.entry(event["recordId"].as_str().unwrap_or_default().to_owned()).or_default();
-        *entry = (entry.0 + event["ratingValue"].as_i64().unwrap_or_default(), entry.1 + 1);
-    }
-    let expected = |record: &str| from_topic.get(record).map(|(sum, count)| *sum as f64 / *count as f64);
+    // lives on one partition, read in order). Read again at every check: a
+    // write that timed out for its caller may still reach the topic later.
+    let averages_in_topic = || {
+        let mut last: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+        for message in &broker.read_all("ratings") {
+            let event: Value =
+                serde_json::from_str(message["value"].as_str().unwrap_or_default()).expect("a JSON event");
+            last.insert(message["key"].as_str().unwrap_or_default().to_owned(), event);
+        }
+        let mut sums: std::collections::BTreeMap<String, (i64, i64)> = std::collections::BTreeMap::new();
+        for event in last.values().filter(|event| event["eventType"] != "delete") {
+            let entry = sums.entry(event["recordId"].as_str().unwrap_or_default().to_owned()).or_default();
+            *entry = (entry.0 + event["ratingValue"].as_i64().unwrap_or_default(), entry.1 + 1);
+        }
+        sums.into_iter().map(|(record, (sum, count))| (record, sum as f64 / count as f64)).collect()
+    };
     let records: Vec<&String> = workload.totals.keys().chain(writes.iter().map(|(record, _)| record)).collect();
+    let mut from_topic: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
     wait_until("the averages are those of the topic", Duration::from_secs(90), || {
-        records.iter().all(|record| average(&rating, record) == expected(record))
+        from_topic = averages_in_topic();
+        records.iter().all(|record| average(&rating, record) == from_topic.get(record.as_str()).copied())
     });
+    let expected = |record: &str| from_topic.get(record).copied();
     // Everything the topic holds applied, the backlog the restart found
-    // included: an upper bound, which counts reading the topic above and
-    // asking for every record until they all match.
+    // included: an upper bound, which counts reading the topic and asking
+    // for every record at each check until they all match.
     let backlog_applied_after = returned.elapsed();
     // Caught up: writes are acknowledged again (once this instance has
     // applied them; 10 s, the service's own --write-timeout, as the
