@@ -143,13 +143,42 @@ impl Broker {
         {
             assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("a partition offset");
         }
+        // Tansu 0.6 reports a partition's high watermark as the start of its
+        // last record batch, so it cannot say where the end is, only that the
+        // last batch has been reached. The topic is quiet while tests read
+        // it: everything has arrived once every partition has reached its
+        // last batch and a poll of two seconds brings nothing more (a quiet
+        // poll alone ended reads early on a busy machine).
+        let mut last_batches: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+        for element in assignment.elements() {
+            let (_, high) =
+                consumer.fetch_watermarks(topic, element.partition(), Duration::from_secs(10)).unwrap_or_else(
+                    |error| panic!("no watermarks of {topic}: {error}; the broker logged:\n{}", self.log()),
+                );
+            last_batches.insert(element.partition(), high);
+        }
         consumer.assign(&assignment).expect("assign the partitions");
-        // The topic is quiet while tests read it: everything has arrived once
-        // a poll of two seconds brings nothing more. (Tansu 0.6 reports high
-        // watermarks per record batch, so they cannot say where the end is.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let mut messages = Vec::new();
-        while let Some(polled) = consumer.poll(Duration::from_secs(2)) {
+        loop {
+            let Some(polled) = consumer.poll(Duration::from_secs(2)) else {
+                if last_batches.values().all(|&high| high <= 0) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{topic} was not read to its end within 120 s: partitions short of their last batch: \
+                     {last_batches:?}"
+                );
+                continue;
+            };
             let Ok(message) = polled else { continue };
+            // Reached (whether the broker reports the start of the last
+            // batch, as Tansu 0.6 does, or the offset after the last record,
+            // as Kafka does): only the quiet poll is left to wait for.
+            if last_batches.get(&message.partition()).is_some_and(|&high| message.offset() + 1 >= high) {
+                last_batches.insert(message.partition(), 0);
+            }
             let text = |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
             let headers: serde_json::Map<String, Value> = message
                 .headers()
