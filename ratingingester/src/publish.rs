@@ -39,11 +39,10 @@ const POLL_EVERY: u64 = 1024;
 /// The most events librdkafka puts in one request to a partition.
 const BATCH_MESSAGES: u32 = 10_000;
 /// Bounds on the events librdkafka holds, queued or in flight, before a send
-/// waits for room: the count keeps its per-message bookkeeping to some
-/// 15 MB (measured: 35 MB resident in all with the broker paused and the
-/// queue full; 81 MB with 200,000 messages), the size bounds the payloads
-/// when events are large. Five full batches: publishing a file is no slower
-/// than with more, as the second pass over the file sets the pace.
+/// waits for room: the count bounds librdkafka's per-message bookkeeping,
+/// the size bounds the payloads when events are large. Five full batches:
+/// publishing a file is no slower than with more, as the second pass over
+/// the file sets the pace (BENCHMARKS.md, "Settings chosen by measurement").
 const QUEUED_MESSAGES: u32 = 50_000;
 const QUEUED_KBYTES: u32 = 16 * 1024;
 

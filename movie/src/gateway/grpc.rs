@@ -2,9 +2,10 @@
 //! through the shared upstream pool (reused channels, one deadline, sent
 //! along as the request's `grpc-timeout`).
 //!
-//! tonic's call future is boxed: at about 3 KiB, it made each gateway's
-//! future 4.6 KiB and the controller's 9.5 KiB, copied whole at every layer
-//! that takes a future by value (1.6 and 3.3 KiB boxed).
+//! tonic's call future is boxed: unboxed, it made the gateways' and the
+//! controller's futures several kilobytes, copied whole at every layer that
+//! takes a future by value (BENCHMARKS.md, "movie: tonic's call future boxed
+//! in the gateways").
 use contract::{
     api::{
         GetAggregatedRatingRequest, GetMetadataRequest, metadata_service_client::MetadataServiceClient,

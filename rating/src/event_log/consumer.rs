@@ -58,9 +58,8 @@ use crate::{
 /// The most messages applied in one transaction. Only an instance catching
 /// up fills it: a steady stream comes in small batches. Large, because a
 /// batch of random keys dirties about one page of the ratings' B-tree per
-/// event until the batch outnumbers its pages: the same statements on a
-/// SQLite file growing to a million ratings applied 1.6 times as many
-/// events per second in batches of 20,000 as in batches of 5,000.
+/// event until the batch outnumbers its pages (BENCHMARKS.md, "Settings
+/// chosen by measurement").
 const MAX_BATCH: usize = 20_000;
 /// How long a batch rolled back by a conflict waits before it runs again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(5);

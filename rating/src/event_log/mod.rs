@@ -46,10 +46,9 @@ pub enum Prefetch {
     /// per fetch): the fastest replay, for the memory store, which holds
     /// every rating in memory anyway.
     Full,
-    /// Bounded: a database applies more slowly than this still delivers
-    /// (about 110,000 events/s here), and what is fetched ahead no longer
-    /// makes most of the instance's memory (65 MB against 116 MB while
-    /// applying a million events into PostgreSQL).
+    /// Bounded: a database applies more slowly than this still delivers,
+    /// and what is fetched ahead no longer makes most of the instance's
+    /// memory (BENCHMARKS.md, "Settings chosen by measurement").
     Lean,
 }
 

@@ -2,8 +2,9 @@
 //! both with the same settings: `partitions` partitions, and every event kept
 //! forever (`retention.ms=-1`, `retention.bytes=-1`), since each rating
 //! instance rebuilds its store by replaying the topic from the beginning and
-//! a dead letter is evidence worth keeping. This is the only place the
-//! suite creates topics (the compose stack leaves it to the service).
+//! a dead letter is evidence worth keeping. The compose stack creates the
+//! same topics with the same settings before the services start (its
+//! `kafka-topics` job), so there this finds them in place.
 use std::time::Duration;
 
 use rdkafka::{
