@@ -12,7 +12,7 @@
 //! every event it refuses fails the schema, unless for one of the reasons a
 //! JSON Schema cannot see (the schema's description lists them: the size of
 //! a message, an id's length in bytes rather than characters, `5.0` written
-//! for `5`). The end-to-end test `tests/tests/event_contract.rs` holds the
+//! for `5`). The end-to-end test `tests/tests/it/event_contract.rs` holds the
 //! AsyncAPI document to the topics, headers and key the binaries use.
 //!
 //! # Compatibility

@@ -1,5 +1,5 @@
 //! The metadata service's rules, independent of transport.
-use platform::database::QueryError;
+use sql_store::QueryError;
 
 use crate::{
     model::{Metadata, MovieId},

@@ -15,14 +15,13 @@ use std::net::SocketAddr;
 use contract::api::metadata_service_server::MetadataServiceServer;
 use contract::service::METADATA;
 use platform::{
-    auth::{AuthArgs, ProtectedCall},
-    config::{DiscoveryArgs, ServerArgs},
-    database::{DatabaseArgs, prepare_or_stop},
-    discovery::{Registry, StaticRegistry},
-    server::{BoundServer, ServiceSettings, ready_after},
+    discovery::{DiscoveryArgs, Registry, StaticRegistry},
+    security::{AuthArgs, ProtectedCall},
+    server::{BoundServer, ServerArgs, ServiceSettings, ready_after},
     shutdown::CancellationToken,
 };
 use repository::{MIGRATIONS, Store};
+use sql_store::{DatabaseArgs, prepare_or_stop};
 use tonic::{server::NamedService, service::Routes};
 
 /// Settings of the metadata service, from flags or environment variables.
@@ -106,6 +105,8 @@ impl Application {
 }
 
 impl platform::entry::ServiceConfig for Config {
+    const TRACED_CRATES: &'static [&'static str] = &[env!("CARGO_CRATE_NAME"), "sql_store"];
+
     fn server(&self) -> &ServerArgs {
         &self.server
     }

@@ -2,11 +2,8 @@
 //! fetched concurrently; a movie nobody rated yet has details without a
 //! rating; what happens when the rating service fails is a policy.
 use contract::id::MovieId;
-use platform::{
-    deadline::Deadline,
-    discovery::ServiceName,
-    log_throttle::{REPORT_INTERVAL, Throttle},
-};
+use platform::{discovery::ServiceName, transport::Deadline};
+use telemetry::log_throttle::{REPORT_INTERVAL, Throttle};
 
 use crate::{
     gateway::{GatewayError, MetadataGateway, RatingGateway},
@@ -187,7 +184,7 @@ mod tests {
     /// says so once per interval, not once per call.
     #[tokio::test]
     async fn rating_down_is_warned_about_once_not_by_every_call() {
-        let logs = platform::test_support::CapturedLogs::start();
+        let logs = telemetry::test_support::CapturedLogs::start();
         let controller = controller(Ok(heat()), Err(down(rating_service())), RatingFailurePolicy::Omit);
         for _ in 0..100 {
             assert_eq!(controller.details(&id("1"), None).await.unwrap().rating, Rating::Unavailable);

@@ -18,11 +18,10 @@ use controller::{MovieController, RatingFailurePolicy};
 use gateway::GrpcGateway;
 use handler::MovieHandler;
 use platform::{
-    config::{DiscoveryArgs, ServerArgs},
-    discovery::{Registry, StaticRegistry},
-    server::{BoundServer, ServiceSettings},
+    discovery::{DiscoveryArgs, Registry, StaticRegistry},
+    security::tls::{ClientTls, UpstreamTlsArgs},
+    server::{BoundServer, ServerArgs, ServiceSettings},
     shutdown::CancellationToken,
-    tls::{ClientTls, UpstreamTlsArgs},
     upstream::{Upstream, UpstreamSettings},
 };
 use tonic::{server::NamedService, service::Routes};
@@ -130,6 +129,8 @@ impl Application {
 }
 
 impl platform::entry::ServiceConfig for Config {
+    const TRACED_CRATES: &'static [&'static str] = &[env!("CARGO_CRATE_NAME")];
+
     fn server(&self) -> &ServerArgs {
         &self.server
     }

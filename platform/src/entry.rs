@@ -3,13 +3,21 @@
 //! tokio's multi-threaded runtime with `--worker-threads` workers.
 use std::{future::Future, num::NonZeroUsize};
 
-use crate::{config::ServerArgs, shutdown, shutdown::CancellationToken, telemetry};
+use crate::{server::ServerArgs, shutdown, shutdown::CancellationToken};
 
 /// The configuration of a service binary: its own flags and the ones every
 /// service shares.
 pub trait ServiceConfig: clap::Parser {
+    /// The crates whose spans and events go into this service's traces,
+    /// besides platform's and contract's: the service's own, and any other
+    /// crate of the suite it runs on (`sql_store`).
+    const TRACED_CRATES: &'static [&'static str];
+
     fn server(&self) -> &ServerArgs;
 }
+
+/// The suite's crates every service runs on.
+const PLATFORM_CRATES: [&str; 2] = [env!("CARGO_CRATE_NAME"), "contract"];
 
 /// Runs a service: `run` gets the parsed configuration and the token that
 /// the first SIGINT/SIGTERM cancels.
@@ -23,7 +31,8 @@ where
     let name = C::command().get_name().to_string();
     runtime(config.server().worker_threads)?.block_on(async {
         // Dropped after the service has stopped: the last spans are flushed.
-        let _telemetry = telemetry::init(config.server().logging.log_format, &name);
+        let traced = PLATFORM_CRATES.into_iter().chain(C::TRACED_CRATES.iter().copied());
+        let _telemetry = telemetry::init(config.server().logging.log_format, &name, traced);
         run(config, shutdown::on_signal()).await
     })
 }
@@ -43,7 +52,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::config::ServerArgs;
+    use crate::server::ServerArgs;
 
     #[derive(Parser)]
     struct Probe {

@@ -1,36 +1,27 @@
-//! What every service of the movie-rating suite runs on: service discovery,
-//! the gRPC server bootstrap (reflection, health, registration, graceful
-//! shutdown), the upstream channel pool, the database settings and pool,
-//! shutdown signals, telemetry, TLS settings and the bearer tokens of
-//! authenticated writes, and the throttle of per-call warnings.
-//! What services and tools agree on (the API, ids, events) is in `contract`.
+//! What the suite's gRPC services run on, a room per concern:
+//! - [`server`]: the gRPC server, its settings and the layers around every
+//!   call (authorization, overload limits, request decoding, per-call spans
+//!   and metrics), over its own bounded connection loop;
+//! - [`upstream`]: calls to other services (the pool of healthy instances,
+//!   one HTTP/2 connection each, and the timing of each call);
+//! - [`transport`]: HTTP/2 details both sides share (batched writes, the
+//!   caller's deadline);
+//! - [`discovery`]: where instances register and are looked up (Consul,
+//!   static, in memory), with its settings;
+//! - [`security`]: bearer tokens of authenticated writes, TLS, secrets in
+//!   the settings;
+//! - [`entry`] and [`shutdown`]: a service binary's `main` and its stop signal.
 //!
-//! A service crate brings its own domain, controller, repository and handler;
-//! everything around them that would otherwise be repeated three times lives
-//! here.
+//! Logs, traces and metrics are in the `telemetry` crate, the SQL store in
+//! `sql-store`, and what services and tools agree on (the API, ids, events)
+//! in `contract`. A service crate brings its own domain, controller,
+//! repository and handler; everything around them that would otherwise be
+//! repeated three times lives here.
 
-pub mod auth;
-pub mod call_layer;
-pub mod config;
-pub mod connections;
-pub mod database;
-pub mod deadline;
 pub mod discovery;
 pub mod entry;
-pub mod errors;
-#[cfg(test)]
-mod http2_frames;
-pub mod log_throttle;
-pub mod metrics;
-pub mod overload;
-pub mod request_decoding;
+pub mod security;
 pub mod server;
-pub mod server_calls;
 pub mod shutdown;
-pub mod telemetry;
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support;
-pub mod tls;
-pub mod trace_context;
+pub mod transport;
 pub mod upstream;
-pub mod write_batching;

@@ -3,7 +3,7 @@
 //! into the store, or through an [`EventLog`] that every instance consumes.
 use std::{sync::Arc, time::Duration};
 
-use platform::database::QueryError;
+use sql_store::QueryError;
 
 use crate::{
     model::{AggregatedRating, RatingEvent, RatingValue, RecordKey, UserId},

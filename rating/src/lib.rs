@@ -22,15 +22,14 @@ use event_log::{
     writer::KafkaEventLog,
 };
 use platform::{
-    auth::{AuthArgs, ProtectedCall},
-    config::{DiscoveryArgs, ServerArgs},
-    database::{DatabaseArgs, prepare_or_stop},
-    discovery::{Registry, StaticRegistry},
-    errors::Chain,
-    server::{BoundServer, ServiceSettings, ready_after},
+    discovery::{DiscoveryArgs, Registry, StaticRegistry},
+    security::{AuthArgs, ProtectedCall},
+    server::{BoundServer, ServerArgs, ServiceSettings, ready_after},
     shutdown::CancellationToken,
 };
 use repository::{MIGRATIONS, Store};
+use sql_store::{DatabaseArgs, prepare_or_stop};
+use telemetry::Chain;
 use tokio::sync::oneshot;
 use tonic::{server::NamedService, service::Routes};
 
@@ -202,6 +201,8 @@ fn routes(controller: Arc<RatingController<Store>>, range: RatingRange, max_mess
 }
 
 impl platform::entry::ServiceConfig for Config {
+    const TRACED_CRATES: &'static [&'static str] = &[env!("CARGO_CRATE_NAME"), "sql_store"];
+
     fn server(&self) -> &ServerArgs {
         &self.server
     }

@@ -58,7 +58,7 @@ pub struct Config {
     pub ratings: RatingRangeArgs,
 
     #[command(flatten)]
-    pub logging: platform::telemetry::LogArgs,
+    pub logging: telemetry::LogArgs,
 
     /// Bound on reaching the broker, on each event's delivery, and on the final wait for delivery reports
     #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -284,7 +284,7 @@ mod tests {
         assert!(Config::try_parse_from(["ratingingester", "--summary", "yaml"]).is_err());
         let config = Config::try_parse_from(["ratingingester", "--min-rating", "5", "--max-rating", "1"]).unwrap();
         assert_eq!(
-            platform::errors::Chain(&config.rating_range().unwrap_err()).to_string(),
+            telemetry::Chain(&config.rating_range().unwrap_err()).to_string(),
             "invalid --min-rating/--max-rating: the lowest rating 5 is above the highest 1"
         );
     }

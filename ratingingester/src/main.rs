@@ -19,7 +19,8 @@ fn main() -> ExitCode {
         }
     };
     let _runtime_entered = runtime.enter();
-    let _telemetry = platform::telemetry::init(config.logging.log_format, "ratingingester");
+    let _telemetry =
+        telemetry::init(config.logging.log_format, "ratingingester", [env!("CARGO_CRATE_NAME"), "contract"]);
     let report = ratingingester::run(&config);
     let written =
         ratingingester::summary::write(&report, config.summary, &mut std::io::stdout(), &mut std::io::stderr());

@@ -307,9 +307,9 @@ impl Publisher {
         let topic = self.settings.topic.as_str();
         // With traces exported, every message carries this run's span, so
         // each event's apply span in the rating service joins its trace.
-        let span = platform::trace_context::producer_span("ratings publish", topic);
+        let span = telemetry::trace_context::producer_span("ratings publish", topic);
         let _entered = span.enter();
-        let trace = contract::kafka::headers(&platform::trace_context::current_headers());
+        let trace = contract::kafka::headers(&telemetry::trace_context::current_headers());
         // Events handed to librdkafka or refused by it: each gets one report.
         let mut processed = 0_u64;
         let mut unsent_because = None;

@@ -6,8 +6,8 @@ use std::{
     io::{self, Write},
 };
 
-use platform::errors::Chain;
 use serde::Serialize;
+use telemetry::Chain;
 
 use crate::{IngestError, Report, Summary, input::InputError, publish::PublishError};
 

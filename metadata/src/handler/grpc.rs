@@ -4,8 +4,8 @@ use contract::api::{
     GetMetadataRequest, GetMetadataResponse, PutMetadataRequest, PutMetadataResponse,
     metadata_service_server::MetadataService,
 };
-use platform::{
-    errors::Chain,
+use telemetry::{
+    Chain,
     log_throttle::{REPORT_INTERVAL, Throttle},
 };
 use tonic::{Request, Response, Status};
@@ -131,17 +131,15 @@ mod tests {
             "the metadata store is unavailable: database postgres://movies:***@127.0.0.1:5432/movies is unavailable: \
              pool timed out while waiting for an open connection"
         );
-        let refused = platform::database::QueryError::ValueRefused {
-            database: database.clone(),
-            source: sqlx::Error::RowNotFound,
-        };
+        let refused =
+            sql_store::QueryError::ValueRefused { database: database.clone(), source: sqlx::Error::RowNotFound };
         assert_eq!(status(MetadataError::from(RepositoryError::from(refused))).code(), tonic::Code::InvalidArgument);
         let failed = RepositoryError::from_sqlx(&database, sqlx::Error::RowNotFound);
         assert_eq!(status(MetadataError::from(failed)).code(), tonic::Code::Internal);
     }
 
     /// A store every call of which fails with the error `kind` makes.
-    struct Failing(fn(sqlx::Error) -> platform::database::QueryError);
+    struct Failing(fn(sqlx::Error) -> sql_store::QueryError);
 
     impl MetadataRepository for Failing {
         async fn get(&self, _: &MovieId) -> Result<Metadata, crate::repository::RepositoryError> {
@@ -157,7 +155,7 @@ mod tests {
     /// log says so once per interval, not once per call.
     #[tokio::test]
     async fn a_store_down_or_failing_is_logged_once_not_by_every_call() {
-        use platform::database::QueryError;
+        use sql_store::QueryError;
         const DATABASE: &str = "postgres://movies:***@127.0.0.1:5432/movies";
         for (kind, code, level, message) in [
             (
@@ -173,7 +171,7 @@ mod tests {
                 "metadata store failure",
             ),
         ] {
-            let logs = platform::test_support::CapturedLogs::start();
+            let logs = telemetry::test_support::CapturedLogs::start();
             let handler = MetadataHandler::new(Arc::new(MetadataController::new(Failing(kind))));
             for _ in 0..100 {
                 let get = handler.get_metadata(Request::new(GetMetadataRequest { movie_id: "1".into() }));

@@ -6,7 +6,7 @@ pub mod sql;
 
 use std::future::Future;
 
-use platform::database::QueryError;
+use sql_store::QueryError;
 
 use crate::model::{Metadata, MovieId};
 
@@ -35,14 +35,14 @@ pub trait MetadataRepository: Send + Sync + 'static {
 }
 
 /// The store `--database-url` names.
-pub type Store = platform::database::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
+pub type Store = sql_store::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
 
 impl MetadataRepository for Store {
     async fn get(&self, id: &MovieId) -> Result<Metadata, RepositoryError> {
-        platform::dispatch_store!(self, repository => repository.get(id).await)
+        sql_store::dispatch_store!(self, repository => repository.get(id).await)
     }
 
     async fn put(&self, metadata: Metadata) -> Result<(), RepositoryError> {
-        platform::dispatch_store!(self, repository => repository.put(metadata).await)
+        sql_store::dispatch_store!(self, repository => repository.put(metadata).await)
     }
 }

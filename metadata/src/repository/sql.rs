@@ -12,7 +12,7 @@ const UPSERT: &str = "INSERT INTO movies (id, title, description, director) VALU
 /// engine, and its doc line.
 macro_rules! sql_repository {
     ($(#[$doc:meta])* $name:ident, $engine:ident) => {
-        platform::sql_repository!($(#[$doc])* $name, $engine);
+        sql_store::sql_repository!($(#[$doc])* $name, $engine);
 
         impl super::MetadataRepository for $name {
             async fn get(

@@ -15,8 +15,10 @@ use contract::{
 };
 use contract::{id::MovieId, metadata::Metadata};
 use platform::{
-    deadline::Deadline, metrics::timed_client_call, trace_context::inject_into_request, upstream::Upstream,
+    transport::Deadline,
+    upstream::{Upstream, timed_client_call},
 };
+use telemetry::trace_context::inject_into_request;
 
 use super::{GatewayError, MetadataGateway, RatingGateway};
 

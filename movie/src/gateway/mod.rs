@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 
 use contract::{id::MovieId, metadata::Metadata};
 pub use grpc::GrpcGateway;
-use platform::{deadline::Deadline, discovery::ServiceName, upstream::UpstreamError};
+use platform::{discovery::ServiceName, transport::Deadline, upstream::UpstreamError};
 
 /// Why a dependency did not give an answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -2,10 +2,8 @@ use std::sync::Arc;
 
 use contract::api::{GetMovieDetailsRequest, GetMovieDetailsResponse, movie_service_server::MovieService};
 use contract::id::MovieId;
-use platform::{
-    deadline::Deadline,
-    log_throttle::{REPORT_INTERVAL, Throttle},
-};
+use platform::transport::Deadline;
+use telemetry::log_throttle::{REPORT_INTERVAL, Throttle};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{

@@ -23,7 +23,7 @@ pub struct ConsulSettings {
     /// Consul's HTTP address, e.g. `http://127.0.0.1:8500` or `consul:8500`.
     pub address: String,
     /// The ACL token sent with every request (`X-Consul-Token`), if any.
-    pub token: Option<crate::config::Token>,
+    pub token: Option<crate::security::Token>,
     /// The TTL of each instance's check; heartbeats go out well inside it.
     pub check_ttl: Duration,
     /// How long an instance may stay critical before Consul removes it.
@@ -135,12 +135,8 @@ impl Registry for ConsulRegistry {
     }
 
     async fn healthy_instances(&self, service: &ServiceName) -> Result<Vec<Instance>, DiscoveryError> {
-        let mut request = consul_health::ListServiceInstancesRequest::builder();
-        request.passing(true);
-        let entries = consul_health::service(&self.client, service.as_str(), Some(&mut request))
-            .await
-            .map_err(|error| self.error(error))?
-            .response;
+        let entries =
+            consul_health::passing(&self.client, service.as_str()).await.map_err(|error| self.error(error))?.response;
         Ok(entries
             .into_iter()
             .filter_map(|entry| {

@@ -8,42 +8,31 @@
 use consulrs::{
     api::{
         self, ApiResponse,
-        check::common::HealthCheck,
         features::{FeaturedEndpoint, Features},
         service::common::AgentService,
     },
     client::Client,
     error::ClientError,
 };
-use derive_builder::Builder;
 use rustify_derive::Endpoint;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// ## List Service Instances for Service
-/// Returns the nodes providing a service in the datacenter, with their checks.
+/// ## List Service Instances for Service, passing only
+/// Returns the nodes providing a service in the datacenter whose checks all
+/// pass.
 ///
-/// * Path: health/service/{self.service}
+/// * Path: health/service/{self.service}?passing=true
 /// * Method: GET
 /// * Response: [`Vec<ServiceEntry>`]
-#[derive(Builder, Debug, Default, Endpoint)]
-#[endpoint(path = "health/service/{self.service}", response = "Vec<ServiceEntry>", builder = "true")]
-#[builder(setter(into, strip_option), default)]
-pub struct ListServiceInstancesRequest {
+#[derive(Debug, Default, Endpoint)]
+#[endpoint(path = "health/service/{self.service}", response = "Vec<ServiceEntry>")]
+struct ListServiceInstancesRequest {
     #[endpoint(skip)]
-    pub features: Option<Features>,
+    features: Option<Features>,
     #[endpoint(skip)]
-    pub service: String,
-    /// Only instances whose checks are all passing.
+    service: String,
     #[endpoint(query)]
-    pub passing: Option<bool>,
-    #[endpoint(query)]
-    pub dc: Option<String>,
-    #[endpoint(query)]
-    pub tag: Option<String>,
-    #[endpoint(query)]
-    pub near: Option<String>,
-    #[endpoint(query)]
-    pub ns: Option<String>,
+    passing: Option<bool>,
 }
 
 impl FeaturedEndpoint for ListServiceInstancesRequest {
@@ -52,47 +41,34 @@ impl FeaturedEndpoint for ListServiceInstancesRequest {
     }
 }
 
-/// One instance of a service: the node it runs on, its registration, and the
-/// node's and the service's checks.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// One instance of a service: the node it runs on and its registration
+/// (Consul sends their checks too, which `passing` has already judged).
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ServiceEntry {
+pub(super) struct ServiceEntry {
     pub node: ServiceEntryNode,
     pub service: AgentService,
-    #[serde(default)]
-    pub checks: Vec<HealthCheck>,
 }
 
-/// The node part of a [`ServiceEntry`].
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// The node part of a [`ServiceEntry`]: its address, where an instance
+/// registered without an address of its own is reached.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ServiceEntryNode {
-    #[serde(rename = "ID", default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub node: Option<String>,
+pub(super) struct ServiceEntryNode {
     #[serde(default)]
     pub address: Option<String>,
-    #[serde(default)]
-    pub datacenter: Option<String>,
 }
 
-/// Lists the instances of a service with their health.
+/// Lists the instances of a service whose checks all pass.
 ///
-/// See [`ListServiceInstancesRequest`]. Its span is a debug log span: a
-/// lookup is background work, not part of a call (the upstream pool refreshes
-/// its instances on its own), and is not exported as a trace.
-#[tracing::instrument(level = "debug", skip(client, opts), err)]
-pub async fn service(
+/// Its span is a debug log span: a lookup is background work, not part of a
+/// call (the upstream pool refreshes its instances on its own), and is not
+/// exported as a trace.
+#[tracing::instrument(level = "debug", skip(client), err)]
+pub(super) async fn passing(
     client: &impl Client,
     service: &str,
-    opts: Option<&mut ListServiceInstancesRequestBuilder>,
 ) -> Result<ApiResponse<Vec<ServiceEntry>>, ClientError> {
-    let mut default = ListServiceInstancesRequest::builder();
-    let endpoint = opts
-        .unwrap_or(&mut default)
-        .service(service)
-        .build()
-        .map_err(|error| ClientError::APIError { code: 0, message: Some(error.to_string()) })?;
+    let endpoint = ListServiceInstancesRequest { service: service.to_owned(), passing: Some(true), features: None };
     api::exec_with_result(client, endpoint).await
 }

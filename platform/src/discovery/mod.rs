@@ -10,12 +10,14 @@
 //! [`Registration`] keeps one instance registered and its health reported
 //! for as long as the process serves.
 
+mod args;
 mod consul;
-pub mod consul_health;
+mod consul_health;
 mod memory;
 mod registration;
 mod static_list;
 
+pub use args::{DiscoveryArgs, DiscoveryMode};
 pub use consul::{ConsulRegistry, ConsulSettings};
 pub use memory::MemoryRegistry;
 pub use registration::{Registration, RegistrationSettings};

@@ -26,7 +26,9 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, rustls::pki_types::ServerName};
 
-use crate::{errors::Chain, tls::ClientTls, write_batching::Batched};
+use telemetry::Chain;
+
+use crate::{security::ClientTls, transport::write_batching::Batched};
 
 /// How often an idle connection is checked with a PING, and how long the
 /// answer may take before the connection is given up (tonic's defaults).
@@ -442,7 +444,7 @@ mod tests {
     async fn a_new_connection_keeps_within_what_every_server_allows_until_it_hears_the_limit() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        use crate::http2_frames::Frames;
+        use crate::transport::http2_frames::Frames;
 
         // What HTTP/2 asks every server to allow at least (RFC 9113, 6.5.2).
         const ALLOWED: usize = 100;

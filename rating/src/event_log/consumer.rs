@@ -36,7 +36,7 @@ use std::{
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use contract::event::{KeyMatch, KeyedEvent, MessageError};
-use platform::{errors::Chain, log_throttle::Throttle, shutdown::CancellationToken};
+use platform::shutdown::CancellationToken;
 use rdkafka::{
     ClientContext, Message, Offset, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
@@ -46,6 +46,7 @@ use rdkafka::{
     types::RDKafkaRespErr,
     util::Timeout,
 };
+use telemetry::{Chain, log_throttle::Throttle};
 use tokio::sync::oneshot;
 
 use super::{AppliedOffsets, DLQ_REASON_HEADER, EventLogSettings, topics::ensure_topics};
@@ -230,7 +231,7 @@ impl<R: RatingRepository> EventConsumer<R> {
         };
         let started = Instant::now();
         let mut last_progress = Instant::now();
-        let consumer_errors = Throttle::new(platform::log_throttle::REPORT_INTERVAL);
+        let consumer_errors = Throttle::new(telemetry::log_throttle::REPORT_INTERVAL);
         loop {
             if ready.is_some() && targets.as_ref().is_none_or(|targets| self.caught_up(targets)) {
                 if targets.is_some() {
@@ -378,9 +379,9 @@ impl<R: RatingRepository> EventConsumer<R> {
                         self.report_key(message, &event, key);
                     }
                     tracing::debug!(partition = message.partition(), offset = message.offset(), %event, "applying");
-                    if platform::telemetry::exporting_traces() {
+                    if telemetry::exporting_traces() {
                         let headers = contract::kafka::text_headers(message.headers());
-                        spans.push(platform::trace_context::consumer_span("ratings apply", message.topic(), headers));
+                        spans.push(telemetry::trace_context::consumer_span("ratings apply", message.topic(), headers));
                     }
                     Some(event)
                 }

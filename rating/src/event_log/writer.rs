@@ -93,7 +93,7 @@ impl KafkaEventLog {
         let key = event.kafka_key();
         let payload = event.to_json();
         // The trace of the PutRating/DeleteRating call travels with the event.
-        let trace = platform::trace_context::current_headers();
+        let trace = telemetry::trace_context::current_headers();
         let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
         if let Some(headers) = contract::kafka::headers(&trace) {
             record = record.headers(headers);

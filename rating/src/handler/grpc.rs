@@ -4,8 +4,8 @@ use contract::api::{
     DeleteRatingRequest, DeleteRatingResponse, GetAggregatedRatingRequest, GetAggregatedRatingResponse,
     PutRatingRequest, PutRatingResponse, rating_service_server::RatingService,
 };
-use platform::{
-    errors::Chain,
+use telemetry::{
+    Chain,
     log_throttle::{REPORT_INTERVAL, Throttle},
 };
 use tonic::{Request, Response, Status};
@@ -185,7 +185,7 @@ mod tests {
     const DATABASE: &str = "postgres://ratings:***@127.0.0.1:5432/ratings";
 
     /// A store every call of which fails with the error `kind` makes.
-    struct Failing(fn(sqlx::Error) -> platform::database::QueryError);
+    struct Failing(fn(sqlx::Error) -> sql_store::QueryError);
 
     impl Failing {
         fn error(&self) -> crate::repository::RepositoryError {
@@ -235,7 +235,7 @@ mod tests {
     /// log says so once per interval, not once per call.
     #[tokio::test]
     async fn a_store_down_or_failing_is_logged_once_not_by_every_call() {
-        use platform::database::QueryError;
+        use sql_store::QueryError;
         for (kind, code, level, message) in [
             (
                 (|source| QueryError::Unavailable { database: DATABASE.into(), source }) as fn(_) -> _,
@@ -250,7 +250,7 @@ mod tests {
                 "rating store failure",
             ),
         ] {
-            let logs = platform::test_support::CapturedLogs::start();
+            let logs = telemetry::test_support::CapturedLogs::start();
             let handler = RatingHandler::new(Arc::new(RatingController::new(Failing(kind))), RatingRange::default());
             for _ in 0..100 {
                 assert_eq!(handler.get_aggregated_rating(get("1", "movie")).await.unwrap_err().code(), code);
@@ -266,7 +266,7 @@ mod tests {
     /// The same for writes the event log does not complete.
     #[tokio::test]
     async fn writes_the_event_log_does_not_complete_are_logged_once_not_by_every_call() {
-        let logs = platform::test_support::CapturedLogs::start();
+        let logs = telemetry::test_support::CapturedLogs::start();
         let controller = RatingController::with_event_log(MemoryRepository::default(), Arc::new(Unacknowledged));
         let handler = RatingHandler::new(Arc::new(controller), RatingRange::default());
         for _ in 0..100 {

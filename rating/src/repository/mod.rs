@@ -14,7 +14,7 @@ pub mod sql;
 
 use std::{collections::HashMap, future::Future};
 
-use platform::database::QueryError;
+use sql_store::QueryError;
 
 use crate::model::{AggregatedRating, RatingEvent, RecordKey, UserId};
 
@@ -158,23 +158,23 @@ pub(crate) fn net_changes<'a>(events: impl IntoIterator<Item = &'a RatingEvent>)
 /// The store `--database-url` names. When it is shared (PostgreSQL),
 /// replicas split the topic's partitions between them instead of each
 /// reading them all.
-pub type Store = platform::database::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
+pub type Store = sql_store::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
 
 impl RatingRepository for Store {
     async fn apply(&self, events: &[RatingEvent]) -> Result<(), RepositoryError> {
-        platform::dispatch_store!(self, repository => repository.apply(events).await)
+        sql_store::dispatch_store!(self, repository => repository.apply(events).await)
     }
 
     async fn apply_logged(&self, topic: &str, batch: &[LoggedEvent]) -> Result<Progress, RepositoryError> {
-        platform::dispatch_store!(self, repository => repository.apply_logged(topic, batch).await)
+        sql_store::dispatch_store!(self, repository => repository.apply_logged(topic, batch).await)
     }
 
     async fn positions(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
-        platform::dispatch_store!(self, repository => repository.positions(topic).await)
+        sql_store::dispatch_store!(self, repository => repository.positions(topic).await)
     }
 
     async fn aggregate(&self, key: &RecordKey) -> Result<AggregatedRating, RepositoryError> {
-        platform::dispatch_store!(self, repository => repository.aggregate(key).await)
+        sql_store::dispatch_store!(self, repository => repository.aggregate(key).await)
     }
 }
 

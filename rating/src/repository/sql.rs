@@ -164,7 +164,7 @@ macro_rules! sql_repository {
         // The store is rebuilt from the topic: its positions in the topic
         // commit with the ratings, so a commit a power cut undoes is applied
         // again from the topic.
-        platform::sql_repository!($(#[$doc])* #[derive(Clone)] $name, $engine, commits = platform::database::Commits::SurviveCrash);
+        sql_store::sql_repository!($(#[$doc])* #[derive(Clone)] $name, $engine, commits = sql_store::Commits::SurviveCrash);
 
         impl $name {
             fn error(&self, source: sqlx::Error) -> RepositoryError {
@@ -303,7 +303,7 @@ impl PostgresRepository {
 
 #[cfg(test)]
 mod tests {
-    use platform::database::{Commits, SqlRepository};
+    use sql_store::{Commits, SqlRepository};
 
     use super::*;
 
