@@ -15,6 +15,7 @@ pub mod id;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metadata;
+pub mod method;
 pub mod rating;
 pub mod schema;
 pub mod service;

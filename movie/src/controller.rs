@@ -6,7 +6,7 @@ use platform::{discovery::ServiceName, transport::Deadline};
 use telemetry::log_throttle::{REPORT_INTERVAL, Throttle};
 
 use crate::{
-    gateway::{GatewayError, MetadataGateway, RatingGateway},
+    gateway::{Failure, GatewayError, MetadataGateway, RatingGateway},
     model::{MovieDetails, Rating},
 };
 
@@ -45,13 +45,13 @@ impl<M: MetadataGateway, R: RatingGateway> MovieController<M, R> {
     /// The details of movie `id`, by the caller's `deadline` if it has one.
     pub async fn details(&self, id: &MovieId, deadline: Option<Deadline>) -> Result<MovieDetails, MovieError> {
         let (metadata, rating) = tokio::join!(self.metadata.get(id, deadline), self.rating.aggregated(id, deadline));
-        let metadata = metadata.map_err(|error| match error {
-            GatewayError::NotFound { .. } => MovieError::NotFound(id.clone()),
-            other => MovieError::Dependency(other),
+        let metadata = metadata.map_err(|error| match error.failure() {
+            Failure::NotFound => MovieError::NotFound(id.clone()),
+            _ => MovieError::Dependency(error),
         })?;
         let rating = match rating {
             Ok(average) => Rating::Rated(average),
-            Err(GatewayError::NotFound { .. }) => Rating::NotRated,
+            Err(error) if error.failure() == Failure::NotFound => Rating::NotRated,
             Err(error) => match self.policy {
                 RatingFailurePolicy::Fail => return Err(MovieError::Dependency(error)),
                 RatingFailurePolicy::Omit => {
@@ -86,6 +86,7 @@ mod tests {
     };
 
     use contract::metadata::Metadata;
+    use platform::upstream::UpstreamError;
     use tokio::sync::Barrier;
 
     use super::*;
@@ -99,7 +100,14 @@ mod tests {
     }
 
     fn down(service: ServiceName) -> GatewayError {
-        GatewayError::Unavailable { service, reason: "connection refused".into() }
+        GatewayError::Call(UpstreamError::Unavailable {
+            service,
+            status: tonic::Status::unavailable("connection refused"),
+        })
+    }
+
+    fn not_found(service: ServiceName, message: &str) -> GatewayError {
+        GatewayError::Call(UpstreamError::Status { service, status: tonic::Status::not_found(message) })
     }
 
     /// A gateway answering from a fixed result, optionally meeting the other
@@ -154,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_movie_nobody_rated_has_details_without_a_rating() {
-        let not_rated = GatewayError::NotFound { service: rating_service(), message: "no ratings".into() };
+        let not_rated = not_found(rating_service(), "no ratings");
         for policy in [RatingFailurePolicy::Omit, RatingFailurePolicy::Fail] {
             let details = controller(Ok(heat()), Err(not_rated.clone()), policy).details(&id("1"), None).await.unwrap();
             assert_eq!(details.rating, Rating::NotRated);
@@ -163,7 +171,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_movie_is_not_found() {
-        let missing = GatewayError::NotFound { service: metadata_service(), message: "no metadata".into() };
+        let missing = not_found(metadata_service(), "no metadata");
         let error =
             controller(Err(missing), Ok(3.0), RatingFailurePolicy::Omit).details(&id("9"), None).await.unwrap_err();
         assert_eq!(error, MovieError::NotFound(id("9")));
@@ -204,7 +212,10 @@ mod tests {
         assert_eq!(omitted.rating, Rating::Unavailable);
         assert_eq!(omitted.metadata, heat());
 
-        let timeout = GatewayError::DeadlineExceeded { service: rating_service(), timeout: Duration::from_secs(1) };
+        let timeout = GatewayError::Call(UpstreamError::DeadlineExceeded {
+            service: rating_service(),
+            timeout: Duration::from_secs(1),
+        });
         let failed = controller(Ok(heat()), Err(timeout.clone()), RatingFailurePolicy::Fail)
             .details(&id("1"), None)
             .await

@@ -71,16 +71,14 @@ pub fn routes(config: &Config, registry: Arc<dyn Registry>, upstream_tls: Option
         refresh_interval: config.discovery_refresh,
         request_timeout: config.upstream_timeout,
         tls: upstream_tls,
+        max_message_size: config.server.max_message_size(),
         ..UpstreamSettings::default()
     };
-    let limit = config.server.max_message_size();
+    let limit = settings.max_message_size;
     let metadata = Upstream::new(controller::metadata_service(), registry.clone(), settings.clone());
     let rating = Upstream::new(controller::rating_service(), registry, settings);
-    let controller = MovieController::new(
-        GrpcGateway::new(metadata, limit),
-        GrpcGateway::new(rating, limit),
-        config.on_rating_failure,
-    );
+    let controller =
+        MovieController::new(GrpcGateway::new(metadata), GrpcGateway::new(rating), config.on_rating_failure);
     let server = MovieServiceServer::new(MovieHandler::new(Arc::new(controller)))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);

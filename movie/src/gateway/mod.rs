@@ -2,49 +2,84 @@
 //! the controller can be tested without a network.
 mod grpc;
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
-use contract::{id::MovieId, metadata::Metadata};
+use contract::{id::MovieId, metadata::Metadata, validation::FieldError};
 pub use grpc::GrpcGateway;
 use platform::{discovery::ServiceName, transport::Deadline, upstream::UpstreamError};
+use tonic::Code;
 
-/// Why a dependency did not give an answer.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why a dependency did not give an answer: the failed call kept whole, or
+/// an answer this service cannot use. [`GatewayError::failure`] says what it
+/// means for the caller.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
-    /// The dependency has nothing under this id.
-    #[error("{service} service has no record: {message}")]
-    NotFound { service: ServiceName, message: String },
-    #[error("{service} service is unavailable: {reason}")]
-    Unavailable { service: ServiceName, reason: String },
-    #[error("{service} service did not answer within {timeout:?}")]
-    DeadlineExceeded { service: ServiceName, timeout: Duration },
-    /// The dependency answered with an unexpected error or message.
-    #[error("{service} service failed: {reason}")]
-    Failed { service: ServiceName, reason: String },
+    /// The call brought no answer, or an error status.
+    #[error("{}", describe(.0))]
+    Call(#[from] UpstreamError),
+    /// The dependency answered with a message this service cannot use.
+    #[error("{service} service failed: malformed answer: {problem}")]
+    Malformed { service: ServiceName, problem: FieldError },
 }
 
-impl From<UpstreamError> for GatewayError {
-    fn from(error: UpstreamError) -> Self {
-        match error {
-            UpstreamError::NoHealthyInstance { service } => {
-                GatewayError::Unavailable { service, reason: "no healthy instance is registered".into() }
+/// What a dependency's failure means for a call that needed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The dependency has nothing under this id.
+    NotFound,
+    /// No instance could answer, or the one that did shed the call: a
+    /// passing state the caller may retry.
+    Unavailable,
+    DeadlineExceeded,
+    /// An unexpected error or message: a fault, not the caller's.
+    Failed,
+}
+
+impl GatewayError {
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Call(UpstreamError::NoHealthyInstance { .. } | UpstreamError::Unavailable { .. }) => {
+                Failure::Unavailable
             }
-            UpstreamError::Unavailable { service, status } => {
-                GatewayError::Unavailable { service, reason: status.message().to_string() }
-            }
-            UpstreamError::DeadlineExceeded { service, timeout } => GatewayError::DeadlineExceeded { service, timeout },
-            UpstreamError::Status { service, status } if status.code() == tonic::Code::NotFound => {
-                GatewayError::NotFound { service, message: status.message().to_string() }
-            }
-            // The dependency shed the call (it is serving its limit): a
-            // passing state the caller may retry, not a fault of ours.
-            UpstreamError::Status { service, status } if status.code() == tonic::Code::ResourceExhausted => {
-                GatewayError::Unavailable { service, reason: status.message().to_string() }
-            }
-            UpstreamError::Status { service, status } => {
-                GatewayError::Failed { service, reason: format!("{}: {}", status.code(), status.message()) }
-            }
+            Self::Call(UpstreamError::DeadlineExceeded { .. }) => Failure::DeadlineExceeded,
+            Self::Call(UpstreamError::Status { status, .. }) => match status.code() {
+                Code::NotFound => Failure::NotFound,
+                // The dependency shed the call (it is serving its limit).
+                Code::ResourceExhausted => Failure::Unavailable,
+                _ => Failure::Failed,
+            },
+            Self::Malformed { .. } => Failure::Failed,
         }
+    }
+}
+
+/// Equal when they mean the same for the call and say the same.
+impl PartialEq for GatewayError {
+    fn eq(&self, other: &Self) -> bool {
+        self.failure() == other.failure() && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for GatewayError {}
+
+/// A failed call as the movie service reports it: the dependency, what
+/// happened, and the dependency's own message.
+fn describe(error: &UpstreamError) -> String {
+    match error {
+        UpstreamError::NoHealthyInstance { service } => {
+            format!("{service} service is unavailable: no healthy instance is registered")
+        }
+        UpstreamError::Unavailable { service, status } => {
+            format!("{service} service is unavailable: {}", status.message())
+        }
+        UpstreamError::DeadlineExceeded { service, timeout } => {
+            format!("{service} service did not answer within {timeout:?}")
+        }
+        UpstreamError::Status { service, status } => match status.code() {
+            Code::NotFound => format!("{service} service has no record: {}", status.message()),
+            Code::ResourceExhausted => format!("{service} service is unavailable: {}", status.message()),
+            code => format!("{service} service failed: {code}: {}", status.message()),
+        },
     }
 }
 
@@ -78,15 +113,18 @@ mod tests {
     #[test]
     fn a_dependency_shedding_load_is_unavailable_and_other_errors_are_failures() {
         let shed = status(tonic::Status::resource_exhausted("serving its limit of 1000 concurrent requests"));
-        assert_eq!(
-            shed,
-            GatewayError::Unavailable {
-                service: ServiceName::new("metadata"),
-                reason: "serving its limit of 1000 concurrent requests".into()
-            }
-        );
-        assert!(matches!(status(tonic::Status::not_found("no such movie")), GatewayError::NotFound { .. }));
+        assert_eq!(shed.failure(), Failure::Unavailable);
+        assert_eq!(shed.to_string(), "metadata service is unavailable: serving its limit of 1000 concurrent requests");
+        assert_eq!(status(tonic::Status::not_found("no such movie")).failure(), Failure::NotFound);
         let failed = status(tonic::Status::internal("disk on fire"));
+        assert_eq!(failed.failure(), Failure::Failed);
         assert_eq!(failed.to_string(), "metadata service failed: Internal error: disk on fire");
+    }
+
+    #[test]
+    fn the_failed_call_is_kept_as_the_source() {
+        let error = status(tonic::Status::internal("disk on fire"));
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(source.downcast_ref::<UpstreamError>().is_some(), "{source:?}");
     }
 }

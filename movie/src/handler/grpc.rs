@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
     controller::{MovieController, MovieError},
-    gateway::{GatewayError, MetadataGateway, RatingGateway},
+    gateway::{Failure, MetadataGateway, RatingGateway},
     model::Rating,
 };
 
@@ -33,13 +33,13 @@ impl From<MovieError> for Status {
         let message = error.to_string();
         match error {
             MovieError::NotFound(_) => Status::not_found(message),
-            MovieError::Dependency(GatewayError::Unavailable { .. }) => Status::unavailable(message),
-            MovieError::Dependency(GatewayError::DeadlineExceeded { .. }) => Status::deadline_exceeded(message),
-            // A dependency's NOT_FOUND other than the movie's own, or an
-            // unexpected answer: our fault, not the caller's.
-            MovieError::Dependency(GatewayError::NotFound { .. } | GatewayError::Failed { .. }) => {
-                Status::internal(message)
-            }
+            MovieError::Dependency(error) => match error.failure() {
+                Failure::Unavailable => Status::unavailable(message),
+                Failure::DeadlineExceeded => Status::deadline_exceeded(message),
+                // A dependency's NOT_FOUND other than the movie's own, or an
+                // unexpected answer: our fault, not the caller's.
+                Failure::NotFound | Failure::Failed => Status::internal(message),
+            },
         }
     }
 }

@@ -28,8 +28,9 @@ use crate::{
 
 mod connection;
 mod timing;
+mod unary;
 pub use connection::{Connection, ConnectionError, ResponseBody};
-pub use timing::timed_client_call;
+use timing::timed_client_call;
 
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -46,6 +47,8 @@ pub struct UpstreamSettings {
     /// TLS towards every instance (its CA, a client certificate); none:
     /// plaintext.
     pub tls: Option<ClientTls>,
+    /// The largest message [`Upstream::unary`] sends or takes, in bytes.
+    pub max_message_size: usize,
 }
 
 /// The pause before the first retry; each one after doubles it, with jitter.
@@ -61,12 +64,13 @@ impl Default for UpstreamSettings {
             max_attempts: 3,
             max_retries: 2,
             tls: None,
+            max_message_size: 4 * 1024 * 1024,
         }
     }
 }
 
 /// Why a call to an upstream service did not produce an answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("no healthy instance of the {service} service is registered")]
     NoHealthyInstance { service: ServiceName },

@@ -10,7 +10,7 @@ use super::UpstreamError;
 
 /// Times a call to another service and records it under
 /// [`CLIENT_CALL_DURATION`] with the status code it ended with.
-pub async fn timed_client_call<T>(
+pub(super) async fn timed_client_call<T>(
     rpc_service: &'static str,
     rpc_method: &'static str,
     call: impl Future<Output = Result<T, UpstreamError>>,
