@@ -8,9 +8,11 @@ const UPSERT: &str = "INSERT INTO movies (id, title, description, director) VALU
      ON CONFLICT (id) DO UPDATE SET \
      title = excluded.title, description = excluded.description, director = excluded.director";
 
-/// A repository over one engine (`Sqlite` or `Postgres`): its type, the
-/// engine, and its doc line.
-macro_rules! sql_repository {
+/// The metadata repository over one engine (`Sqlite` or `Postgres`): its
+/// type, the engine, and its doc line. A macro because both engines run the
+/// same statements with the same sqlx calls, over types sqlx keeps apart per
+/// engine.
+macro_rules! metadata_over {
     ($(#[$doc:meta])* $name:ident, $engine:ident) => {
         sql_store::sql_repository!($(#[$doc])* $name, $engine);
 
@@ -44,13 +46,13 @@ macro_rules! sql_repository {
     };
 }
 
-sql_repository!(
+metadata_over!(
     /// Metadata in a SQLite file (`--database-url sqlite:PATH`).
     SqliteRepository,
     Sqlite
 );
 
-sql_repository!(
+metadata_over!(
     /// Metadata in a PostgreSQL database (`--database-url postgres://...`).
     PostgresRepository,
     Postgres

@@ -1,7 +1,9 @@
-//! Ratings in a SQL database, SQLite or PostgreSQL: one definition for both
-//! engines, since the schema (`rating/migrations/`) and the statements are
-//! the same but for how a batch is passed in (PostgreSQL: four arrays
-//! `UNNEST`ed; SQLite: one JSON array read with `json_each`).
+//! Ratings in a SQL database, SQLite or PostgreSQL: one schema
+//! (`rating/migrations/`) and the same steps for both engines. The
+//! statements that apply a batch differ in how the batch is passed in, so
+//! each engine's are in its own file (`postgres.rs`: four arrays `UNNEST`ed;
+//! `sqlite.rs`: one JSON array read with `json_each`); the statements both
+//! share are here.
 //!
 //! A batch is applied as a few set-based statements in one transaction,
 //! whatever its size: first the change of each record's sum and count
@@ -12,56 +14,13 @@
 //! during a rebalance apply each event once.
 use std::collections::HashMap;
 
-use sqlx::{Postgres, Sqlite, postgres::PgArguments, query::Query, sqlite::SqliteArguments};
-
 use super::{Change, LoggedEvent, Progress, RatingEvent, RepositoryError, net_changes, unapplied};
 use crate::model::{AggregatedRating, RecordKey};
 
-/// The statements that apply a batch of changes, around `$batch`: a row
-/// source `b(record_type, record_id, user_id, value)` with one row per
-/// (record, user) and a NULL value for a delete.
-macro_rules! batch_statements {
-    ($batch:literal) => {
-        BatchStatements {
-            totals: concat!(
-                "INSERT INTO rating_totals (record_type, record_id, rating_sum, rating_count) \
-                 SELECT b.record_type, b.record_id, \
-                        SUM(COALESCE(b.value, 0) - COALESCE(r.value, 0)), \
-                        SUM(CASE WHEN b.value IS NULL THEN 0 ELSE 1 END - CASE WHEN r.value IS NULL THEN 0 ELSE 1 END) \
-                 FROM ",
-                $batch,
-                " LEFT JOIN ratings AS r \
-                   ON r.record_type = b.record_type AND r.record_id = b.record_id AND r.user_id = b.user_id \
-                 WHERE true \
-                 GROUP BY b.record_type, b.record_id \
-                 ORDER BY b.record_type, b.record_id \
-                 ON CONFLICT (record_type, record_id) DO UPDATE SET \
-                   rating_sum = rating_totals.rating_sum + excluded.rating_sum, \
-                   rating_count = rating_totals.rating_count + excluded.rating_count"
-            ),
-            upsert: concat!(
-                "INSERT INTO ratings (record_type, record_id, user_id, value) \
-                 SELECT b.record_type, b.record_id, b.user_id, b.value FROM ",
-                $batch,
-                " WHERE b.value IS NOT NULL \
-                 ON CONFLICT (record_type, record_id, user_id) DO UPDATE SET value = excluded.value"
-            ),
-            delete: concat!(
-                "DELETE FROM ratings WHERE (record_type, record_id, user_id) IN \
-                 (SELECT b.record_type, b.record_id, b.user_id FROM ",
-                $batch,
-                " WHERE b.value IS NULL)"
-            ),
-            forget_empty: concat!(
-                "DELETE FROM rating_totals WHERE rating_count = 0 AND (record_type, record_id) IN \
-                 (SELECT b.record_type, b.record_id FROM ",
-                $batch,
-                ")"
-            ),
-        }
-    };
-}
-
+/// The statements that apply a batch of changes, read from a row source
+/// `b(record_type, record_id, user_id, value)` with one row per (record,
+/// user) and a NULL value for a delete; each engine spells its own, as its
+/// batch source differs (see `postgres.rs`, `sqlite.rs`).
 struct BatchStatements {
     totals: &'static str,
     upsert: &'static str,
@@ -82,84 +41,14 @@ const ADD_POSITION: &str =
     "INSERT INTO consumer_offsets (topic, partition_id, next_offset) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING";
 const SET_POSITION: &str = "UPDATE consumer_offsets SET next_offset = $3 WHERE topic = $1 AND partition_id = $2";
 
-mod postgres {
-    use super::*;
+mod postgres;
+mod sqlite;
 
-    pub(super) const STATEMENTS: BatchStatements = batch_statements!(
-        "UNNEST($1::text[], $2::text[], $3::text[], $4::int4[]) AS b(record_type, record_id, user_id, value)"
-    );
-
-    /// The positions of the batch's partitions, locked until the transaction
-    /// ends.
-    pub(super) const LOCK_POSITIONS: &str = "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = $1 AND partition_id = ANY($2) \
-         ORDER BY partition_id FOR UPDATE";
-
-    /// The changes as the four columns of the batch.
-    pub(super) struct Batch {
-        record_types: Vec<String>,
-        record_ids: Vec<String>,
-        users: Vec<String>,
-        values: Vec<Option<i32>>,
-    }
-
-    pub(super) fn encode(changes: &[Change<'_>]) -> Batch {
-        Batch {
-            record_types: changes.iter().map(|change| change.key.record_type.as_str().to_owned()).collect(),
-            record_ids: changes.iter().map(|change| change.key.record_id.as_str().to_owned()).collect(),
-            users: changes.iter().map(|change| change.user.as_str().to_owned()).collect(),
-            values: changes.iter().map(|change| change.value).collect(),
-        }
-    }
-
-    pub(super) fn bind<'q>(statement: &'q str, batch: &'q Batch) -> Query<'q, Postgres, PgArguments> {
-        sqlx::query(statement).bind(&batch.record_types).bind(&batch.record_ids).bind(&batch.users).bind(&batch.values)
-    }
-
-    pub(super) fn lock_positions<'q>(topic: &'q str, partitions: &'q [i32]) -> Query<'q, Postgres, PgArguments> {
-        sqlx::query(LOCK_POSITIONS).bind(topic).bind(partitions)
-    }
-}
-
-mod sqlite {
-    use super::*;
-
-    pub(super) const STATEMENTS: BatchStatements = batch_statements!(
-        "(SELECT value ->> 0 AS record_type, value ->> 1 AS record_id, value ->> 2 AS user_id, value ->> 3 AS value \
-          FROM json_each($1)) AS b"
-    );
-
-    /// The changes as one JSON array of `[record_type, record_id, user_id, value]`.
-    pub(super) type Batch = String;
-
-    pub(super) fn encode(changes: &[Change<'_>]) -> Batch {
-        let rows: Vec<serde_json::Value> = changes
-            .iter()
-            .map(|change| {
-                serde_json::json!([
-                    change.key.record_type.as_str(),
-                    change.key.record_id.as_str(),
-                    change.user.as_str(),
-                    change.value
-                ])
-            })
-            .collect();
-        serde_json::Value::Array(rows).to_string()
-    }
-
-    pub(super) fn bind<'q>(statement: &'q str, batch: &'q Batch) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-        sqlx::query(statement).bind(batch.as_str())
-    }
-
-    /// SQLite has a single writer: the transaction's first write locks the
-    /// file, and no other process writes this instance's file.
-    pub(super) fn lock_positions<'q>(topic: &'q str, _partitions: &'q [i32]) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-        sqlx::query(POSITIONS).bind(topic)
-    }
-}
-
-/// A repository over one engine (`Sqlite` or `Postgres`): its type, the
-/// engine, the module with its batch encoding, and its doc line.
-macro_rules! sql_repository {
+/// The ratings repository over one engine (`Sqlite` or `Postgres`): its
+/// type, the engine, the module with its statements and batch encoding, and
+/// its doc line. A macro because the two repositories run the same steps
+/// with the same sqlx calls, over types sqlx keeps apart per engine.
+macro_rules! ratings_over {
     ($(#[$doc:meta])* $name:ident, $engine:ident, $encoding:ident) => {
         // The store is rebuilt from the topic: its positions in the topic
         // commit with the ratings, so a commit a power cut undoes is applied
@@ -258,7 +147,7 @@ macro_rules! sql_repository {
     };
 }
 
-sql_repository!(
+ratings_over!(
     /// Ratings in a SQLite file (`--database-url sqlite:PATH`), one per
     /// instance.
     SqliteRepository,
@@ -266,7 +155,7 @@ sql_repository!(
     sqlite
 );
 
-sql_repository!(
+ratings_over!(
     /// Ratings in a PostgreSQL database (`--database-url postgres://...`),
     /// shared by every replica.
     PostgresRepository,
@@ -304,6 +193,7 @@ impl PostgresRepository {
 #[cfg(test)]
 mod tests {
     use sql_store::{Commits, SqlRepository};
+    use sqlx::Sqlite;
 
     use super::*;
 
