@@ -17,8 +17,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs, service::RATING};
 use event_log::{
-    AppliedOffsets, EventLogArgs, EventLogSettings, Prefetch,
-    consumer::{EventConsumer, Sharing},
+    AppliedOffsets, EventLogArgs, EventLogSettings, consumer::EventConsumer, ingestion::Ingestion,
     writer::KafkaEventLog,
 };
 use platform::{
@@ -27,10 +26,8 @@ use platform::{
     server::{BoundServer, ServerArgs, ServiceSettings, ready_after},
     shutdown::CancellationToken,
 };
-use repository::{MIGRATIONS, Store};
+use repository::{MIGRATIONS, Sharing, Store};
 use sql_store::{DatabaseArgs, prepare_or_stop};
-use telemetry::Chain;
-use tokio::sync::oneshot;
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{controller::RatingController, model::RatingRange};
@@ -121,78 +118,31 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { server, registry, range, event_log, store, max_message_size } = self;
         let stop = shutdown.child_token();
-        let database = store.database();
+        let prepared = {
+            let (database, stop) = (store.database(), stop.clone());
+            async move { prepare_or_stop(RATING, database, &MIGRATIONS, &stop).await }
+        };
         let Some(settings) = event_log else {
             let controller = Arc::new(RatingController::new(store));
-            let (ready, mut failure) = ready_after(prepare_or_stop(RATING, database, &MIGRATIONS, &stop));
+            let (ready, mut failure) = ready_after(prepared);
             server.run(routes(controller, range, max_message_size), registry, ready, stop.clone()).await?;
             return failure.try_recv().map_or(Ok(()), |error| Err(error.into()));
         };
-        let prefetch = if database.is_some() { Prefetch::Lean } else { Prefetch::Full };
-        let settings = EventLogSettings { prefetch, ..settings };
-        let shares_store = store.is_shared();
-        let shared = match &store {
-            Store::Postgres(repository) => Some(repository.clone()),
-            Store::Memory(_) | Store::Sqlite(_) => None,
-        };
+        let sharing = Sharing::of(&store);
         let applied = Arc::new(AppliedOffsets::default());
         let producer = settings.producer().context("cannot create the Kafka producer")?;
-        let writer = Arc::new(KafkaEventLog::new(producer.clone(), &settings, applied.clone(), shared.clone()));
-        let controller = Arc::new(RatingController::with_event_log(store, writer));
-        let sharing = match (shared, settings.consumer_group.clone()) {
-            (Some(repository), Some(group)) => {
-                Sharing::Group { group, positions: Arc::new(move |topic: &str| repository.positions_blocking(topic)) }
-            }
-            _ => Sharing::EveryPartition,
-        };
-        let (caught_up, ready) = oneshot::channel();
-        let stop_ingestion = CancellationToken::new();
+        let writer = KafkaEventLog::new(producer.clone(), &settings, applied.clone(), sharing.shared());
+        let controller = Arc::new(RatingController::with_event_log(store, Arc::new(writer)));
         let consumer = EventConsumer::new(settings, sharing, producer, controller.clone(), applied, range);
-        let ingestion = tokio::spawn({
-            let (stop, stop_ingestion) = (stop.clone(), stop_ingestion.clone());
-            async move {
-                tokio::select! {
-                    prepared = prepare_or_stop(RATING, database, &MIGRATIONS, &stop) => prepared?,
-                    _ = stop_ingestion.cancelled() => return Ok(()),
-                }
-                // Replicas that share a store have nothing to catch up with:
-                // the store holds what the topic held.
-                let caught_up = if shares_store {
-                    let _ = caught_up.send(());
-                    oneshot::channel().0
-                } else {
-                    caught_up
-                };
-                consumer.run(caught_up, stop_ingestion).await.map_err(|error| {
-                    tracing::error!(error = %Chain(&error), "ingestion cannot go on; stopping");
-                    stop.cancel();
-                    anyhow::Error::new(error).context("the rating service cannot ingest the ratings topic")
-                })
-            }
-        });
-        let ready = async {
-            // The sender only goes away if ingestion stopped, i.e. on shutdown.
-            if ready.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        let served = server.run(routes(controller, range, max_message_size), registry, ready, stop).await;
-        stop_ingestion.cancel();
-        let ingested = match tokio::time::timeout(INGESTION_STOP_TIMEOUT, ingestion).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(panicked)) => Err(anyhow::Error::new(panicked).context("ingestion failed")),
-            Err(_) => {
-                tracing::warn!(timeout = ?INGESTION_STOP_TIMEOUT, "ingestion did not stop in time");
-                Ok(())
-            }
-        };
+        let ingestion = Ingestion::start(consumer, prepared, stop.clone());
+        let routes = routes(controller, range, max_message_size);
+        let served = server.run(routes, registry, ingestion.caught_up(), stop).await;
+        let ingested = ingestion.stop(INGESTION_STOP_TIMEOUT).await;
         served?;
-        ingested
+        Ok(ingested?)
     }
 }
 
-/// The gRPC routes of the service, taking and sending messages of at most
-/// `max_message_size` bytes.
 fn routes(controller: Arc<RatingController<Store>>, range: RatingRange, max_message_size: usize) -> Routes {
     let server = RatingServiceServer::new(handler::RatingHandler::new(controller, range))
         .max_decoding_message_size(max_message_size)

@@ -102,12 +102,6 @@ impl<M, S: SqlRepository<Sqlite>, P: SqlRepository<Postgres>> Store<M, S, P> {
         self.database().map_or_else(|| "memory".into(), |database| database.name().to_string())
     }
 
-    /// Whether the replicas of a service share this store (PostgreSQL)
-    /// rather than each keeping its own (memory, a SQLite file).
-    pub fn is_shared(&self) -> bool {
-        matches!(self, Self::Postgres(_))
-    }
-
     /// Connects (waiting for a PostgreSQL server that is not up yet) and
     /// runs `migrations`; nothing to do in memory.
     pub async fn prepare(&self, migrations: &Migrator) -> Result<(), DatabaseError> {
@@ -169,15 +163,15 @@ mod tests {
     #[tokio::test]
     async fn the_url_picks_the_store_and_names_it() {
         let memory = open(None);
-        assert!(matches!(memory, Store::Memory(_)) && memory.database().is_none() && !memory.is_shared());
+        assert!(matches!(memory, Store::Memory(_)) && memory.database().is_none());
         assert_eq!(memory.describe(), "memory");
 
         let sqlite = open(Some("sqlite::memory:"));
-        assert!(matches!(sqlite, Store::Sqlite(_)) && !sqlite.is_shared());
+        assert!(matches!(sqlite, Store::Sqlite(_)));
         assert_eq!(sqlite.describe(), "sqlite::memory:");
 
         let postgres = open(Some("postgres://user:s3cret@127.0.0.1:5432/movies"));
-        assert!(matches!(postgres.database(), Some(Database::Postgres { .. })) && postgres.is_shared());
+        assert!(matches!(postgres.database(), Some(Database::Postgres { .. })));
         assert_eq!(postgres.describe(), "postgres://user:***@127.0.0.1:5432/movies");
     }
 

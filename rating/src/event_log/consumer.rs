@@ -47,13 +47,13 @@ use rdkafka::{
     util::Timeout,
 };
 use telemetry::{Chain, log_throttle::Throttle};
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
-use super::{AppliedOffsets, DLQ_REASON_HEADER, EventLogSettings, topics::ensure_topics};
+use super::{AppliedOffsets, DLQ_REASON_HEADER, EventLogSettings, Prefetch, topics::ensure_topics};
 use crate::{
     controller::RatingController,
     model::{RatingEvent, RatingRange},
-    repository::{LoggedEvent, RatingRepository, RepositoryError},
+    repository::{LoggedEvent, RatingRepository, RepositoryError, SharedPositions, Sharing},
 };
 
 /// The most messages applied in one transaction. Only an instance catching
@@ -69,20 +69,6 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(5);
 /// minute says all there is to say.
 const KEY_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Reads the store's positions from librdkafka's rebalance callback, which
-/// cannot await.
-pub type PositionLookup = Arc<dyn Fn(&str) -> Result<HashMap<i32, i64>, RepositoryError> + Send + Sync>;
-
-/// How this instance shares the topic with the other replicas.
-#[derive(Clone)]
-pub enum Sharing {
-    /// Every partition is read by every instance (a store per instance).
-    EveryPartition,
-    /// The replicas split the partitions in consumer group `group`
-    /// (one shared store); `positions` says where each partition resumes.
-    Group { group: String, positions: PositionLookup },
-}
-
 /// Why ingestion stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -96,7 +82,9 @@ pub enum IngestError {
 pub struct IngestContext {
     topic: String,
     applied: Arc<AppliedOffsets>,
-    positions: Option<PositionLookup>,
+    /// In a consumer group: the shared store, where each assigned partition
+    /// resumes.
+    shared: Option<Arc<dyn SharedPositions>>,
 }
 
 impl ClientContext for IngestContext {
@@ -144,8 +132,8 @@ impl IngestContext {
     /// the store cannot be read, each starts from the beginning: slower, but
     /// the store skips what it holds already.
     fn start_at_stored_positions(&self, partitions: &mut TopicPartitionList) {
-        let Some(lookup) = &self.positions else { return };
-        let stored = lookup(&self.topic).unwrap_or_else(|error| {
+        let Some(shared) = &self.shared else { return };
+        let stored = shared.read_blocking(&self.topic).unwrap_or_else(|error| {
             tracing::warn!(error = %Chain(&error),
                 "cannot read the stored positions; the assigned partitions start from the beginning");
             HashMap::new()
@@ -181,6 +169,7 @@ pub struct ConsumerStats {
 pub struct EventConsumer<R> {
     settings: EventLogSettings,
     sharing: Sharing,
+    prefetch: Prefetch,
     /// Shared with the write path: one producer per process.
     dead_letters: FutureProducer,
     controller: Arc<RatingController<R>>,
@@ -203,17 +192,32 @@ impl<R: RatingRepository> EventConsumer<R> {
         range: RatingRange,
     ) -> Self {
         let key_reports = [Throttle::new(KEY_REPORT_INTERVAL), Throttle::new(KEY_REPORT_INTERVAL)];
-        Self { settings, sharing, dead_letters, controller, applied, stats: Arc::default(), range, key_reports }
+        let prefetch = Prefetch::for_store(&sharing);
+        Self {
+            settings,
+            sharing,
+            prefetch,
+            dead_letters,
+            controller,
+            applied,
+            stats: Arc::default(),
+            range,
+            key_reports,
+        }
     }
 
-    /// Ingests until `stop` is cancelled. `ready` fires once this instance
-    /// holds everything the topic held when it started (at once in a
-    /// consumer group). Retries with backoff while the broker or the
-    /// database cannot be reached; returns an error only when ingestion
-    /// cannot go on at all.
-    pub async fn run(self, ready: oneshot::Sender<()>, stop: CancellationToken) -> Result<(), IngestError> {
-        let mut ready = Some(ready);
+    /// Ingests until `stop` is cancelled. `caught_up` is notified once this
+    /// instance holds everything the topic held when it started (at once
+    /// when the replicas share the store: it holds what the topic held).
+    /// Retries with backoff while the broker or the database cannot be
+    /// reached; returns an error only when ingestion cannot go on at all.
+    pub async fn run(self, caught_up: &Notify, stop: CancellationToken) -> Result<(), IngestError> {
+        let mut ready = Some(caught_up);
         metrics::gauge!("rating_consumer_caught_up").set(0.0);
+        if self.sharing.shared().is_some() {
+            caught_up.notify_one();
+            ready = None;
+        }
         let mut backoff = retry_backoff();
         let (consumer, targets) = loop {
             match self.connect().await {
@@ -239,8 +243,8 @@ impl<R: RatingRepository> EventConsumer<R> {
                         dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
                         took = ?started.elapsed(), "caught up with the topic; ingesting new events");
                 }
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(());
+                if let Some(caught_up) = ready.take() {
+                    caught_up.notify_one();
                 }
                 metrics::gauge!("rating_consumer_caught_up").set(1.0);
             }
@@ -292,22 +296,22 @@ impl<R: RatingRepository> EventConsumer<R> {
     /// group.
     async fn connect(&self) -> Result<Connected, ConnectError> {
         ensure_topics(&self.settings).await?;
+        // Replicas that share a store split the partitions in a consumer
+        // group, when one is configured.
+        let group = self.settings.consumer_group.as_deref().zip(self.sharing.shared());
         let context = IngestContext {
             topic: self.settings.topic.clone(),
             applied: self.applied.clone(),
-            positions: match &self.sharing {
-                Sharing::EveryPartition => None,
-                Sharing::Group { positions, .. } => Some(positions.clone()),
-            },
+            shared: group.as_ref().map(|(_, shared)| shared.clone()),
         };
-        if let Sharing::Group { group, .. } = &self.sharing {
-            let consumer = self.settings.consumer(context, Some(group))?;
+        if let Some((group, _)) = group {
+            let consumer = self.settings.consumer(context, Some(group), self.prefetch)?;
             consumer.subscribe(&[&self.settings.topic])?;
             tracing::info!(topic = %self.settings.topic, group, "joined the consumer group; partitions resume at the positions stored in the database");
             return Ok((consumer, None));
         }
         let stored = self.controller.positions(&self.settings.topic).await?;
-        let consumer = self.settings.consumer(context, None)?;
+        let consumer = self.settings.consumer(context, None, self.prefetch)?;
         let topic = self.settings.topic.clone();
         let (consumer, ends) = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
             let timeout = Duration::from_secs(10);

@@ -5,9 +5,11 @@
 //! * [`writer`]: PutRating/DeleteRating appended to the topic, returning once
 //!   the event is in the store (read your writes);
 //! * [`topics`]: creates the topic and its dead-letter topic when missing;
-//! * [`applied`]: which offsets have been applied, what the writer waits on.
+//! * [`applied`]: which offsets have been applied, what the writer waits on;
+//! * [`ingestion`]: the consumer running beside the server, from start to stop.
 mod applied;
 pub mod consumer;
+pub mod ingestion;
 pub mod topics;
 pub mod writer;
 
@@ -24,6 +26,8 @@ use rdkafka::{
     error::KafkaError,
     producer::FutureProducer,
 };
+
+use crate::repository::Sharing;
 
 /// The header of a dead-lettered message that says why it was refused.
 pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
@@ -50,6 +54,16 @@ pub enum Prefetch {
     /// and what is fetched ahead no longer makes most of the instance's
     /// memory (BENCHMARKS.md, "Settings chosen by measurement").
     Lean,
+}
+
+impl Prefetch {
+    /// Full for a store in memory, lean for a database.
+    pub fn for_store(sharing: &Sharing) -> Self {
+        match sharing {
+            Sharing::OwnInMemory => Self::Full,
+            Sharing::OwnFile | Sharing::Shared(_) => Self::Lean,
+        }
+    }
 }
 
 /// The rating service's Kafka settings: the shared connection plus what only
@@ -93,7 +107,6 @@ impl EventLogArgs {
             partitions: self.topic_partitions,
             replication: 1,
             write_timeout: self.write_timeout,
-            prefetch: Prefetch::Full,
             keys: if self.strict_event_keys { KeyPolicy::Canonical } else { KeyPolicy::Any },
             properties: self.kafka.properties.clone(),
         })
@@ -116,7 +129,6 @@ pub struct EventLogSettings {
     /// How long PutRating/DeleteRating wait for the broker and for the
     /// event to be applied here.
     pub write_timeout: Duration,
-    pub prefetch: Prefetch,
     /// Which message keys the consumer accepts.
     pub keys: KeyPolicy,
     /// librdkafka properties from the settings, set last on every client.
@@ -143,9 +155,10 @@ impl EventLogSettings {
         &self,
         context: C,
         group: Option<&str>,
+        prefetch: Prefetch,
     ) -> Result<StreamConsumer<C>, KafkaError> {
         let mut config = self.client_config();
-        if self.prefetch == Prefetch::Lean {
+        if prefetch == Prefetch::Lean {
             config
                 .set("queued.min.messages", QUEUED_MESSAGES)
                 .set("queued.max.messages.kbytes", QUEUED_KBYTES)

@@ -17,7 +17,7 @@ use super::{AppliedOffsets, EventLogSettings};
 use crate::{
     controller::{EventLog, WriteError},
     model::RatingEvent,
-    repository::{RatingRepository, sql::PostgresRepository},
+    repository::SharedPositions,
 };
 
 /// How often a write that another replica applies looks at the shared
@@ -29,18 +29,18 @@ pub struct KafkaEventLog {
     topic: String,
     applied: Arc<AppliedOffsets>,
     /// The store shared with the other replicas, if any.
-    shared: Option<PostgresRepository>,
+    shared: Option<Arc<dyn SharedPositions>>,
     timeout: Duration,
 }
 
 impl KafkaEventLog {
     /// `producer` should come from [`EventLogSettings::producer`]; `shared`
-    /// is the store when replicas share one.
+    /// is the store when replicas share one ([`crate::repository::Sharing::shared`]).
     pub fn new(
         producer: FutureProducer,
         settings: &EventLogSettings,
         applied: Arc<AppliedOffsets>,
-        shared: Option<PostgresRepository>,
+        shared: Option<Arc<dyn SharedPositions>>,
     ) -> Self {
         Self { producer, topic: settings.topic.clone(), applied, shared, timeout: settings.write_timeout }
     }
@@ -57,7 +57,7 @@ impl KafkaEventLog {
             if self.applied.wait_for(partition, offset, remaining.min(SHARED_POLL)).await {
                 return true;
             }
-            match shared.positions(&self.topic).await {
+            match shared.read(&self.topic).await {
                 Ok(positions) if positions.get(&partition).is_some_and(|next| *next > offset) => return true,
                 Ok(_) => {}
                 Err(error) => tracing::debug!(%error, "cannot read the shared positions yet"),

@@ -12,7 +12,7 @@
 pub mod memory;
 pub mod sql;
 
-use std::{collections::HashMap, future::Future};
+use std::{collections::HashMap, future::Future, sync::Arc};
 
 use sql_store::QueryError;
 
@@ -155,10 +155,52 @@ pub(crate) fn net_changes<'a>(events: impl IntoIterator<Item = &'a RatingEvent>)
     changes
 }
 
-/// The store `--database-url` names. When it is shared (PostgreSQL),
-/// replicas split the topic's partitions between them instead of each
-/// reading them all.
+/// The store `--database-url` names; [`Sharing::of`] says whether the
+/// replicas share it.
 pub type Store = sql_store::Store<memory::MemoryRepository, sql::SqliteRepository, sql::PostgresRepository>;
+
+/// Whether the replicas of the service share their store, as the store
+/// decides it and the event log needs to know it: the one place it is said.
+#[derive(Clone)]
+pub enum Sharing {
+    /// This instance's own store in memory: it replays the whole topic at
+    /// every start.
+    OwnInMemory,
+    /// This instance's own SQLite file: it resumes where the file stopped.
+    OwnFile,
+    /// One PostgreSQL database for every replica: its positions say what any
+    /// of them applied, so a replica has nothing to catch up with.
+    Shared(Arc<dyn SharedPositions>),
+}
+
+impl Sharing {
+    pub fn of(store: &Store) -> Self {
+        match store {
+            Store::Memory(_) => Self::OwnInMemory,
+            Store::Sqlite(_) => Self::OwnFile,
+            Store::Postgres(repository) => Self::Shared(Arc::new(repository.clone())),
+        }
+    }
+
+    /// The store the replicas share, if they share one.
+    pub fn shared(&self) -> Option<Arc<dyn SharedPositions>> {
+        match self {
+            Self::Shared(store) => Some(store.clone()),
+            Self::OwnInMemory | Self::OwnFile => None,
+        }
+    }
+}
+
+/// The positions of a store the replicas share, read by any of them.
+#[async_trait::async_trait]
+pub trait SharedPositions: Send + Sync {
+    /// The next offset to apply of each partition of `topic`.
+    async fn read(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError>;
+
+    /// The same, for code that cannot await: librdkafka's rebalance
+    /// callback, which runs inside a poll.
+    fn read_blocking(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError>;
+}
 
 impl RatingRepository for Store {
     async fn apply(&self, events: &[RatingEvent]) -> Result<(), RepositoryError> {

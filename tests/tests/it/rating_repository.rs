@@ -10,7 +10,9 @@ use contract::{
 use e2e::postgres::Postgres;
 use rating::{
     model::RatingEvent,
-    repository::{LoggedEvent, MIGRATIONS, RatingRepository, RepositoryError, Store, memory::MemoryRepository},
+    repository::{
+        LoggedEvent, MIGRATIONS, RatingRepository, RepositoryError, SharedPositions, Store, memory::MemoryRepository,
+    },
 };
 use sql_store::{DatabaseArgs, DatabaseUrl};
 
@@ -272,10 +274,10 @@ async fn postgres_positions_can_be_read_without_the_runtime() {
     store.apply_logged(TOPIC, &[logged(1, 41, put("1", "a", 4))]).await.unwrap();
     // As librdkafka's rebalance callback does: from inside a poll that
     // cannot await.
-    let positions = tokio::task::block_in_place(|| store.positions_blocking(TOPIC)).unwrap();
+    let positions = tokio::task::block_in_place(|| store.read_blocking(TOPIC)).unwrap();
     assert_eq!(positions, HashMap::from([(1, 42)]));
     drop(postgres);
-    let error = tokio::task::block_in_place(|| store.positions_blocking(TOPIC)).unwrap_err();
+    let error = tokio::task::block_in_place(|| store.read_blocking(TOPIC)).unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
 }
 

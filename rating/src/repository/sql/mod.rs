@@ -163,11 +163,16 @@ ratings_over!(
     postgres
 );
 
-impl PostgresRepository {
-    /// The positions of `topic`, read without the async runtime: on a thread
-    /// of its own, over a connection of its own. For librdkafka's rebalance
-    /// callback, which runs inside a poll and cannot await.
-    pub fn positions_blocking(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
+#[async_trait::async_trait]
+impl super::SharedPositions for PostgresRepository {
+    async fn read(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
+        super::RatingRepository::positions(self, topic).await
+    }
+
+    /// On a thread of its own, with a runtime and a connection of its own:
+    /// the callback runs on a thread of the service's runtime, which cannot
+    /// block on itself, and the pool's connections belong to that runtime.
+    fn read_blocking(&self, topic: &str) -> Result<HashMap<i32, i64>, RepositoryError> {
         use sqlx::{ConnectOptions, Connection};
         let options = self.pool.connect_options();
         let timeout = self.pool.options().get_acquire_timeout();
