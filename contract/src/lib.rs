@@ -9,12 +9,15 @@
 //! Services and tools depend on this crate and on `platform`, never on one
 //! another.
 
+#[cfg(feature = "grpc")]
 pub mod api;
 pub mod event;
 pub mod id;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "grpc")]
 pub mod metadata;
+#[cfg(feature = "grpc")]
 pub mod method;
 pub mod rating;
 pub mod schema;

@@ -11,6 +11,7 @@
 //! then do nothing, and the server adds no metrics layer at all.
 use std::net::SocketAddr;
 
+#[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use tonic::Code;
 
@@ -21,6 +22,7 @@ pub const CLIENT_CALL_DURATION: &str = "rpc_client_call_duration_seconds";
 /// Server calls refused because too many were in flight.
 pub const SERVER_CALLS_SHED: &str = "rpc_server_calls_shed_total";
 
+#[cfg(feature = "prometheus")]
 /// Histogram buckets of call durations, in seconds: sub-millisecond answers
 /// up to the longest deadline a caller would set.
 const DURATION_BUCKETS: [f64; 14] =
@@ -33,6 +35,7 @@ pub struct MetricsArgs {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+#[cfg(feature = "prometheus")]
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve Prometheus metrics on {address}")]
 pub struct MetricsError {
@@ -41,6 +44,7 @@ pub struct MetricsError {
     source: BuildError,
 }
 
+#[cfg(feature = "prometheus")]
 /// Installs the process's metrics recorder and serves it on `address`; every
 /// series carries the label `service_name`. Call it once per process, from
 /// within the tokio runtime.
