@@ -1,7 +1,7 @@
 //! The rating repository contract: one suite of checks, run against every
 //! store (memory, a SQLite file, a real PostgreSQL), so they all behave the
 //! same behind `RatingRepository`.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use contract::{
     id::{RecordKey, UserId},
@@ -213,9 +213,27 @@ async fn appliers_of_different_partitions_contract<R: RatingRepository>(reposito
     assert_eq!(repository.positions("split").await.unwrap(), HashMap::from([(0, 400), (1, 400)]));
 }
 
+/// A replica that applies an older batch after another replica applied a
+/// newer one of the same partition (it held the partition a moment too
+/// long, in a rebalance) leaves the newer state as it was: each rating ends
+/// at its last event in the topic.
+async fn older_batches_change_nothing_contract(repository: &impl RatingRepository) {
+    let older = [logged(4, 0, put("30", "a", 2)), logged(4, 1, put("30", "b", 6))];
+    let newer = [logged(4, 2, put("30", "a", 9)), logged(4, 3, delete("30", "b")), logged(4, 4, put("30", "c", 5))];
+    let whole: Vec<LoggedEvent> = older.iter().chain(&newer).cloned().collect();
+    repository.apply_logged("stale", &whole).await.unwrap();
+    assert_eq!(average(repository, "30").await, Some((7.0, 2)));
+
+    let progress = repository.apply_logged("stale", &older).await.unwrap();
+    assert_eq!((progress.puts, progress.deletes, progress.skipped), (0, 0, 2));
+    assert_eq!(average(repository, "30").await, Some((7.0, 2)), "a's 9 and c's 5 stay; b stays deleted");
+    assert_eq!(repository.positions("stale").await.unwrap(), HashMap::from([(4, 5)]));
+}
+
 async fn repository_contract<R: RatingRepository>(repository: R) {
     direct_writes_contract(&repository).await;
     logged_events_contract(&repository).await;
+    older_batches_change_nothing_contract(&repository).await;
     large_batches_contract(&repository).await;
     let repository = Arc::new(repository);
     concurrent_appliers_contract(repository.clone()).await;
@@ -253,6 +271,56 @@ async fn sqlite_store_keeps_the_contract() {
 async fn postgres_store_keeps_the_contract() {
     let postgres = Postgres::start();
     repository_contract(prepared_store(&postgres.create_database()).await).await;
+}
+
+/// The claim exactly-once rests on: a batch's events and the positions they
+/// bring their partitions to commit together or not at all. Re-applying a
+/// batch of upserts leaves the same sums, so nothing else would show
+/// events committed apart from their positions: here the database refuses
+/// the positions' update (a trigger raises), and the batch's events must be
+/// gone with it.
+async fn a_refused_position_takes_its_batch_with_it(store: &Store, refuse_positions: impl Future<Output = ()>) {
+    store.apply_logged(TOPIC, &[logged(0, 0, put("40", "a", 4)), logged(1, 0, put("41", "a", 2))]).await.unwrap();
+    refuse_positions.await;
+
+    let batch = [logged(0, 1, put("40", "b", 8)), logged(0, 2, delete("40", "a")), logged(1, 1, put("42", "z", 5))];
+    let error = store.apply_logged(TOPIC, &batch).await.expect_err("the positions' update is refused");
+    assert!(telemetry::Chain(&error).to_string().contains("positions refused"), "{}", telemetry::Chain(&error));
+    assert_eq!(average(store, "40").await, Some((4.0, 1)), "the batch's put and delete rolled back");
+    assert_eq!(average(store, "42").await, None, "the batch's new record rolled back");
+    assert_eq!(store.positions(TOPIC).await.unwrap(), HashMap::from([(0, 1), (1, 1)]), "positions unmoved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_applies_a_batch_and_its_positions_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("rating.db").display());
+    let store = prepared_store(&url).await;
+    let refuse_positions = async {
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("open the test database");
+        let trigger = "CREATE TRIGGER refuse_positions BEFORE UPDATE ON consumer_offsets \
+             BEGIN SELECT RAISE(ABORT, 'positions refused'); END";
+        sqlx::raw_sql(trigger).execute(&pool).await.expect("install the trigger");
+        pool.close().await;
+    };
+    a_refused_position_takes_its_batch_with_it(&store, refuse_positions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_applies_a_batch_and_its_positions_atomically() {
+    let postgres = Postgres::start();
+    let url = postgres.create_database();
+    let store = prepared_store(&url).await;
+    let refuse_positions = async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect to the test database");
+        let trigger = "CREATE FUNCTION refuse_positions() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'positions refused'; END $$; \
+             CREATE TRIGGER refuse_positions BEFORE UPDATE ON consumer_offsets \
+             FOR EACH ROW EXECUTE FUNCTION refuse_positions();";
+        sqlx::raw_sql(trigger).execute(&pool).await.expect("install the trigger");
+        pool.close().await;
+    };
+    a_refused_position_takes_its_batch_with_it(&store, refuse_positions).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
