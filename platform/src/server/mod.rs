@@ -128,7 +128,7 @@ impl BoundServer {
         let local_address =
             listener.local_addr().map_err(|source| ServeError::Bind { address: settings.listen, source })?;
         if let Some(address) = settings.metrics_address {
-            telemetry::metrics::serve(address, settings.service.as_str())?;
+            telemetry::metrics::serve(address, settings.service.as_str()).await?;
         }
         Ok(Self { settings, listener, local_address, tls })
     }
