@@ -1,6 +1,6 @@
 //! A real Kafka-protocol broker (Tansu) as a child process on a free port,
 //! and the few topic operations the tests need, through rdkafka.
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use rdkafka::{
@@ -127,7 +127,49 @@ impl Broker {
         i32::try_from(partitions).expect("a partition count")
     }
 
-    /// Every message of `topic` as `{"key", "value", "partition", "headers": {..}}`.
+    /// The end of each partition of `topic` that holds messages: the offset
+    /// after its last message, read from the messages themselves (Tansu 0.6
+    /// reports a high watermark at the start of the last record batch; see
+    /// [`Broker::read_all`]).
+    pub fn ends(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let mut ends = BTreeMap::new();
+        for message in self.read_all(topic) {
+            let (partition, offset) = (message["partition"].as_i64(), message["offset"].as_i64());
+            let (Some(partition), Some(offset)) = (partition, offset) else {
+                panic!("a message's position: {message}")
+            };
+            let end = ends.entry(i32::try_from(partition).expect("a partition id")).or_insert(0);
+            *end = (*end).max(offset + 1);
+        }
+        ends
+    }
+
+    /// The offsets consumer group `group` has committed for each partition
+    /// of `topic` (partitions without a commit left out), read as Kafka's
+    /// own tools read them: by a client that does not join the group.
+    pub fn committed(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = contract::kafka::client_config(&self.address(), "e2e-reader")
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a Kafka consumer");
+        let mut partitions = TopicPartitionList::new();
+        for partition in 0..self.partitions(topic) {
+            partitions.add_partition(topic, partition);
+        }
+        let committed =
+            consumer.committed_offsets(partitions, Duration::from_secs(10)).expect("the group's committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(offset) => Some((element.partition(), offset)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every message of `topic` as `{"key", "value", "partition", "offset", "headers": {..}}`.
     pub fn read_all(&self, topic: &str) -> Vec<Value> {
         let consumer: BaseConsumer = contract::kafka::client_config(&self.address(), "e2e-reader")
             .set("group.id", "e2e-reader")
@@ -193,6 +235,7 @@ impl Broker {
                 "key": text(message.key()),
                 "value": text(message.payload()),
                 "partition": message.partition(),
+                "offset": message.offset(),
                 "headers": headers,
             }));
         }

@@ -7,18 +7,23 @@
 //!   itself *every* partition, from the store's positions (the beginning
 //!   for memory, where the file stopped for SQLite), and reports ready once
 //!   it has applied everything that was in the topic when it started;
-//! * **PostgreSQL** (one store for every replica): each replica reads every
-//!   partition from the positions stored in the database; the first replica
-//!   to reach a batch applies it, and the others find it behind the stored
+//! * **PostgreSQL** (one store for every replica): the replicas join one
+//!   Kafka consumer group (`--consumer-group`, `rating` by default) that
+//!   splits the partitions between them (cooperative-sticky: a rebalance
+//!   moves only the partitions that change hands), and each assigned
+//!   partition starts at its position stored in the database. With an empty
+//!   group name every replica instead reads every partition; the first to
+//!   reach a batch applies it, and the others find it behind the stored
 //!   positions and skip it (the positions' rows are locked while a batch is
-//!   applied). With `--consumer-group`, the replicas instead join one Kafka
-//!   consumer group that splits the partitions between them, and each
-//!   assigned partition starts at its stored position. Either way a replica
-//!   is ready once the database is (nothing to replay).
+//!   applied). Either way a replica is ready once the database is (nothing
+//!   to replay).
 //!
-//! Nothing is committed to Kafka: the store's positions are the only record
-//! of progress, written in the transaction that applies the events, so an
-//! event is never lost or counted twice across crashes and rebalances.
+//! The store's positions are the record of progress, written in the
+//! transaction that applies the events, so an event is never lost or
+//! counted twice across crashes and rebalances. In a group, the applied
+//! positions are also committed to Kafka after each batch, best effort, so
+//! that Kafka's own tools and autoscalers that read the group's offsets see
+//! the true lag; where a partition starts is still read from the database.
 //!
 //! A message that cannot be decoded or validated (a poison pill), or that
 //! the store refuses, is logged with its topic, partition and offset, copied
@@ -26,9 +31,9 @@
 //! counted, and skipped. While the database is unreachable, ingestion
 //! pauses and retries the same batch: nothing is skipped.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -39,8 +44,8 @@ use contract::event::{KeyMatch, KeyedEvent, MessageError};
 use platform::shutdown::CancellationToken;
 use rdkafka::{
     ClientContext, Message, Offset, Statistics, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
-    error::KafkaError,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer},
+    error::{KafkaError, KafkaResult},
     message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     types::RDKafkaRespErr,
@@ -76,53 +81,133 @@ pub enum IngestError {
     Store(#[source] RepositoryError),
 }
 
-/// The consumer's librdkafka context: reports the lag per partition, and,
+/// The partitions this instance holds now, each with the end of the
+/// partition (its high watermark) as librdkafka last reported it: the
+/// consumer lag of exactly those partitions, asked for at each scrape, so a
+/// partition handed to another replica takes its series with it.
+pub struct Assignment {
+    applied: Arc<AppliedOffsets>,
+    held: Mutex<BTreeMap<i32, Option<i64>>>,
+}
+
+impl Assignment {
+    fn new(applied: Arc<AppliedOffsets>) -> Self {
+        Self { applied, held: Mutex::default() }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Option<i64>>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn hold(&self, partitions: impl IntoIterator<Item = i32>) {
+        let mut held = self.held();
+        for partition in partitions {
+            held.entry(partition).or_insert(None);
+        }
+    }
+
+    fn release(&self, partitions: impl IntoIterator<Item = i32>) {
+        let mut held = self.held();
+        for partition in partitions {
+            held.remove(&partition);
+        }
+    }
+
+    /// The partitions held now.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.held().keys().copied().collect()
+    }
+
+    /// Records a held partition's end, from librdkafka's statistics.
+    fn saw_end(&self, partition: i32, end: i64) {
+        if let Some(known) = self.held().get_mut(&partition) {
+            *known = Some(end);
+        }
+    }
+}
+
+impl telemetry::metrics::Collector for Assignment {
+    /// How far behind the topic this instance is, per partition it holds:
+    /// the partition's end minus the next offset this instance will apply.
+    fn collect(&self, samples: &mut Vec<telemetry::metrics::GaugeSample>) {
+        for (&partition, end) in self.held().iter() {
+            let Some(end) = *end else { continue };
+            let lag = (end - self.applied.next_offset(partition)).max(0);
+            samples.push(telemetry::metrics::GaugeSample {
+                name: "rating_consumer_lag",
+                labels: vec![("partition", partition.to_string())],
+                value: lag as f64,
+            });
+        }
+    }
+}
+
+/// The consumer's librdkafka context: keeps [`Assignment`] up to date, and,
 /// in a consumer group, starts each assigned partition at the store's
 /// position.
 pub struct IngestContext {
     topic: String,
     applied: Arc<AppliedOffsets>,
+    assignment: Arc<Assignment>,
     /// In a consumer group: the shared store, where each assigned partition
     /// resumes.
     shared: Option<Arc<dyn SharedPositions>>,
+    /// Commits to the group that failed, reported now and then.
+    commit_failures: Throttle,
 }
 
 impl ClientContext for IngestContext {
-    /// How far behind the topic this instance is, per partition, from
-    /// librdkafka's periodic statistics: the partition's high watermark
-    /// minus the next offset this instance will apply.
+    /// The end of each held partition, from librdkafka's periodic
+    /// statistics (which list every partition it knows of, held or not).
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         for (&partition, figures) in &topic.partitions {
-            // librdkafka lists an internal partition -1 for unassigned
-            // messages.
-            if partition < 0 {
-                continue;
-            }
-            let lag = (figures.hi_offset - self.applied.next_offset(partition)).max(0);
-            metrics::gauge!("rating_consumer_lag", "partition" => partition.to_string()).set(lag as f64);
+            self.assignment.saw_end(partition, figures.hi_offset);
         }
     }
 }
 
 impl ConsumerContext for IngestContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, error: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+        // Cooperative assignment hands over only the partitions that move:
+        // they are added to, or taken from, what is held.
+        let incremental = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let ids: Vec<i32> =
+            partitions.elements_for_topic(&self.topic).iter().map(|element| element.partition()).collect();
         let outcome = match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.start_at_stored_positions(partitions);
-                consumer.assign(partitions)
+                let assigned =
+                    if incremental { consumer.incremental_assign(partitions) } else { consumer.assign(partitions) };
+                if assigned.is_ok() {
+                    self.assignment.hold(ids);
+                }
+                assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = %partition_ids(partitions), "partitions revoked");
-                consumer.unassign()
+                self.assignment.release(ids);
+                if incremental { consumer.incremental_unassign(partitions) } else { consumer.unassign() }
             }
             other => {
                 tracing::warn!(error = ?other, "consumer group rebalance failed; dropping the assignment");
+                self.assignment.release(self.assignment.partitions());
                 consumer.unassign()
             }
         };
         if let Err(error) = outcome {
             tracing::error!(%error, "cannot apply the consumer group's assignment");
+        }
+    }
+
+    /// A commit of applied positions to the group is best effort: the
+    /// database holds the positions that count.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result
+            && let Some(held_back) = self.commit_failures.admit()
+        {
+            tracing::warn!(%error, partitions = %partition_ids(offsets), held_back,
+                "cannot commit the applied positions to the consumer group; the database keeps them");
         }
     }
 }
@@ -133,6 +218,10 @@ impl IngestContext {
     /// the store skips what it holds already.
     fn start_at_stored_positions(&self, partitions: &mut TopicPartitionList) {
         let Some(shared) = &self.shared else { return };
+        // A cooperative rebalance can hand a member nothing new.
+        if partitions.count() == 0 {
+            return;
+        }
         let stored = shared.read_blocking(&self.topic).unwrap_or_else(|error| {
             tracing::warn!(error = %Chain(&error),
                 "cannot read the stored positions; the assigned partitions start from the beginning");
@@ -178,6 +267,8 @@ pub struct EventConsumer<R> {
     range: RatingRange,
     /// Events applied without their canonical key: one throttle for no key, one for another key.
     key_reports: [Throttle; 2],
+    /// The partitions held, and their lag, reported at each scrape.
+    assignment: Arc<Assignment>,
 }
 
 type Connected = (StreamConsumer<IngestContext>, Option<HashMap<i32, i64>>);
@@ -193,7 +284,10 @@ impl<R: RatingRepository> EventConsumer<R> {
     ) -> Self {
         let key_reports = [Throttle::new(KEY_REPORT_INTERVAL), Throttle::new(KEY_REPORT_INTERVAL)];
         let prefetch = Prefetch::for_store(&sharing);
+        let assignment = Arc::new(Assignment::new(applied.clone()));
+        telemetry::metrics::register_collector(&assignment);
         Self {
+            assignment,
             settings,
             sharing,
             prefetch,
@@ -258,6 +352,9 @@ impl<R: RatingRepository> EventConsumer<R> {
                     if !self.handle(&batch, &stop).await? {
                         break;
                     }
+                    if self.in_group() {
+                        self.commit_to_group(&consumer, &batch);
+                    }
                     if ready.is_some() && last_progress.elapsed() >= Duration::from_secs(2) {
                         last_progress = Instant::now();
                         tracing::info!(
@@ -302,12 +399,14 @@ impl<R: RatingRepository> EventConsumer<R> {
         let context = IngestContext {
             topic: self.settings.topic.clone(),
             applied: self.applied.clone(),
+            assignment: self.assignment.clone(),
             shared: group.as_ref().map(|(_, shared)| shared.clone()),
+            commit_failures: Throttle::new(telemetry::log_throttle::REPORT_INTERVAL),
         };
         if let Some((group, _)) = group {
             let consumer = self.settings.consumer(context, Some(group), self.prefetch)?;
             consumer.subscribe(&[&self.settings.topic])?;
-            tracing::info!(topic = %self.settings.topic, group, "joined the consumer group; partitions resume at the positions stored in the database");
+            tracing::info!(topic = %self.settings.topic, group, "joining the consumer group; partitions resume at the positions stored in the database");
             return Ok((consumer, None));
         }
         let stored = self.controller.positions(&self.settings.topic).await?;
@@ -358,10 +457,36 @@ impl<R: RatingRepository> EventConsumer<R> {
             assignment.add_partition_offset(&self.settings.topic, partition, start)?;
         }
         consumer.assign(&assignment)?;
+        self.assignment.hold(ends.keys().copied());
         let (stored_events, total): (i64, i64) = (stored.values().sum(), ends.values().sum());
         tracing::info!(topic = %self.settings.topic, partitions = ends.len(), events = total,
             already_applied = stored_events, "reading every partition from the store's positions");
         Ok((consumer, Some(ends)))
+    }
+
+    /// Whether the replicas split the partitions in a consumer group.
+    fn in_group(&self) -> bool {
+        self.settings.consumer_group.is_some() && self.sharing.shared().is_some()
+    }
+
+    /// Commits to the group the position each partition of `batch` reached,
+    /// now that the store holds it: what the database says, so the group's
+    /// offsets never run ahead of the store. Asynchronous and best effort
+    /// (failures reach [`IngestContext::commit_callback`]).
+    fn commit_to_group(&self, consumer: &StreamConsumer<IngestContext>, batch: &[BorrowedMessage<'_>]) {
+        let mut partitions: Vec<i32> = batch.iter().map(BorrowedMessage::partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let mut offsets = TopicPartitionList::new();
+        for partition in partitions {
+            let next = self.applied.next_offset(partition);
+            if let Err(error) = offsets.add_partition_offset(&self.settings.topic, partition, Offset::Offset(next)) {
+                tracing::debug!(partition, %error, "cannot name a position to commit");
+            }
+        }
+        if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!(%error, "cannot commit the applied positions to the consumer group");
+        }
     }
 
     fn caught_up(&self, targets: &HashMap<i32, i64>) -> bool {

@@ -82,9 +82,9 @@ pub struct EventLogArgs {
     #[arg(long, env = "RATINGS_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,
 
-    /// With a PostgreSQL store: a Kafka consumer group the replicas join to split the partitions between them; without it every replica reads every partition and the first to reach an event applies it
-    #[arg(long, env = "RATINGS_CONSUMER_GROUP")]
-    pub consumer_group: Option<String>,
+    /// With a PostgreSQL store: the Kafka consumer group the ingesting replicas join to split the partitions between them (empty: every replica reads every partition, and the first to reach an event applies it). Memory and SQLite stores read every partition
+    #[arg(long, env = "RATINGS_CONSUMER_GROUP", default_value = "rating")]
+    pub consumer_group: String,
 
     /// How long PutRating/DeleteRating wait for the broker's ack and for the event to be applied here
     #[arg(long, env = "WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -103,7 +103,7 @@ impl EventLogArgs {
             brokers: brokers.clone(),
             topic: self.kafka.topic.clone(),
             dlq_topic: self.dlq_topic.clone(),
-            consumer_group: self.consumer_group.clone(),
+            consumer_group: Some(self.consumer_group.clone()).filter(|group| !group.is_empty()),
             partitions: self.topic_partitions,
             replication: 1,
             write_timeout: self.write_timeout,
@@ -148,7 +148,8 @@ impl EventLogSettings {
         with_properties(config.set("linger.ms", "1"), &self.properties).create()
     }
 
-    /// A consumer that commits nothing (the store keeps the positions): a
+    /// A consumer that commits nothing by itself (the store keeps the
+    /// positions; a member of a group commits what the store holds): a
     /// member of `group`, or, without one, a reader that assigns itself
     /// partitions (its group id is then only a label).
     fn consumer<C: ConsumerContext + 'static>(
@@ -166,8 +167,12 @@ impl EventLogSettings {
         }
         if group.is_some() {
             // A replica that dies without leaving loses its partitions to
-            // the others after this long.
-            config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "1000");
+            // the others after this long; a rebalance moves only the
+            // partitions that change hands, the others keep being applied.
+            config
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "1000")
+                .set("partition.assignment.strategy", "cooperative-sticky");
         }
         config
             .set("group.id", group.unwrap_or("rating-replay"))

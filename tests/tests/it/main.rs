@@ -20,6 +20,7 @@ mod metrics;
 mod observability_config;
 mod overload;
 mod rating_repository;
+mod rating_scale_out;
 mod rating_storage;
 mod ratingingester;
 mod saturation;

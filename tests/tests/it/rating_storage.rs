@@ -1,7 +1,8 @@
 //! The rating service on a database, as real processes against a real
 //! broker: a SQLite instance that restarts re-applies nothing; PostgreSQL
-//! replicas that split the topic in a consumer group lose and double-count
-//! nothing when one is SIGKILLed mid-ingestion; a database that goes away
+//! replicas lose and double-count nothing when one restarts mid-ingestion,
+//! whether they split the topic in their consumer group or each read all
+//! of it; a database that goes away
 //! mid-run makes calls UNAVAILABLE, pauses ingestion, and both recover.
 use std::{collections::BTreeMap, time::Duration};
 
@@ -116,14 +117,19 @@ fn two_replicas_on_postgres_ingest_through_a_restart(extra: &[(&str, &str)], sto
     }
 }
 
+/// Without a consumer group every replica reads every partition: a replica
+/// SIGKILLed mid-file stalls nothing (in a group its partitions would wait
+/// for the group's session timeout: `rating_scale_out` covers that).
 #[test]
-fn postgres_replicas_lose_and_double_nothing_when_one_is_sigkilled_mid_ingestion() {
-    two_replicas_on_postgres_ingest_through_a_restart(&[], ServiceProcess::crash);
+fn postgres_replicas_reading_every_partition_lose_and_double_nothing_when_one_is_sigkilled_mid_ingestion() {
+    two_replicas_on_postgres_ingest_through_a_restart(&[("RATINGS_CONSUMER_GROUP", "")], ServiceProcess::crash);
 }
 
+/// In the consumer group they join by default, a replica stopped with
+/// SIGTERM hands its partitions over as it leaves.
 #[test]
-fn postgres_replicas_in_a_consumer_group_split_the_topic_through_a_restart() {
-    two_replicas_on_postgres_ingest_through_a_restart(&[("RATINGS_CONSUMER_GROUP", "rating")], |replica| {
+fn postgres_replicas_in_their_consumer_group_split_the_topic_through_a_restart() {
+    two_replicas_on_postgres_ingest_through_a_restart(&[], |replica| {
         assert!(replica.terminate(WAIT).success());
     });
 }
