@@ -46,7 +46,7 @@ pub struct Config {
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
-    /// How often the healthy instances of each dependency are looked up again (in Consul, or in DNS with dns discovery)
+    /// How often the healthy instances of each dependency are looked up again (in Consul, or in DNS with dns discovery); an instance that refuses a call also sets off a lookup at once
     #[arg(long, env = "DISCOVERY_REFRESH", default_value = "2s", value_parser = humantime::parse_duration)]
     pub discovery_refresh: Duration,
 
