@@ -61,7 +61,7 @@ pub struct ServiceSettings {
     pub tls: ServerTlsArgs,
     /// The calls that need a bearer token, and its key; none: all open.
     pub authorization: Option<Authorization>,
-    /// The limits of every connection: handshake, keep-alive, idle, count.
+    /// The limits of every connection: handshake, keep-alive, idle, age, count.
     pub connections: ConnectionLimits,
 }
 
@@ -504,6 +504,8 @@ mod tests {
                 keepalive_timeout: Duration::from_secs(20),
                 idle_timeout: Duration::from_secs(300),
                 max_connections: std::num::NonZeroUsize::new(100).unwrap(),
+                max_age: None,
+                max_age_grace: Duration::from_secs(5),
             },
         }
     }
