@@ -8,6 +8,7 @@ use hickory_resolver::{
     ResolveError, TokioResolver,
     config::{NameServerConfigGroup, ResolveHosts, ResolverConfig},
     name_server::TokioConnectionProvider,
+    proto::{ProtoError, ProtoErrorKind, op::ResponseCode},
 };
 
 use super::{DiscoveryError, Instance, InstanceId, Registry, ServiceName, StaticRegistry};
@@ -70,14 +71,23 @@ impl DnsRegistry {
     }
 }
 
-/// A lookup's answer, with "no such name" and "no such record" as no answer
-/// rather than an error: the name of a headless Service with no ready pod.
+/// A lookup's answer, with "no such name" (NXDOMAIN) and "no such record"
+/// (an empty NOERROR) as no answer rather than an error: the name of a
+/// headless Service with no ready pod. hickory reports a server's failure
+/// (SERVFAIL, REFUSED) as "no records found" too: that one stays an error.
 fn none_if_absent<T>(lookup: Result<T, ResolveError>) -> Result<Option<T>, ResolveError> {
     match lookup {
         Ok(found) => Ok(Some(found)),
-        Err(error) if error.is_nx_domain() || error.is_no_records_found() => Ok(None),
+        Err(error) if is_absent(&error) => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+fn is_absent(error: &ResolveError) -> bool {
+    matches!(
+        error.proto().map(ProtoError::kind),
+        Some(ProtoErrorKind::NoRecordsFound { response_code: ResponseCode::NXDomain | ResponseCode::NoError, .. })
+    )
 }
 
 #[async_trait::async_trait]
