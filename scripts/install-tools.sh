@@ -16,6 +16,8 @@
 #                  and runs the alert rules' unit tests)
 #   postgresql    (Debian: the tests start throwaway PostgreSQL clusters from
 #                 /usr/lib/postgresql/*/bin; no server is left running)
+#   dnsmasq       (Debian dnsmasq-base: the program alone, no system service;
+#                 the DNS discovery tests answer names from it on loopback)
 set -euo pipefail
 
 for_tests=false
@@ -76,6 +78,12 @@ for tool in jq kcat; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (apt), for the walkthrough"
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# /usr/sbin may be missing from PATH; the tests look there too.
+if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
+    say "installing dnsmasq-base (apt), a DNS server for the DNS discovery tests"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends dnsmasq-base >/dev/null
 fi
 
 packages=()

@@ -34,11 +34,11 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8083")]
     pub listen: SocketAddr,
 
-    /// Metadata service instances (comma-separated host:port) used with static discovery
+    /// Metadata service instances (comma-separated host:port) used with static discovery; with dns discovery, each host is resolved to every address behind it (e.g. a headless Service's name)
     #[arg(long, env = "METADATA_ADDRS", value_delimiter = ',', default_value = "127.0.0.1:8081")]
     pub metadata_addrs: Vec<String>,
 
-    /// Rating service instances (comma-separated host:port) used with static discovery
+    /// Rating service instances (comma-separated host:port) used with static discovery; with dns discovery, each host is resolved to every address behind it (e.g. a headless Service's name)
     #[arg(long, env = "RATING_ADDRS", value_delimiter = ',', default_value = "127.0.0.1:8082")]
     pub rating_addrs: Vec<String>,
 
@@ -46,7 +46,7 @@ pub struct Config {
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
-    /// How often the healthy instances of each dependency are looked up again
+    /// How often the healthy instances of each dependency are looked up again (in Consul, or in DNS with dns discovery); an instance that refuses a call also sets off a lookup at once
     #[arg(long, env = "DISCOVERY_REFRESH", default_value = "2s", value_parser = humantime::parse_duration)]
     pub discovery_refresh: Duration,
 

@@ -187,6 +187,22 @@ impl ChildProcess {
         Err(ProcessError::NoFreePort { name: name.to_owned(), log: last_log })
     }
 
+    /// Starts a server that takes `--listen ADDRESS` at the address given
+    /// (several instances on one port, each on an address of its own), and
+    /// waits up to `timeout` until it accepts connections there.
+    pub fn start_server_at(
+        name: &str,
+        mut command: Command,
+        output: &Output,
+        address: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Self, ProcessError> {
+        command.arg("--listen").arg(address.to_string());
+        let mut process = Self::start(name, command, output.clone())?;
+        process.wait_for_address(address, timeout)?;
+        Ok(process)
+    }
+
     /// Runs `command` to completion within `timeout` (killed past it), its
     /// output captured; an unsuccessful exit is an error carrying its
     /// stderr.
@@ -284,9 +300,16 @@ impl ChildProcess {
     /// Waits up to `timeout` until `port` on 127.0.0.1 accepts connections;
     /// fails at once if the child exits first.
     pub fn wait_for_port(&mut self, port: u16, timeout: Duration) -> Result<(), ProcessError> {
+        self.wait_for_address(SocketAddr::from(([127, 0, 0, 1], port)), timeout)
+    }
+
+    /// Waits up to `timeout` until `address` accepts connections; fails at
+    /// once if the child exits first.
+    pub fn wait_for_address(&mut self, address: SocketAddr, timeout: Duration) -> Result<(), ProcessError> {
+        let port = address.port();
         let deadline = Instant::now() + timeout;
         let outcome = poll_until(deadline, POLL, || {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if TcpStream::connect(address).is_ok() {
                 return Some(Ok(()));
             }
             match self.try_wait() {

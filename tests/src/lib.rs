@@ -5,7 +5,8 @@
 //! a certificate authority ([`certificates`]), bearer tokens ([`tokens`]),
 //! a real Prometheus ([`prometheus`]), an OTLP trace receiver ([`otlp`]),
 //! a steady load that records every call ([`load`]) and the fault tests'
-//! figures ([`figures`]), a small stand-in of Consul's HTTP API, calls with
+//! figures ([`figures`]), a small stand-in of Consul's HTTP API, a real DNS
+//! server (dnsmasq, [`dns`]), a service's metrics ([`scrape`]), calls with
 //! hand-encoded requests ([`raw`]), and a metadata service that
 //! answers only when a test lets it ([`stand_in`]). The processes themselves are
 //! `testbed`'s, which the benchmark runner shares; these helpers panic where
@@ -20,6 +21,7 @@ pub mod calls;
 pub mod certificates;
 pub mod compose;
 pub mod consul;
+pub mod dns;
 pub mod figures;
 pub mod grpcurl;
 pub mod load;
@@ -29,6 +31,7 @@ pub mod process;
 pub mod prometheus;
 pub mod rating;
 pub mod raw;
+pub mod scrape;
 pub mod stand_in;
 pub mod tokens;
 

@@ -31,26 +31,26 @@ impl ServiceProcess {
     /// arguments and environment, and waits until it accepts connections.
     pub fn start(binary_name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let program = binary(binary_name);
-        let command = || {
-            let mut command = Command::new(&program);
-            command
-                .args(args)
-                .env("RUST_LOG", "info,consulrs=warn")
-                .env_remove("CONSUL_HTTP_ADDR")
-                .env_remove("KAFKA_BROKERS")
-                .env_remove("AUTH_HS256_SECRET")
-                .env_remove("AUTH_HS256_SECRET_FILE")
-                .env_remove("AUTH_PUBLIC_KEY_FILE")
-                .envs(envs.iter().copied());
-            command
-        };
+        let command = || command(&program, args, envs);
         let (process, address) =
             ChildProcess::start_server(binary_name, command, &Output::Captured, Duration::from_secs(20))
                 .unwrap_or_else(|error| panic!("{error}"));
         Self { process, address }
     }
 
-    /// `127.0.0.1:PORT`, as grpcurl and the other services take it.
+    /// Starts `binary` listening at `address` (e.g. one of several
+    /// instances on one port, each on a loopback address of its own), and
+    /// waits until it accepts connections.
+    pub fn start_at(binary_name: &str, address: SocketAddr, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let command = command(&binary(binary_name), args, envs);
+        let process =
+            ChildProcess::start_server_at(binary_name, command, &Output::Captured, address, Duration::from_secs(20))
+                .unwrap_or_else(|error| panic!("{error}"));
+        Self { process, address }
+    }
+
+    /// `IP:PORT` (127.0.0.1 unless started elsewhere), as grpcurl and the
+    /// other services take it.
     pub fn authority(&self) -> String {
         self.address.to_string()
     }
@@ -108,6 +108,23 @@ impl ServiceProcess {
     pub fn wait_exit(mut self, timeout: Duration) -> ExitStatus {
         self.process.wait(timeout).unwrap_or_else(|error| panic!("{error}"))
     }
+}
+
+/// A service's command line, `--listen` aside: the arguments and
+/// environment given, and none of the developer's settings that would
+/// send it to a Consul, a broker or an authentication key.
+fn command(program: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env("RUST_LOG", "info,consulrs=warn")
+        .env_remove("CONSUL_HTTP_ADDR")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("AUTH_HS256_SECRET")
+        .env_remove("AUTH_HS256_SECRET_FILE")
+        .env_remove("AUTH_PUBLIC_KEY_FILE")
+        .envs(envs.iter().copied());
+    command
 }
 
 /// Runs one client call to completion from synchronous test code.

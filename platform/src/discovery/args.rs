@@ -1,8 +1,10 @@
-//! The discovery settings every service shares: Consul or static peers, and
-//! Consul's address, token and health-check timing.
-use std::{sync::Arc, time::Duration};
+//! The discovery settings every service shares: Consul, static or DNS peers,
+//! Consul's address, token and health-check timing, and the DNS server.
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use super::{ConsulRegistry, ConsulSettings, DiscoveryError, RegistrationSettings, Registry, StaticRegistry};
+use super::{
+    ConsulRegistry, ConsulSettings, DiscoveryError, DnsRegistry, RegistrationSettings, Registry, StaticRegistry,
+};
 use crate::security::Token;
 
 /// How a service finds its peers.
@@ -12,6 +14,10 @@ pub enum DiscoveryMode {
     Consul,
     /// Peer addresses come from flags or environment variables.
     Static,
+    /// Peer host names come from flags or environment variables, each
+    /// resolved to every address behind it at each refresh (a Kubernetes
+    /// headless Service); nothing registers.
+    Dns,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -35,6 +41,10 @@ pub struct DiscoveryArgs {
     /// Consul removes an instance whose check stays critical this long (e.g. after a crash)
     #[arg(long, env = "CONSUL_DEREGISTER_AFTER", default_value = "1m", value_parser = humantime::parse_duration)]
     pub consul_deregister_after: Duration,
+
+    /// With dns discovery, the DNS server to ask (ip:port) [default: the system's resolver configuration, /etc/resolv.conf, with its search domains and ndots]
+    #[arg(long, env = "DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl DiscoveryArgs {
@@ -47,10 +57,11 @@ impl DiscoveryArgs {
     }
 
     /// The registry these settings describe; `static_registry` holds the peer
-    /// addresses used in static mode.
+    /// addresses used in static mode, and the names resolved in dns mode.
     pub fn registry(&self, static_registry: StaticRegistry) -> Result<Arc<dyn Registry>, DiscoveryError> {
         Ok(match self.mode() {
             DiscoveryMode::Static => Arc::new(static_registry),
+            DiscoveryMode::Dns => Arc::new(DnsRegistry::new(self.dns_server, &static_registry)?),
             DiscoveryMode::Consul => Arc::new(ConsulRegistry::new(ConsulSettings {
                 address: self.consul_address.clone().unwrap_or_else(|| "http://127.0.0.1:8500".into()),
                 token: self.consul_token.clone(),
@@ -85,6 +96,19 @@ mod tests {
         assert_eq!(probe.discovery.mode(), DiscoveryMode::Consul);
         let probe = Probe::try_parse_from(["probe", "--consul-addr", "x:1", "--discovery", "static"]).unwrap();
         assert_eq!(probe.discovery.mode(), DiscoveryMode::Static);
+    }
+
+    #[tokio::test]
+    async fn dns_mode_resolves_the_static_peers_names_and_takes_no_registrations() {
+        let probe = Probe::try_parse_from(["probe", "--discovery", "dns", "--dns-server", "127.0.0.1:5353"]).unwrap();
+        assert_eq!(probe.discovery.mode(), DiscoveryMode::Dns);
+        let peers = StaticRegistry::new()
+            .with_service(super::super::ServiceName::new("rating"), &["rating-headless:8082".into()])
+            .unwrap();
+        let registry = probe.discovery.registry(peers).unwrap();
+        assert_eq!(registry.describe(), "dns [rating=rating-headless:8082 via 127.0.0.1:5353]");
+        assert!(!registry.accepts_registrations());
+        assert!(Probe::try_parse_from(["probe", "--dns-server", "localhost"]).is_err(), "ip:port only");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Service discovery: a [`Registry`] where instances register themselves and
 //! where clients look up the healthy instances of a service.
 //!
-//! Three implementations:
+//! Four implementations:
 //! * [`ConsulRegistry`]: Consul's agent HTTP API (TTL checks, passing-only lookups);
 //! * [`StaticRegistry`]: addresses fixed by configuration, the default for a
 //!   laptop with no Consul;
+//! * [`DnsRegistry`]: the configured names resolved to every address behind
+//!   them at each lookup (Kubernetes headless Services), registering nothing;
 //! * [`MemoryRegistry`]: in-process, for tests and for several services in one process.
 //!
 //! [`Registration`] keeps one instance registered and its health reported
@@ -13,12 +15,14 @@
 mod args;
 mod consul;
 mod consul_health;
+mod dns;
 mod memory;
 mod registration;
 mod static_list;
 
 pub use args::{DiscoveryArgs, DiscoveryMode};
 pub use consul::{ConsulRegistry, ConsulSettings};
+pub use dns::DnsRegistry;
 pub use memory::MemoryRegistry;
 pub use registration::{Registration, RegistrationSettings};
 pub use static_list::StaticRegistry;

@@ -37,6 +37,12 @@ impl StaticRegistry {
         self.services.entry(service).or_default().extend(instances);
         Ok(self)
     }
+
+    /// Each service and its configured instances (a host name or an IP
+    /// address each, and a port).
+    pub(super) fn configured(&self) -> impl Iterator<Item = (&ServiceName, &[Instance])> {
+        self.services.iter().map(|(service, instances)| (service, instances.as_slice()))
+    }
 }
 
 /// The host and port of `host:port`; the error is the port's parse error,

@@ -54,6 +54,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000")]
     pub max_connections: NonZeroUsize,
 
+    /// A client connection this old (give or take a tenth, at random) is sent GOAWAY, however busy: its client reconnects, and a client behind a load balancer spreads again over the instances added since (e.g. 5m). Calls open on it get --shutdown-timeout to finish before it is closed [default: none, a connection lives until its client closes it]
+    #[arg(long, env = "MAX_CONNECTION_AGE", value_parser = positive_duration)]
+    pub max_connection_age: Option<Duration>,
+
     #[command(flatten)]
     pub metrics: telemetry::MetricsArgs,
 
@@ -77,6 +81,8 @@ impl ServerArgs {
             keepalive_timeout: self.http2_keepalive_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            max_age: self.max_connection_age,
+            max_age_grace: self.shutdown_timeout,
         }
     }
 
@@ -134,12 +140,23 @@ mod tests {
         assert_eq!(limits.keepalive_timeout, Duration::from_secs(20));
         assert_eq!(limits.idle_timeout, Duration::from_secs(300));
         assert_eq!(limits.max_connections.get(), 10_000);
+        assert_eq!(limits.max_age, None, "connections live until their clients close them");
+        let probe = ServerProbe::try_parse_from(["probe", "--max-connection-age", "5m", "--shutdown-timeout", "3s"])
+            .unwrap()
+            .server
+            .connection_limits();
+        assert_eq!((probe.max_age, probe.max_age_grace), (Some(Duration::from_secs(300)), Duration::from_secs(3)));
         let probe =
             ServerProbe::try_parse_from(["probe", "--handshake-timeout", "1s", "--idle-timeout", "2m"]).unwrap();
         assert_eq!(probe.server.connection_limits().handshake_timeout, Duration::from_secs(1));
         assert_eq!(probe.server.connection_limits().idle_timeout, Duration::from_secs(120));
-        for flag in ["--handshake-timeout", "--http2-keepalive-interval", "--http2-keepalive-timeout", "--idle-timeout"]
-        {
+        for flag in [
+            "--handshake-timeout",
+            "--http2-keepalive-interval",
+            "--http2-keepalive-timeout",
+            "--idle-timeout",
+            "--max-connection-age",
+        ] {
             assert!(ServerProbe::try_parse_from(["probe", flag, "0s"]).is_err(), "{flag} 0s");
         }
         assert!(ServerProbe::try_parse_from(["probe", "--max-connections", "0"]).is_err());

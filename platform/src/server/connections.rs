@@ -4,7 +4,9 @@
 //! pings, an idle timeout that closes a connection with no open stream
 //! (GOAWAY), and a cap on the connections open at once. Without them a
 //! socket that never speaks is held forever, and a few thousand of them
-//! leave an instance unable to accept anyone.
+//! leave an instance unable to accept anyone. A maximum age, when set, sends
+//! a connection GOAWAY however busy it is, so that long-lived clients
+//! reconnect and spread over the instances added since they connected.
 //!
 //! Each connection is served by hyper's HTTP/2 server, as tonic does, with
 //! the same settings; what tonic added per connection and this suite uses
@@ -100,6 +102,12 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Connections open at once; past it, a new one is closed at once.
     pub max_connections: NonZeroUsize,
+    /// A connection this old (give or take a tenth, at random) is sent
+    /// GOAWAY; none: a connection lives until its client closes it.
+    pub max_age: Option<Duration>,
+    /// How long the calls open on a connection sent GOAWAY for its age may
+    /// take to finish before it is closed with them.
+    pub max_age_grace: Duration,
 }
 
 /// The HTTP/2 settings of every connection besides the limits: those tonic's
@@ -117,6 +125,7 @@ enum Closed {
     HandshakeTimeout,
     Idle,
     KeepAlive,
+    MaxAge,
 }
 
 impl Closed {
@@ -125,6 +134,7 @@ impl Closed {
             Self::HandshakeTimeout => "handshake_timeout",
             Self::Idle => "idle",
             Self::KeepAlive => "keepalive",
+            Self::MaxAge => "max_age",
         }
     }
 
@@ -308,10 +318,12 @@ where
         shared.http2.serve_connection(TokioIo::new(io), hyper_util::service::TowerToHyperService::new(service));
     tokio::pin!(connection);
     let mut closing = false;
-    // After an idle GOAWAY, h2 closes once the client answered the PING
-    // sent with it; a client that never does is dropped after this long
-    // (it has no stream open to lose).
-    let mut idle_goaway_answered_by = None;
+    let too_old_at = shared.limits.max_age.and_then(|age| Instant::now().checked_add(jittered(age)));
+    // After a GOAWAY for being idle, h2 closes once the client answered the
+    // PING sent with it; a client that never does is dropped after the
+    // keep-alive timeout (it has no stream open to lose). After one for its
+    // age, the calls still open are cut after the grace.
+    let mut dropped_at = None;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
@@ -320,11 +332,19 @@ where
                 Closed::Idle.record();
                 connection.as_mut().graceful_shutdown();
                 closing = true;
-                idle_goaway_answered_by = Some(Instant::now() + shared.limits.keepalive_timeout);
+                dropped_at = Some(Instant::now() + shared.limits.keepalive_timeout);
             }
-            () = sleep_until_some(idle_goaway_answered_by) => return,
-            // A maximum connection age would be one more branch here, with
-            // the same graceful shutdown.
+            () = sleep_until_some(too_old_at), if !closing => {
+                tracing::debug!(%peer, max_age = ?shared.limits.max_age, "closing a connection at its maximum age");
+                Closed::MaxAge.record();
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                dropped_at = Instant::now().checked_add(shared.limits.max_age_grace);
+            }
+            () = sleep_until_some(dropped_at) => {
+                tracing::debug!(%peer, "closing a connection whose client did not leave after GOAWAY");
+                return;
+            }
             () = shared.stop.cancelled(), if !closing => {
                 // hyper would wait for the end of a handshake before its
                 // GOAWAY; a connection still in it is dropped instead.
@@ -347,6 +367,13 @@ where
     } else {
         tracing::debug!(%peer, %error, "connection failed");
     }
+}
+
+/// `age`, give or take a tenth at random (as gRPC's MAX_CONNECTION_AGE), so
+/// that the connections of clients that connected together (a fleet
+/// started at once, or reconnected after a restart) do not all go at once.
+fn jittered(age: Duration) -> Duration {
+    Duration::try_from_secs_f64(age.as_secs_f64() * rand::random_range(0.9..=1.1)).unwrap_or(age)
 }
 
 /// Sleeps until `deadline`; with none, forever.
@@ -696,6 +723,18 @@ mod tests {
         assert_eq!(&later, b"later");
         assert!(server.progress().opened.load(Ordering::Acquire));
         assert!(!server.progress().timed_out.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn maximum_ages_vary_by_a_tenth_either_way() {
+        let age = Duration::from_secs(100);
+        let ages: Vec<Duration> = (0..1000).map(|_| jittered(age)).collect();
+        assert!(ages.iter().all(|jittered| *jittered >= age * 9 / 10 && *jittered <= age * 11 / 10), "{ages:?}");
+        // Spread over the range: a thousand draws all within a twentieth of
+        // the age of each other has odds below 2^-1000.
+        let (least, most) = (ages.iter().min().unwrap(), ages.iter().max().unwrap());
+        assert!(*most - *least > age / 20, "{least:?}..{most:?}");
+        assert!(jittered(Duration::MAX) > Duration::MAX / 2, "an age too long for a tenth more does not overflow");
     }
 
     #[tokio::test(start_paused = true)]

@@ -61,7 +61,7 @@ pub struct ServiceSettings {
     pub tls: ServerTlsArgs,
     /// The calls that need a bearer token, and its key; none: all open.
     pub authorization: Option<Authorization>,
-    /// The limits of every connection: handshake, keep-alive, idle, count.
+    /// The limits of every connection: handshake, keep-alive, idle, age, count.
     pub connections: ConnectionLimits,
 }
 
@@ -279,7 +279,8 @@ fn with_reflection(routes: Routes, grpc_services: &[&'static str]) -> Result<Rou
 }
 
 /// Keeps the instance registered, unless the registry takes no registrations
-/// (static discovery, where peers are configured with this address).
+/// (static discovery, where peers are configured with this address; dns
+/// discovery, where the orchestrator lists it).
 fn start_registration(
     registry: Arc<dyn Registry>,
     instance: Instance,
@@ -288,7 +289,8 @@ fn start_registration(
     if registry.accepts_registrations() {
         Some(Registration::start(registry, instance, settings.registration.clone()))
     } else {
-        tracing::info!(service = %settings.service, "static discovery: peers are configured with this instance's address");
+        tracing::info!(service = %settings.service, registry = %registry.describe(),
+            "nothing to register: peers find this instance at a configured address, or in DNS");
         None
     }
 }
@@ -502,6 +504,8 @@ mod tests {
                 keepalive_timeout: Duration::from_secs(20),
                 idle_timeout: Duration::from_secs(300),
                 max_connections: std::num::NonZeroUsize::new(100).unwrap(),
+                max_age: None,
+                max_age_grace: Duration::from_secs(5),
             },
         }
     }

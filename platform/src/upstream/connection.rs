@@ -127,6 +127,12 @@ impl Connection {
     /// and returns the response as it starts, its body still to be read.
     /// Errors are the statuses a caller should see: UNAVAILABLE when no
     /// connection could be opened or it broke before the answer began.
+    ///
+    /// A server going away (GOAWAY: it stops, or the connection reached its
+    /// maximum age) takes no new call on the connection, and says which of
+    /// the calls already sent it did not take up; such a call is made again,
+    /// once, on a new connection, which is safe even for a write since the
+    /// server never saw it.
     pub async fn call(
         &self,
         request: http::Request<tonic::body::Body>,
@@ -139,14 +145,19 @@ impl Connection {
         parts.uri = http::Uri::from_parts(uri).map_err(|error| tonic::Status::internal(error.to_string()))?;
         let request = http::Request::from_parts(parts, ());
 
-        let sender = self.sender().await.map_err(|error| tonic::Status::unavailable(Chain(&error).to_string()))?;
-        let mut sender = sender.ready().await.map_err(|error| self.failed(error))?;
-        let end_of_stream = message.is_empty();
-        let (response, mut stream) = sender.send_request(request, end_of_stream).map_err(|error| self.failed(error))?;
-        if !end_of_stream {
-            stream.send_data(message, true).map_err(|error| self.failed(error))?;
-        }
-        let response = response.await.map_err(|error| self.failed(error))?;
+        let unavailable = |error: ConnectionError| tonic::Status::unavailable(Chain(&error).to_string());
+        let (generation, sender) = self.sender().await.map_err(unavailable)?;
+        let response = match send(sender, request.clone(), message.clone()).await {
+            Err(error) if error.is_go_away() && error.is_remote() => {
+                tracing::debug!(authority = %self.shared.target.authority, %error,
+                    "the server is going away; making the call on a new connection");
+                self.forget(generation);
+                let (_, sender) = self.sender().await.map_err(unavailable)?;
+                send(sender, request, message).await
+            }
+            sent => sent,
+        };
+        let response = response.map_err(|error| self.failed(error))?;
         Ok(response.map(|body| ResponseBody { body, data_done: false }))
     }
 
@@ -161,15 +172,16 @@ impl Connection {
         tonic::Status::from_error(Box::new(error))
     }
 
-    /// The open connection's handle, opening one when there is none.
-    async fn sender(&self) -> Result<h2::client::SendRequest<Bytes>, ConnectionError> {
-        if let Some((_, sender)) = self.open() {
-            return Ok(sender);
+    /// The open connection's handle and number, opening one when there is
+    /// none.
+    async fn sender(&self) -> Result<(u64, h2::client::SendRequest<Bytes>), ConnectionError> {
+        if let Some(open) = self.open() {
+            return Ok(open);
         }
         let mut generation = self.shared.connecting.lock().await;
         // Whoever held the lock may have opened it meanwhile.
-        if let Some((_, sender)) = self.open() {
-            return Ok(sender);
+        if let Some(open) = self.open() {
+            return Ok(open);
         }
         let target = &self.shared.target;
         let (sender, connection) =
@@ -179,12 +191,38 @@ impl Connection {
         *generation += 1;
         *self.shared.open.lock().expect("connection slot") = Some((*generation, sender.clone()));
         tokio::spawn(drive(connection, *generation, Arc::downgrade(&self.shared)));
-        Ok(sender)
+        Ok((*generation, sender))
     }
 
     fn open(&self) -> Option<(u64, h2::client::SendRequest<Bytes>)> {
         self.shared.open.lock().expect("connection slot").clone()
     }
+
+    /// Takes connection `generation` out of the slot, if it is still there,
+    /// so that the next call opens a new one; it goes on serving the calls
+    /// it has until they end.
+    fn forget(&self, generation: u64) {
+        let mut open = self.shared.open.lock().expect("connection slot");
+        if open.as_ref().is_some_and(|(current, _)| *current == generation) {
+            *open = None;
+        }
+    }
+}
+
+/// Sends one call on a connection, waiting for room for its stream, and
+/// waits for its response to start.
+async fn send(
+    sender: h2::client::SendRequest<Bytes>,
+    request: http::Request<()>,
+    message: Bytes,
+) -> Result<http::Response<h2::RecvStream>, h2::Error> {
+    let mut sender = sender.ready().await?;
+    let end_of_stream = message.is_empty();
+    let (response, mut stream) = sender.send_request(request, end_of_stream)?;
+    if !end_of_stream {
+        stream.send_data(message, true)?;
+    }
+    response.await
 }
 
 type Io = Pin<Box<dyn AsyncReadWrite>>;
@@ -237,10 +275,7 @@ async fn drive(mut connection: h2::client::Connection<Io, Bytes>, generation: u6
         reason = keepalive => tracing::warn!(%authority, %reason, "closing an unresponsive connection"),
     }
     if let Some(shared) = shared.upgrade() {
-        let mut open = shared.open.lock().expect("connection slot");
-        if open.as_ref().is_some_and(|(current, _)| *current == generation) {
-            *open = None;
-        }
+        Connection { shared }.forget(generation);
     }
 }
 
@@ -513,6 +548,89 @@ mod tests {
         };
         assert_eq!(answer, "2");
         assert_eq!(second.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// This suite's own server, sending each connection GOAWAY at `max_age`
+    /// (give or take a tenth), serving [`Echo`] until `stop` is cancelled.
+    async fn serve_aging(max_age: Duration, stop: tokio_util::sync::CancellationToken) -> SocketAddr {
+        use crate::{
+            discovery::{MemoryRegistry, RegistrationSettings, ServiceName},
+            security::ServerTlsArgs,
+            server::{BoundServer, ServiceSettings, connections::ConnectionLimits},
+        };
+        let settings = ServiceSettings {
+            service: ServiceName::new("metadata"),
+            grpc_services: vec!["MetadataService"],
+            listen: "127.0.0.1:0".parse().unwrap(),
+            advertise_host: None,
+            instance_id: None,
+            shutdown_timeout: Duration::from_secs(5),
+            metrics_address: None,
+            registration: RegistrationSettings::default(),
+            max_message_size: 4 * 1024 * 1024,
+            max_concurrent_requests: 1000,
+            tls: ServerTlsArgs::default(),
+            authorization: None,
+            connections: ConnectionLimits {
+                handshake_timeout: Duration::from_secs(10),
+                keepalive_interval: Duration::from_secs(30),
+                keepalive_timeout: Duration::from_secs(20),
+                idle_timeout: Duration::from_secs(300),
+                max_connections: std::num::NonZeroUsize::new(100).unwrap(),
+                max_age: Some(max_age),
+                max_age_grace: Duration::from_secs(5),
+            },
+        };
+        let server = BoundServer::bind(settings).await.unwrap();
+        let address = server.local_address();
+        let (started, _) = mpsc::unbounded_channel();
+        let (dropped, _) = mpsc::unbounded_channel();
+        let routes = tonic::service::Routes::new(MetadataServiceServer::new(Echo { started, dropped }));
+        tokio::spawn(server.run(routes, Arc::new(MemoryRegistry::default()), async {}, stop));
+        address
+    }
+
+    /// A server that sends GOAWAY as each connection reaches its maximum
+    /// age: calls keep coming through it, each on a new connection once the
+    /// old one is going away, and none fails (a call the server had not
+    /// taken up is made again on the new connection).
+    #[tokio::test]
+    async fn calls_go_on_through_a_servers_goaway_on_new_connections_without_a_failure() {
+        const CALLERS: usize = 8;
+        const CONNECTIONS: u64 = 4;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _stop_server = stop.clone().drop_guard();
+        let address = serve_aging(Duration::from_millis(200), stop).await;
+        let connection = connection(address);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|caller| {
+                let connection = connection.clone();
+                tokio::spawn(async move {
+                    let (mut answered, mut failed) = (0, Vec::new());
+                    while *connection.shared.connecting.lock().await < CONNECTIONS
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        let id = format!("{caller}-{answered}");
+                        match get(&connection, &id).await {
+                            Ok(answer) if answer == id => answered += 1,
+                            Ok(answer) => failed.push(format!("asked for {id}, answered {answer}")),
+                            Err(status) => failed.push(status.to_string()),
+                        }
+                    }
+                    (answered, failed)
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for caller in callers {
+            let (answers, failed) = caller.await.unwrap();
+            assert!(failed.is_empty(), "{} calls failed, the first: {}", failed.len(), failed[0]);
+            answered += answers;
+        }
+        let opened = *connection.shared.connecting.lock().await;
+        assert!(opened >= CONNECTIONS, "{opened} connections in 20 s for a maximum age of 200 ms");
+        assert!(answered > 0);
     }
 
     #[tokio::test]

@@ -8,7 +8,11 @@
 //! (exponential, with jitter) while the deadline leaves time: calls made
 //! through it must be reads, which may safely reach an instance twice. A
 //! registry that cannot be reached, or lists no instance at all, leaves the
-//! pool as it was.
+//! pool as it was. An instance dropped from the pool makes it look the
+//! registry up at once, in the background, for instances that joined (a
+//! pod replacing one that stops); that lookup leaves out the instances
+//! dropped since the last periodic refresh, which a registry may still list
+//! for a while (DNS does, for a pod that is stopping, as long as its TTL).
 use std::{
     future::Future,
     sync::{Arc, Weak},
@@ -115,7 +119,19 @@ struct Inner {
     settings: UpstreamSettings,
     /// The instances calls go to; a watch, so a change can be waited for.
     members: watch::Sender<Arc<Vec<Member>>>,
+    /// Instances dropped after refusing a call since the last full refresh.
+    left_out: std::sync::Mutex<Vec<Instance>>,
     refresh_lock: Mutex<()>,
+}
+
+/// Which instances a refresh puts in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// Every instance the registry lists.
+    Full,
+    /// Those listed, except the ones that refused calls since the last full
+    /// refresh: the refresh an instance's refusal sets off.
+    LeavingOutRefused,
 }
 
 /// The instances of one upstream service. Cheap to clone; the background
@@ -132,6 +148,7 @@ impl Upstream {
             registry,
             settings,
             members: watch::Sender::new(Arc::new(Vec::new())),
+            left_out: std::sync::Mutex::default(),
             refresh_lock: Mutex::new(()),
         });
         tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
@@ -184,7 +201,7 @@ impl Upstream {
                     Some(pause) if pause < deadline.remaining() => {
                         tracing::debug!(service = %inner.service, ?pause, "no instance answered; trying again after a pause");
                         tokio::time::sleep(pause).await;
-                        inner.refresh().await;
+                        inner.refresh(Refresh::Full).await;
                     }
                     _ => return Err(refused),
                 }
@@ -225,14 +242,14 @@ fn unreachable_as_unavailable(status: tonic::Status) -> tonic::Status {
 impl Inner {
     /// Tries distinct instances, from a random one on, until one answers or
     /// `max_attempts` refused.
-    async fn round<T, F, Fut>(&self, call: &mut F, deadline: Deadline) -> Round<T>
+    async fn round<T, F, Fut>(self: &Arc<Self>, call: &mut F, deadline: Deadline) -> Round<T>
     where
         F: FnMut(Connection, &Instance, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let mut members = self.snapshot();
         if members.is_empty() {
-            self.refresh().await;
+            self.refresh(Refresh::Full).await;
             members = self.snapshot();
         }
         if members.is_empty() {
@@ -258,6 +275,8 @@ impl Inner {
                         tracing::warn!(service = %self.service, instance = %member.instance.id,
                             address = %member.instance.authority(), error = %status.message(),
                             "instance unavailable; leaving it out until the registry lists it again");
+                        let inner = self.clone();
+                        tokio::spawn(async move { inner.refresh(Refresh::LeavingOutRefused).await });
                     } else {
                         tracing::debug!(service = %self.service, instance = %member.instance.id,
                             error = %status.message(), "instance unavailable; already left out");
@@ -289,9 +308,10 @@ impl Inner {
         metrics::gauge!("discovery_instances", "service" => self.service.to_string()).set(members as f64);
     }
 
-    /// Leaves `instance` out of the pool; false when it was not in it (an
-    /// earlier call left it out already). One step under the pool's lock, so
-    /// that concurrent evictions lose none of each other's.
+    /// Leaves `instance` out of the pool, and out of the refreshes its
+    /// refusals set off; false when it was not in the pool (an earlier call
+    /// left it out already). One step under the pool's lock, so that
+    /// concurrent evictions lose none of each other's.
     fn evict(&self, instance: &Instance) -> bool {
         let mut left = None;
         self.members.send_if_modified(|members| {
@@ -302,7 +322,17 @@ impl Inner {
             left = Some(members.len());
             true
         });
-        left.inspect(|&members| self.count(members)).is_some()
+        let evicted = left.inspect(|&members| self.count(members)).is_some();
+        if evicted {
+            self.lock_left_out().push(instance.clone());
+        }
+        evicted
+    }
+
+    fn lock_left_out(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        // Every update is one push or one clear: a panic cannot leave it
+        // half-made, so poisoning is ignored.
+        self.left_out.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Fetches the healthy instances again. Keeps the last known list when the
@@ -310,10 +340,18 @@ impl Inner {
     /// came back without its state lists nothing until the instances
     /// register again, and an empty pool would fail every call meanwhile):
     /// instances that really left are dropped at their first refusal. Reuses
-    /// the channel of every instance that is still listed.
-    async fn refresh(&self) {
+    /// the channel of every instance that is still listed. A full refresh
+    /// takes back the instances that refused calls, if they are listed.
+    async fn refresh(&self, kind: Refresh) {
         let _single_flight = self.refresh_lock.lock().await;
+        if kind == Refresh::Full {
+            self.lock_left_out().clear();
+        }
         let listed = match self.registry.healthy_instances(&self.service).await {
+            Ok(listed) if kind == Refresh::LeavingOutRefused => {
+                let left_out = self.lock_left_out();
+                listed.into_iter().filter(|instance| !left_out.contains(instance)).collect()
+            }
             Ok(listed) => listed,
             Err(error) => {
                 tracing::warn!(service = %self.service, error = &error as &dyn std::error::Error,
@@ -364,7 +402,7 @@ async fn refresh_periodically(inner: Weak<Inner>) {
     loop {
         let Some(strong) = inner.upgrade() else { return };
         let interval = strong.settings.refresh_interval;
-        strong.refresh().await;
+        strong.refresh(Refresh::Full).await;
         drop(strong);
         tokio::time::sleep(interval).await;
     }
@@ -457,6 +495,55 @@ mod tests {
         assert_eq!(refused.into_inner(), 1, "rating-a was tried once, then left out");
         let left: Vec<String> = upstream.instances().iter().map(Instance::authority).collect();
         assert_eq!(left, ["127.0.0.1:2"]);
+    }
+
+    /// An instance that refuses a call makes the pool look the registry up
+    /// at once rather than at its next refresh, so that an instance that
+    /// joined meanwhile takes its share; the one that refused stays out,
+    /// though the registry still lists it (DNS does, for a pod that is
+    /// stopping), until a periodic refresh lists it again.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_looks_the_registry_up_at_once_leaving_the_refused_instance_out() {
+        // Heartbeats that outlive the test's hours of paused time.
+        let registry = Arc::new(MemoryRegistry::new(Duration::from_secs(24 * 3600)));
+        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
+            registry.register(&instance(id, port)).await.unwrap();
+            registry.report_healthy(&instance(id, port)).await.unwrap();
+        }
+        let refresh_interval = Duration::from_secs(3600);
+        let upstream = Upstream::new(
+            ServiceName::new("rating"),
+            registry.clone(),
+            UpstreamSettings { refresh_interval, ..settings() },
+        );
+        until_pool_is(&upstream, &["rating-a", "rating-b"]).await;
+        registry.register(&instance("rating-c", 3)).await.unwrap();
+        registry.report_healthy(&instance("rating-c", 3)).await.unwrap();
+
+        // rating-a refuses; calls start at a random instance, so call until
+        // one has tried it.
+        let refused = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..100 {
+            let answer = upstream
+                .call(None, |_, instance, _| {
+                    let port = instance.port;
+                    if port == 1 {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    async move { if port == 1 { Err(tonic::Status::unavailable("shutting down")) } else { Ok(port) } }
+                })
+                .await;
+            assert_ne!(answer.unwrap(), 1);
+            if refused.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                break;
+            }
+        }
+        assert_eq!(refused.into_inner(), 1);
+        // Within a minute of paused time, the periodic refresh an hour away.
+        until_pool_is(&upstream, &["rating-b", "rating-c"]).await;
+
+        tokio::time::sleep(refresh_interval).await;
+        until_pool_is(&upstream, &["rating-a", "rating-b", "rating-c"]).await;
     }
 
     /// A connection that breaks under a hundred calls leaves its instance

@@ -8,6 +8,7 @@ mod compose;
 mod connections;
 mod consul_discovery;
 mod demo;
+mod dns_discovery;
 mod event_contract;
 mod faults;
 mod healthcheck;
