@@ -22,6 +22,7 @@ pub mod compose;
 pub mod consul;
 pub mod figures;
 pub mod grpcurl;
+pub mod kubernetes;
 pub mod load;
 pub mod otlp;
 pub mod postgres;
