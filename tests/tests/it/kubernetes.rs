@@ -163,8 +163,9 @@ fn custom_resources_validate_against_the_operators_crds() {
 
 #[test]
 fn checkov_passes_and_every_skip_says_why() {
-    // One checkov run over every target (it takes seconds to start).
-    let directory = tempfile::tempdir().expect("a temporary directory");
+    // One checkov run over every target (it takes seconds to start), in a
+    // directory whose name does not start with a dot: checkov skips those.
+    let directory = tempfile::Builder::new().prefix("checkov-").tempdir().expect("a temporary directory");
     for target in targets() {
         for object in &target.objects {
             for (key, value) in object["metadata"]["annotations"].as_mapping().into_iter().flatten() {
@@ -195,6 +196,16 @@ fn checkov_passes_and_every_skip_says_why() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    // It checked something: its summary counts the passed checks.
+    let report = String::from_utf8_lossy(&output.stdout);
+    let passed: u64 = report
+        .split("Passed checks: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(passed > 0, "checkov checked nothing:\n{report}");
+    println!("{report}");
 }
 
 /// A probe's port and gRPC service name: the native grpc probe, or the
