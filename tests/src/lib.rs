@@ -24,6 +24,7 @@ pub mod consul;
 pub mod dns;
 pub mod figures;
 pub mod grpcurl;
+pub mod kubernetes;
 pub mod load;
 pub mod otlp;
 pub mod postgres;

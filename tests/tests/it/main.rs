@@ -14,6 +14,7 @@ mod faults;
 mod healthcheck;
 mod hostile_input;
 mod kafka_ingestion;
+mod kubernetes;
 mod logs;
 mod metadata_repository;
 mod metadata_storage;
