@@ -23,6 +23,7 @@ use e2e::{
         COMBINATIONS, Target, checkov, containers, crd_schemas, environment_names, environment_of_help, is_custom,
         manifests_root, overlay_components, run_tool, setting, targets,
     },
+    postgres::Postgres,
     process::{ServiceProcess, block_on, endpoint},
 };
 use serde_norway::Value;
@@ -286,8 +287,17 @@ fn probes_ask_the_grpc_port_about_a_service_the_binary_serves() {
     // The names are asked of the binary itself: its health service answers
     // NOT_FOUND for a name it does not serve. ROLE is the one setting that
     // changes what a binary serves.
+    // A role alone needs a store the other role shares (PostgreSQL), and
+    // ingesting needs Kafka: a throwaway database, and a broker address
+    // nothing answers at (health answers before ingestion connects).
+    let postgres = Postgres::start();
+    let database = postgres.create_database();
+    let nobody = format!("127.0.0.1:{}", e2e::free_port());
     for ((binary, role), services) in asked {
-        let envs: Vec<(&str, &str)> = role.iter().map(|role| ("ROLE", role.as_str())).collect();
+        let mut envs: Vec<(&str, &str)> = role.iter().map(|role| ("ROLE", role.as_str())).collect();
+        if role.is_some() {
+            envs.extend([("DATABASE_URL", database.as_str()), ("KAFKA_BROKERS", nobody.as_str())]);
+        }
         let process = ServiceProcess::start(&binary, &[], &envs);
         for service in services {
             let answer = block_on(async {
