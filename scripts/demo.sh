@@ -63,6 +63,8 @@ fi
 
 say "building the services"
 cargo build --locked --bins
+# Where cargo put them: CARGO_TARGET_DIR, when set, moves the target directory.
+BIN="${CARGO_TARGET_DIR:-target}/debug"
 
 KAFKA=127.0.0.1:9092
 ports="8081 8082 8083"
@@ -123,15 +125,15 @@ else
 fi
 
 say "starting metadata, rating and movie (stores in $DATA)"
-DATABASE_URL="sqlite:$DATA/metadata.db" ./target/debug/metadata >"$DEMO_DIR/metadata.log" 2>&1 &
+DATABASE_URL="sqlite:$DATA/metadata.db" "$BIN"/metadata >"$DEMO_DIR/metadata.log" 2>&1 &
 services+=("$!")
 if $with_kafka; then
-    DATABASE_URL="sqlite:$DATA/rating.db" ./target/debug/rating --kafka-brokers "$KAFKA" >"$DEMO_DIR/rating.log" 2>&1 &
+    DATABASE_URL="sqlite:$DATA/rating.db" "$BIN"/rating --kafka-brokers "$KAFKA" >"$DEMO_DIR/rating.log" 2>&1 &
 else
-    DATABASE_URL="sqlite:$DATA/rating.db" ./target/debug/rating >"$DEMO_DIR/rating.log" 2>&1 &
+    DATABASE_URL="sqlite:$DATA/rating.db" "$BIN"/rating >"$DEMO_DIR/rating.log" 2>&1 &
 fi
 services+=("$!")
-./target/debug/movie >"$DEMO_DIR/movie.log" 2>&1 &
+"$BIN"/movie >"$DEMO_DIR/movie.log" 2>&1 &
 services+=("$!")
 
 say "waiting for the three services to report SERVING"
@@ -177,8 +179,8 @@ details 2
 # Movie 2's ratings come from ratingsdata.json only: publish it unless an
 # earlier run did.
 if $with_kafka && ! has_rating 2; then
-    say "publishing ratingsdata.json to Kafka: ./target/debug/ratingingester ratingsdata.json"
-    KAFKA_BROKERS="$KAFKA" ./target/debug/ratingingester ratingsdata.json
+    say "publishing ratingsdata.json to Kafka: $BIN/ratingingester ratingsdata.json"
+    KAFKA_BROKERS="$KAFKA" "$BIN"/ratingingester ratingsdata.json
     deadline=$((SECONDS + 30))
     until has_rating 2; do
         if [ "$SECONDS" -ge "$deadline" ]; then

@@ -22,4 +22,5 @@ fi
 
 cargo build --locked -p bench -p metadata -p rating -p movie -p ratingingester
 
-run_bounded "${SOAK_TIME_LIMIT:-60m}" target/debug/soak "$@"
+# Where cargo put them: CARGO_TARGET_DIR, when set, moves the target directory.
+run_bounded "${SOAK_TIME_LIMIT:-60m}" "${CARGO_TARGET_DIR:-target}/debug/soak" "$@"
