@@ -153,6 +153,7 @@ impl Registry for ConsulRegistry {
                         .as_ref()
                         .and_then(|meta| meta.get(METRICS_PORT_META))
                         .and_then(|port| port.parse().ok()),
+                    server_name: None,
                 })
             })
             .collect())

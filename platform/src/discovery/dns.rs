@@ -133,6 +133,8 @@ impl Registry for DnsRegistry {
                     host: address.to_string(),
                     port,
                     metrics_port: None,
+                    // An address given as such names itself.
+                    server_name: configured.host.parse::<IpAddr>().is_err().then(|| configured.host.clone()),
                 });
             }
         }

@@ -72,6 +72,10 @@ pub struct Instance {
     /// Where the instance serves Prometheus metrics (same host), if it does;
     /// registered in Consul as the service meta `metrics_port`.
     pub metrics_port: Option<u16>,
+    /// The name the instance was found under when `host` is an address that
+    /// name resolved to (DNS discovery): what a TLS client checks its
+    /// certificate against, since a pod's address is in no certificate.
+    pub server_name: Option<String>,
 }
 
 impl Instance {
@@ -161,6 +165,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 8082,
             metrics_port: None,
+            server_name: None,
         };
         assert_eq!(instance.authority(), "127.0.0.1:8082");
         instance.host = "::1".into();

@@ -152,6 +152,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 1,
             metrics_port: None,
+            server_name: None,
         }
     }
 

@@ -31,6 +31,7 @@ impl StaticRegistry {
                     host,
                     port,
                     metrics_port: None,
+                    server_name: None,
                 })
             })
             .collect::<Result<Vec<_>, DiscoveryError>>()?;

@@ -222,6 +222,12 @@ impl ClientTls {
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
     }
+
+    /// These settings, checking certificates against `name` unless a server
+    /// name was configured (which always wins).
+    pub fn or_server_name(&self, name: &str) -> Self {
+        Self { server_name: Some(self.server_name.clone().unwrap_or_else(|| name.to_owned())), ..self.clone() }
+    }
 }
 
 /// A rustls client trusting the CA certificates of `ca_pem` only, with a

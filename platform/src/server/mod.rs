@@ -152,6 +152,7 @@ impl BoundServer {
             host,
             port: self.local_address.port(),
             metrics_port: settings.metrics_address.map(|address| address.port()),
+            server_name: None,
         }
     }
 

@@ -389,7 +389,14 @@ impl Inner {
     }
 
     fn connect(&self, instance: &Instance) -> Result<Connection, ConnectionError> {
-        Connection::new(&instance.authority(), self.settings.tls.as_ref(), self.settings.connect_timeout)
+        // An address found under a name (DNS discovery) is checked against
+        // that name: the certificate carries the Service's name, not the
+        // pod's address.
+        let tls = match (&self.settings.tls, &instance.server_name) {
+            (Some(tls), Some(name)) => Some(tls.or_server_name(name)),
+            (tls, _) => tls.clone(),
+        };
+        Connection::new(&instance.authority(), tls.as_ref(), self.settings.connect_timeout)
     }
 }
 
@@ -422,6 +429,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             metrics_port: None,
+            server_name: None,
         }
     }
 

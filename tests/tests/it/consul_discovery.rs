@@ -115,6 +115,7 @@ async fn lookups_return_passing_instances_only() {
         host: "127.0.0.1".into(),
         port,
         metrics_port: None,
+        server_name: None,
     };
     let (alive, silent) = (instance("rating-alive", 9001), instance("rating-silent", 9002));
     registry.register(&alive).await.unwrap();

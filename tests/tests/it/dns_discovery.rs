@@ -9,7 +9,8 @@ use std::{
 };
 
 use e2e::{
-    calls::put_movie,
+    calls::{movie_details, put_movie},
+    certificates::TestCa,
     dns::Dnsmasq,
     free_port,
     load::{LoadFigures, SteadyLoad, millis},
@@ -203,4 +204,59 @@ async fn lookups_give_every_address_of_a_name_and_none_for_a_name_that_does_not_
     let error = registry_for("rating.example", dns.address()).healthy_instances(&rating).await.unwrap_err();
     assert!(matches!(error, platform::discovery::DiscoveryError::Unreachable { .. }), "{error}");
     assert!(std::error::Error::source(&error).is_some(), "the resolver's error is kept");
+}
+
+/// Over TLS, an instance found by DNS is checked against the name movie
+/// resolved, not its address: certificates name a Service (`rating.test`),
+/// never the address of a pod behind it.
+#[test]
+fn movie_checks_the_certificates_of_instances_found_by_dns_against_the_name_it_resolved() {
+    let dir = tempfile::tempdir().expect("a directory for the certificates");
+    let ca = TestCa::new(dir.path(), "suite");
+    let (metadata_cert, rating_cert) = (ca.issue("metadata", &["metadata.test"]), ca.issue("rating", &["rating.test"]));
+    let port = port_free_on(&[2, 3]);
+    let dns =
+        Dnsmasq::start(&[("metadata.test", &[loopback(1)][..]), ("rating.test", &[loopback(2), loopback(3)][..])]);
+    let dns_server = dns.address().to_string();
+    let dns_env = [("DISCOVERY", "dns"), ("DNS_SERVER", dns_server.as_str())];
+
+    let metadata = ServiceProcess::start(
+        "metadata",
+        &["--tls-cert", metadata_cert.cert(), "--tls-key", metadata_cert.key()],
+        &dns_env,
+    );
+    let ratings: Vec<(ServiceProcess, SocketAddr)> = [2, 3]
+        .map(|last| {
+            let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let metrics_flag = metrics.to_string();
+            let args =
+                ["--tls-cert", rating_cert.cert(), "--tls-key", rating_cert.key(), "--metrics-addr", &metrics_flag];
+            (ServiceProcess::start_at("rating", SocketAddr::new(loopback(last), port), &args, &dns_env), metrics)
+        })
+        .into();
+    let (metadata_name, rating_name) = (format!("metadata.test:{}", metadata.port()), format!("rating.test:{port}"));
+    let ca_file = ca.ca();
+    let movie = ServiceProcess::start(
+        "movie",
+        &["--upstream-timeout", "2s"],
+        &[
+            ("DISCOVERY", "dns"),
+            ("DNS_SERVER", &dns_server),
+            ("METADATA_ADDRS", &metadata_name),
+            ("RATING_ADDRS", &rating_name),
+            ("UPSTREAM_TLS_CA", &ca_file),
+        ],
+    );
+    movie.wait_until_serving(START);
+
+    // An unknown movie: metadata's NOT_FOUND comes back through TLS (a
+    // failed handshake would be UNAVAILABLE), and rating is asked alongside.
+    let answered = || movie_details(&movie, &["missing"]) == [tonic::Code::NotFound];
+    wait_until("movie reaches metadata over TLS by its name", START, answered);
+    for (_rating, metrics) in &ratings {
+        wait_until("each rating instance is reached over TLS by its name", START, || {
+            assert!(answered(), "movie's log:\n{}", movie.log());
+            metric(*metrics, "rpc_server_call_duration_seconds_count", "rpc_method=\"GetAggregatedRating\"") > 0.0
+        });
+    }
 }
