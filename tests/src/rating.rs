@@ -231,3 +231,17 @@ pub fn stored_position(url: &str) -> i64 {
         position.unwrap_or(0)
     })
 }
+
+/// Each movie's (sum, count) as the PostgreSQL store at `url` holds it.
+pub fn stored_totals(url: &str) -> BTreeMap<String, (i64, i64)> {
+    block_on(async {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect to the test database");
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT record_id, rating_sum, rating_count FROM rating_totals WHERE record_type = 'movie'")
+                .fetch_all(&pool)
+                .await
+                .expect("read the totals");
+        pool.close().await;
+        rows.into_iter().map(|(record, sum, count)| (record, (sum, count))).collect()
+    })
+}

@@ -16,8 +16,8 @@ use e2e::{
     broker::Broker,
     free_port,
     postgres::Postgres,
-    process::{ServiceProcess, block_on},
-    rating::{Workload, applied_at_stop, average, ingest, put, stored_position},
+    process::ServiceProcess,
+    rating::{Workload, applied_at_stop, average, ingest, put, stored_position, stored_totals},
     wait_until,
 };
 
@@ -107,20 +107,6 @@ fn wait_for_split(what: &str, replicas: &[&Replica]) -> Vec<BTreeSet<i32>> {
         last.is_some()
     });
     last.expect("a split")
-}
-
-/// Each record's (sum, count) as the store holds it.
-fn stored_totals(url: &str) -> BTreeMap<String, (i64, i64)> {
-    block_on(async {
-        let pool = sqlx::PgPool::connect(url).await.expect("connect to the test database");
-        let rows: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT record_id, rating_sum, rating_count FROM rating_totals WHERE record_type = 'movie'")
-                .fetch_all(&pool)
-                .await
-                .expect("read the totals");
-        pool.close().await;
-        rows.into_iter().map(|(record, sum, count)| (record, (sum, count))).collect()
-    })
 }
 
 #[test]

@@ -11,26 +11,15 @@ use e2e::{
     broker::Broker,
     postgres::{PASSWORD, Postgres},
     process::{ServiceProcess, block_on, endpoint},
-    rating::{Workload, applied_at_stop, average, event, ingest, start_with_kafka_and, stored_position, try_average},
+    rating::{
+        Workload, applied_at_stop, average, event, ingest, start_with_kafka_and, stored_position, stored_totals,
+        try_average,
+    },
     wait_until,
 };
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Each record's (sum, count) as the PostgreSQL store holds it.
-fn stored_totals(url: &str) -> BTreeMap<String, (i64, i64)> {
-    block_on(async {
-        let pool = sqlx::PgPool::connect(url).await.expect("connect to the test database");
-        let rows: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT record_id, rating_sum, rating_count FROM rating_totals WHERE record_type = 'movie'")
-                .fetch_all(&pool)
-                .await
-                .expect("read the totals");
-        pool.close().await;
-        rows.into_iter().map(|(record, sum, count)| (record, (sum, count))).collect()
-    })
-}
 
 #[test]
 fn a_restarted_instance_on_sqlite_keeps_its_ratings_and_reapplies_nothing() {
