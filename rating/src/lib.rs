@@ -109,8 +109,10 @@ pub const PROTECTED_CALLS: &[ProtectedCall] = &[
     ProtectedCall { path: "/RatingService/DeleteRating", scope: "ratings:write" },
 ];
 
-/// How long ingestion may take to stop after the server has drained.
-const INGESTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long ingestion may take to stop: after the server has drained, or,
+/// on a shared store, before it drains (leaving the consumer group). A
+/// shutdown takes up to this plus `--shutdown-timeout`.
+pub const INGESTION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Handler = handler::RatingHandler<Store>;
 

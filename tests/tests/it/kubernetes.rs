@@ -631,10 +631,16 @@ fn termination_leaves_time_for_the_prestop_sleep_and_the_drain() {
                     target.name,
                     name(deployment)
                 );
-                // 5 s more: the process exits, and rating-ingest commits after the drain.
+                // An ingesting rating also stops its ingestion, within its
+                // own bound, before or after the drain; then 5 s for the
+                // process to exit.
+                let ingests = binary(container) == "rating"
+                    && setting(&target, container, "ROLE").is_none_or(|role| role != "serve");
+                let ingestion = if ingests { rating::INGESTION_STOP_TIMEOUT.as_secs() } else { 0 };
                 assert!(
-                    grace >= sleep + shutdown + 5,
-                    "{}: {}: terminationGracePeriodSeconds {grace} < preStop {sleep} s + SHUTDOWN_TIMEOUT {shutdown} s + 5 s",
+                    grace >= sleep + shutdown + ingestion + 5,
+                    "{}: {}: terminationGracePeriodSeconds {grace} < preStop {sleep} s + SHUTDOWN_TIMEOUT {shutdown} s \
+                     + stopping ingestion {ingestion} s + 5 s",
                     target.name,
                     name(deployment)
                 );
