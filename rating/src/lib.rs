@@ -12,7 +12,7 @@ pub mod handler;
 pub mod model;
 pub mod repository;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use contract::{api::rating_service_server::RatingServiceServer, rating::RatingRangeArgs, service::RATING};
@@ -27,7 +27,7 @@ use platform::{
     shutdown::CancellationToken,
 };
 use repository::{MIGRATIONS, Sharing, Store};
-use sql_store::{DatabaseArgs, prepare_or_stop};
+use sql_store::{DatabaseArgs, UnusableDatabase, prepare_or_stop};
 use tonic::{server::NamedService, service::Routes};
 
 use crate::{controller::RatingController, model::RatingRange};
@@ -181,10 +181,8 @@ impl Application {
             async move { prepare_or_stop(RATING, database, &MIGRATIONS, &stop).await }
         };
         let Some(settings) = event_log else {
-            let controller = Arc::new(RatingController::new(store));
-            let (ready, mut failure) = ready_after(prepared);
-            server.run(routes(controller, range, max_message_size), registry, ready, stop.clone()).await?;
-            return failure.try_recv().map_or(Ok(()), |error| Err(error.into()));
+            let routes = routes(Arc::new(RatingController::new(store)), range, max_message_size);
+            return serve_without_ingesting(server, routes, registry, prepared, stop).await;
         };
         let sharing = Sharing::of(&store);
         let leave_first = sharing.shared().is_some();
@@ -195,37 +193,62 @@ impl Application {
         let routes =
             if role.serves() { routes(controller.clone(), range, max_message_size) } else { Routes::default() };
         if !role.ingests() {
-            let (ready, mut failure) = ready_after(prepared);
-            server.run(routes, registry, ready, stop.clone()).await?;
-            return failure.try_recv().map_or(Ok(()), |error| Err(error.into()));
+            return serve_without_ingesting(server, routes, registry, prepared, stop).await;
         }
         let consumer = EventConsumer::new(settings, sharing, producer, controller, applied, range);
         let ingestion = Ingestion::start(consumer, prepared, stop.clone());
-        let caught_up = ingestion.caught_up();
-        if !leave_first {
-            let served = server.run(routes, registry, caught_up, stop).await;
+        if leave_first {
+            serve_leaving_first(server, routes, registry, ingestion, stop).await
+        } else {
+            let served = server.run(routes, registry, ingestion.caught_up(), stop).await;
             let ingested = ingestion.stop(INGESTION_STOP_TIMEOUT).await;
             served?;
-            return Ok(ingested?);
+            Ok(ingested?)
         }
-        let server_stop = CancellationToken::new();
-        let serving = server.run(routes, registry, caught_up, server_stop.clone());
-        tokio::pin!(serving);
-        let (served, ingested) = tokio::select! {
-            served = &mut serving => {
-                stop.cancel();
-                (served, ingestion.stop(INGESTION_STOP_TIMEOUT).await)
-            }
-            () = stop.cancelled() => {
-                let ingested = ingestion.stop(INGESTION_STOP_TIMEOUT).await;
-                tracing::info!("left the consumer group; the server drains now");
-                server_stop.cancel();
-                (serving.await, ingested)
-            }
-        };
-        served?;
-        Ok(ingested?)
     }
+}
+
+/// Serves, ready once the store is `prepared`; a store that cannot be
+/// prepared stops the server and is the error.
+async fn serve_without_ingesting(
+    server: BoundServer,
+    routes: Routes,
+    registry: Arc<dyn Registry>,
+    prepared: impl Future<Output = Result<(), UnusableDatabase>> + Send,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let (ready, mut failure) = ready_after(prepared);
+    server.run(routes, registry, ready, stop).await?;
+    failure.try_recv().map_or(Ok(()), |error| Err(error.into()))
+}
+
+/// Serves beside `ingestion` on a shared store: on `stop`, ingestion stops
+/// first (its consumer leaves the group), then the server drains; if the
+/// server ends on its own, ingestion stops after it.
+async fn serve_leaving_first(
+    server: BoundServer,
+    routes: Routes,
+    registry: Arc<dyn Registry>,
+    ingestion: Ingestion,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let server_stop = CancellationToken::new();
+    let serving = server.run(routes, registry, ingestion.caught_up(), server_stop.clone());
+    tokio::pin!(serving);
+    let (served, ingested) = tokio::select! {
+        served = &mut serving => {
+            stop.cancel();
+            (served, ingestion.stop(INGESTION_STOP_TIMEOUT).await)
+        }
+        () = stop.cancelled() => {
+            let ingested = ingestion.stop(INGESTION_STOP_TIMEOUT).await;
+            tracing::info!("left the consumer group; the server drains now");
+            server_stop.cancel();
+            (serving.await, ingested)
+        }
+    };
+    served?;
+    Ok(ingested?)
 }
 
 /// Refuses a role the settings cannot carry out: ingesting needs Kafka,
