@@ -223,6 +223,24 @@ pub enum MessageError {
 }
 
 impl MessageError {
+    /// Every name [`MessageError::kind`] gives, so that a counter labelled
+    /// with it can start at 0 for each (Prometheus' `increase()` misses the
+    /// first count of a series that appears at 1).
+    pub const KINDS: [&'static str; 12] = [
+        "too_large",
+        "no_payload",
+        "malformed_json",
+        "not_an_object",
+        "missing_field",
+        "wrong_type",
+        "invalid_value",
+        "missing_value",
+        "unknown_event_type",
+        "conflicting_values",
+        "no_key",
+        "wrong_key",
+    ];
+
     /// The rule broken, as a short fixed name (a metric label).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -494,7 +512,11 @@ pub(crate) mod tests {
 
     #[test]
     fn each_refusal_has_a_fixed_kind_for_metrics() {
-        let kind = |text: &str| parse(text).unwrap_err().kind();
+        let kind = |text: &str| {
+            let kind = parse(text).unwrap_err().kind();
+            assert!(MessageError::KINDS.contains(&kind), "{kind} is missing from MessageError::KINDS");
+            kind
+        };
         assert_eq!(kind("{not json"), "malformed_json");
         assert_eq!(kind("[1]"), "not_an_object");
         assert_eq!(kind(r#"{"recordType": "movie", "userId": "1", "ratingValue": 5}"#), "missing_field");
@@ -747,6 +769,11 @@ pub(crate) mod tests {
         }
         let refusal = |key: Option<&[u8]>, payload: Option<&[u8]>| {
             let error = read(key, payload).unwrap_err();
+            assert!(
+                MessageError::KINDS.contains(&error.kind()),
+                "{} is missing from MessageError::KINDS",
+                error.kind()
+            );
             (error.kind(), error.to_string())
         };
         assert_eq!(refusal(Some(b"k"), None), ("no_payload", "the message has no payload".to_string()));
@@ -769,6 +796,11 @@ pub(crate) mod tests {
         );
         let refusal = |key: Option<&[u8]>| {
             let error = read(key).unwrap_err();
+            assert!(
+                MessageError::KINDS.contains(&error.kind()),
+                "{} is missing from MessageError::KINDS",
+                error.kind()
+            );
             (error.kind(), error.to_string())
         };
         assert_eq!(

@@ -74,6 +74,9 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(5);
 /// minute says all there is to say.
 const KEY_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The dead-letter reason of an event the store refused.
+const REFUSED_BY_STORE: &str = "refused_by_store";
+
 /// Why ingestion stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -286,6 +289,14 @@ impl<R: RatingRepository> EventConsumer<R> {
         let prefetch = Prefetch::for_store(&sharing);
         let assignment = Arc::new(Assignment::new(applied.clone()));
         telemetry::metrics::register_collector(&assignment);
+        // Every series at 0 from the start, so that a rate or an increase
+        // counts the first event too.
+        for reason in MessageError::KINDS.into_iter().chain([REFUSED_BY_STORE]) {
+            metrics::counter!("rating_events_dead_lettered_total", "reason" => reason).increment(0);
+        }
+        for event_type in ["put", "delete"] {
+            metrics::counter!("rating_events_applied_total", "event_type" => event_type).increment(0);
+        }
         Self {
             assignment,
             settings,
@@ -591,7 +602,7 @@ impl<R: RatingRepository> EventConsumer<R> {
                 Applied::Refused(error) => error,
             };
             let reason = Chain(&refused).to_string();
-            self.dead_letter(message, "refused_by_store", &reason, true).await;
+            self.dead_letter(message, REFUSED_BY_STORE, &reason, true).await;
             let position_only = LoggedEvent { event: None, ..entry };
             match self.apply(std::slice::from_ref(&position_only), stop).await {
                 Applied::Done => {}

@@ -65,6 +65,11 @@ fn prometheus_sees_calls_and_ingestion_move_by_exactly_the_traffic_sent() {
     let applied = |kind: &str| format!(r#"sum(rating_events_applied_total{{event_type="{kind}"}})"#);
     let dead_lettered = r#"sum(rating_events_dead_lettered_total{reason="malformed_json"})"#;
 
+    // Ingestion's counters are there from the start, at 0: a rate or an
+    // increase counts their first event too.
+    prometheus.wait_for_value(dead_lettered, 0.0);
+    prometheus.wait_for_value(&applied("put"), 0.0);
+
     put_movie(&metadata, "1");
     for round in 1..=2 {
         let round = f64::from(round);
