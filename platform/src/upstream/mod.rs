@@ -464,11 +464,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unavailable_instances_are_routed_around_and_evicted() {
-        let registry = Arc::new(MemoryRegistry::default());
-        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
-            registry.register(&instance(id, port)).await.unwrap();
-            registry.report_healthy(&instance(id, port)).await.unwrap();
-        }
+        let registry = registry_of(&[("rating-a", 1), ("rating-b", 2)]).await;
         let upstream = Upstream::new(
             ServiceName::new("rating"),
             registry.clone(),
@@ -515,8 +511,7 @@ mod tests {
         // Heartbeats that outlive the test's hours of paused time.
         let registry = Arc::new(MemoryRegistry::new(Duration::from_secs(24 * 3600)));
         for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
-            registry.register(&instance(id, port)).await.unwrap();
-            registry.report_healthy(&instance(id, port)).await.unwrap();
+            list(&registry, id, port).await;
         }
         let refresh_interval = Duration::from_secs(3600);
         let upstream = Upstream::new(
@@ -525,8 +520,7 @@ mod tests {
             UpstreamSettings { refresh_interval, ..settings() },
         );
         until_pool_is(&upstream, &["rating-a", "rating-b"]).await;
-        registry.register(&instance("rating-c", 3)).await.unwrap();
-        registry.report_healthy(&instance("rating-c", 3)).await.unwrap();
+        list(&registry, "rating-c", 3).await;
 
         // rating-a refuses; calls start at a random instance, so call until
         // one has tried it.
@@ -560,9 +554,7 @@ mod tests {
     async fn an_instance_failing_many_calls_at_once_is_left_out_and_reported_once() {
         const CALLS: usize = 100;
         let logs = telemetry::test_support::CapturedLogs::start();
-        let registry = Arc::new(MemoryRegistry::default());
-        registry.register(&instance("rating-a", 1)).await.unwrap();
-        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let registry = registry_of(&[("rating-a", 1)]).await;
         let settings = UpstreamSettings { refresh_interval: Duration::from_secs(3600), max_retries: 0, ..settings() };
         let upstream = Upstream::new(ServiceName::new("rating"), registry, settings);
         until_pool_is(&upstream, &["rating-a"]).await;
@@ -585,11 +577,7 @@ mod tests {
 
     #[tokio::test]
     async fn application_errors_are_not_retried() {
-        let registry = Arc::new(MemoryRegistry::default());
-        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
-            registry.register(&instance(id, port)).await.unwrap();
-            registry.report_healthy(&instance(id, port)).await.unwrap();
-        }
+        let registry = registry_of(&[("rating-a", 1), ("rating-b", 2)]).await;
         let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let error = upstream
@@ -608,9 +596,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slow_calls_fail_with_deadline_exceeded() {
-        let registry = Arc::new(MemoryRegistry::default());
-        registry.register(&instance("rating-a", 1)).await.unwrap();
-        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let registry = registry_of(&[("rating-a", 1)]).await;
         let request_timeout = Duration::from_millis(50);
         let upstream =
             Upstream::new(ServiceName::new("rating"), registry, UpstreamSettings { request_timeout, ..settings() });
@@ -630,9 +616,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_deadline_sooner_than_the_request_timeout_is_the_one_kept() {
-        let registry = Arc::new(MemoryRegistry::default());
-        registry.register(&instance("rating-a", 1)).await.unwrap();
-        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let registry = registry_of(&[("rating-a", 1)]).await;
         let upstream = Upstream::new(ServiceName::new("rating"), registry, settings());
         let caller = Duration::from_millis(100);
         let started = Instant::now();
@@ -657,11 +641,23 @@ mod tests {
     }
 
     /// A registry listing one instance, `rating-a` on port 1.
-    async fn one_instance() -> Arc<MemoryRegistry> {
+    /// Lists `id` at `port` in `registry`, healthy.
+    async fn list(registry: &MemoryRegistry, id: &str, port: u16) {
+        registry.register(&instance(id, port)).await.unwrap();
+        registry.report_healthy(&instance(id, port)).await.unwrap();
+    }
+
+    /// A registry listing `instances` (id, port), healthy.
+    async fn registry_of(instances: &[(&str, u16)]) -> Arc<MemoryRegistry> {
         let registry = Arc::new(MemoryRegistry::default());
-        registry.register(&instance("rating-a", 1)).await.unwrap();
-        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        for &(id, port) in instances {
+            list(&registry, id, port).await;
+        }
         registry
+    }
+
+    async fn one_instance() -> Arc<MemoryRegistry> {
+        registry_of(&[("rating-a", 1)]).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -722,11 +718,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_empty_listing_keeps_the_last_known_instances_until_they_refuse() {
-        let registry = Arc::new(MemoryRegistry::default());
-        for (id, port) in [("rating-a", 1), ("rating-b", 2)] {
-            registry.register(&instance(id, port)).await.unwrap();
-            registry.report_healthy(&instance(id, port)).await.unwrap();
-        }
+        let registry = registry_of(&[("rating-a", 1), ("rating-b", 2)]).await;
         let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), settings());
         until_pool_is(&upstream, &["rating-a", "rating-b"]).await;
         // The registry forgets every instance, as a Consul agent restarted
@@ -755,14 +747,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deregistered_instances_leave_the_pool_and_new_ones_join() {
-        let registry = Arc::new(MemoryRegistry::default());
-        registry.register(&instance("rating-a", 1)).await.unwrap();
-        registry.report_healthy(&instance("rating-a", 1)).await.unwrap();
+        let registry = registry_of(&[("rating-a", 1)]).await;
         let upstream = Upstream::new(ServiceName::new("rating"), registry.clone(), settings());
         upstream.call(None, |_, _, _| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
         registry.deregister(&instance("rating-a", 1)).await.unwrap();
-        registry.register(&instance("rating-b", 2)).await.unwrap();
-        registry.report_healthy(&instance("rating-b", 2)).await.unwrap();
+        list(&registry, "rating-b", 2).await;
         until_pool_is(&upstream, &["rating-b"]).await;
     }
 }

@@ -388,7 +388,8 @@ fn fault_3_a_broker_paused_and_restarted_while_ratingingester_publishes_loses_no
 }
 
 /// Fault 4 (SQLite store; the PostgreSQL replicas are
-/// `rating_storage::postgres_replicas_lose_and_double_nothing_when_one_is_sigkilled_mid_ingestion`).
+/// `rating_storage::postgres_replicas_reading_every_partition_lose_and_double_nothing_when_one_is_sigkilled_mid_ingestion`
+/// and `rating_scale_out::`).
 /// Bounds: the final averages are exactly the file's, the store's final
 /// position is the topic's end, and the restarted instance resumes at the
 /// position its store had (positions are stored in the transaction of the
