@@ -438,6 +438,36 @@ fn host_name() -> Option<String> {
         .filter(|name| !name.is_empty())
 }
 
+/// Settings for this crate's tests: a `rating` instance on a free port of
+/// 127.0.0.1, plaintext, open, with generous limits and no maximum
+/// connection age.
+#[cfg(test)]
+pub(crate) fn test_settings() -> ServiceSettings {
+    ServiceSettings {
+        service: ServiceName::new("rating"),
+        grpc_services: vec!["RatingService"],
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise_host: None,
+        instance_id: Some(InstanceId::new("rating-1")),
+        shutdown_timeout: Duration::from_secs(5),
+        metrics_address: None,
+        registration: RegistrationSettings::default(),
+        max_message_size: 4 * 1024 * 1024,
+        max_concurrent_requests: 100,
+        tls: ServerTlsArgs::default(),
+        authorization: None,
+        connections: ConnectionLimits {
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: std::num::NonZeroUsize::new(100).unwrap(),
+            max_age: None,
+            max_age_grace: Duration::from_secs(5),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -485,38 +515,12 @@ mod tests {
         }
     }
 
-    fn settings() -> ServiceSettings {
-        ServiceSettings {
-            service: ServiceName::new("rating"),
-            grpc_services: vec!["RatingService"],
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise_host: None,
-            instance_id: Some(InstanceId::new("rating-1")),
-            shutdown_timeout: Duration::from_secs(5),
-            metrics_address: None,
-            registration: RegistrationSettings::default(),
-            max_message_size: 4 * 1024 * 1024,
-            max_concurrent_requests: 100,
-            tls: ServerTlsArgs::default(),
-            authorization: None,
-            connections: ConnectionLimits {
-                handshake_timeout: Duration::from_secs(10),
-                keepalive_interval: Duration::from_secs(30),
-                keepalive_timeout: Duration::from_secs(20),
-                idle_timeout: Duration::from_secs(300),
-                max_connections: std::num::NonZeroUsize::new(100).unwrap(),
-                max_age: None,
-                max_age_grace: Duration::from_secs(5),
-            },
-        }
-    }
-
     #[tokio::test]
     async fn serves_health_once_ready_and_leaves_the_registry_before_it_stops() {
         let deadline = Duration::from_secs(10);
         let (calls, mut reached) = mpsc::unbounded_channel();
         let registry = Arc::new(Reporting { inner: MemoryRegistry::default(), calls });
-        let server = BoundServer::bind(settings()).await.unwrap();
+        let server = BoundServer::bind(test_settings()).await.unwrap();
         let address = server.local_address();
         let (make_ready, ready) = oneshot::channel::<()>();
         let shutdown = CancellationToken::new();
@@ -657,7 +661,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_small_calls_on_one_connection_is_answered_in_full() {
         const CALLS: usize = 5_000;
-        let server = BoundServer::bind(settings()).await.unwrap();
+        let server = BoundServer::bind(test_settings()).await.unwrap();
         let gate = Gate::start(server.local_address()).await;
         let shutdown = CancellationToken::new();
         let registry = Arc::new(MemoryRegistry::default());
@@ -682,7 +686,7 @@ mod tests {
     #[tokio::test]
     async fn calls_cancelled_before_the_server_took_them_up_leave_the_connection_open() {
         const CANCELLED: usize = 100;
-        let server = BoundServer::bind(settings()).await.unwrap();
+        let server = BoundServer::bind(test_settings()).await.unwrap();
         let mut gate = Gate::start(server.local_address()).await;
         let (make_ready, ready) = oneshot::channel::<()>();
         let shutdown = CancellationToken::new();
@@ -740,7 +744,7 @@ mod tests {
     async fn a_taken_port_is_an_error_naming_the_address_with_the_io_error_as_source() {
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let listen = taken.local_addr().unwrap();
-        let Err(error) = BoundServer::bind(ServiceSettings { listen, ..settings() }).await else {
+        let Err(error) = BoundServer::bind(ServiceSettings { listen, ..test_settings() }).await else {
             panic!("{listen} is taken");
         };
         assert_eq!(error.to_string(), format!("cannot listen on {listen}"));

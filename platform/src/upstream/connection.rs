@@ -554,33 +554,11 @@ mod tests {
     /// (give or take a tenth), serving [`Echo`] until `stop` is cancelled.
     async fn serve_aging(max_age: Duration, stop: tokio_util::sync::CancellationToken) -> SocketAddr {
         use crate::{
-            discovery::{MemoryRegistry, RegistrationSettings, ServiceName},
-            security::ServerTlsArgs,
-            server::{BoundServer, ServiceSettings, connections::ConnectionLimits},
+            discovery::MemoryRegistry,
+            server::{BoundServer, test_settings},
         };
-        let settings = ServiceSettings {
-            service: ServiceName::new("metadata"),
-            grpc_services: vec!["MetadataService"],
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise_host: None,
-            instance_id: None,
-            shutdown_timeout: Duration::from_secs(5),
-            metrics_address: None,
-            registration: RegistrationSettings::default(),
-            max_message_size: 4 * 1024 * 1024,
-            max_concurrent_requests: 1000,
-            tls: ServerTlsArgs::default(),
-            authorization: None,
-            connections: ConnectionLimits {
-                handshake_timeout: Duration::from_secs(10),
-                keepalive_interval: Duration::from_secs(30),
-                keepalive_timeout: Duration::from_secs(20),
-                idle_timeout: Duration::from_secs(300),
-                max_connections: std::num::NonZeroUsize::new(100).unwrap(),
-                max_age: Some(max_age),
-                max_age_grace: Duration::from_secs(5),
-            },
-        };
+        let mut settings = test_settings();
+        settings.connections.max_age = Some(max_age);
         let server = BoundServer::bind(settings).await.unwrap();
         let address = server.local_address();
         let (started, _) = mpsc::unbounded_channel();
