@@ -1,8 +1,5 @@
 //! A registry that resolves each peer's DNS name to every address behind it (a Kubernetes headless Service).
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::{
     ResolveError, TokioResolver,
@@ -23,8 +20,8 @@ pub struct DnsRegistry {
     resolver: TokioResolver,
     /// Who answers: the DNS server given, or the system's configuration.
     server: String,
-    /// Each service's configured hosts and ports, as instances.
-    services: HashMap<ServiceName, Vec<Instance>>,
+    /// Each service's configured hosts and ports.
+    peers: StaticRegistry,
 }
 
 impl DnsRegistry {
@@ -51,8 +48,7 @@ impl DnsRegistry {
                 (builder, SYSTEM_CONFIGURATION.to_owned())
             }
         };
-        let services = peers.configured().map(|(service, hosts)| (service.clone(), hosts.to_vec())).collect();
-        Ok(Self { resolver: builder.build(), server: described, services })
+        Ok(Self { resolver: builder.build(), server: described, peers: peers.clone() })
     }
 
     /// Every address `host` has, IPv4 and IPv6; none when the name does not
@@ -110,7 +106,10 @@ impl Registry for DnsRegistry {
     /// One instance per address of each configured host, with the host's
     /// configured port.
     async fn healthy_instances(&self, service: &ServiceName) -> Result<Vec<Instance>, DiscoveryError> {
-        let Some(hosts) = self.services.get(service) else { return Ok(Vec::new()) };
+        let hosts = self.peers.configured(service);
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
         // Every refresh asks the server: a cached answer would hide a new
         // instance, or keep one that left, for as long as its TTL.
         self.resolver.clear_cache();
@@ -143,15 +142,7 @@ impl Registry for DnsRegistry {
     }
 
     fn describe(&self) -> String {
-        let mut parts: Vec<String> = self
-            .services
-            .iter()
-            .map(|(name, hosts)| {
-                let hosts: Vec<String> = hosts.iter().map(Instance::authority).collect();
-                format!("{name}={}", hosts.join(","))
-            })
-            .collect();
-        parts.sort();
+        let mut parts = self.peers.listing();
         parts.push(format!("via {}", self.server));
         format!("dns [{}]", parts.join(" "))
     }

@@ -39,10 +39,25 @@ impl StaticRegistry {
         Ok(self)
     }
 
-    /// Each service and its configured instances (a host name or an IP
-    /// address each, and a port).
-    pub(super) fn configured(&self) -> impl Iterator<Item = (&ServiceName, &[Instance])> {
-        self.services.iter().map(|(service, instances)| (service, instances.as_slice()))
+    /// The configured instances of `service` (a host name or an IP address
+    /// each, and a port); none for a service not configured.
+    pub(super) fn configured(&self, service: &ServiceName) -> &[Instance] {
+        self.services.get(service).map_or(&[], Vec::as_slice)
+    }
+
+    /// Each service's configured addresses, `service=host:port,...`, sorted
+    /// by service: what `describe` shows.
+    pub(super) fn listing(&self) -> Vec<String> {
+        let mut parts: Vec<String> = self
+            .services
+            .iter()
+            .map(|(name, instances)| {
+                let addresses: Vec<String> = instances.iter().map(Instance::authority).collect();
+                format!("{name}={}", addresses.join(","))
+            })
+            .collect();
+        parts.sort();
+        parts
     }
 }
 
@@ -74,20 +89,11 @@ impl Registry for StaticRegistry {
     }
 
     async fn healthy_instances(&self, service: &ServiceName) -> Result<Vec<Instance>, DiscoveryError> {
-        Ok(self.services.get(service).cloned().unwrap_or_default())
+        Ok(self.configured(service).to_vec())
     }
 
     fn describe(&self) -> String {
-        let mut parts: Vec<String> = self
-            .services
-            .iter()
-            .map(|(name, instances)| {
-                let addresses: Vec<String> = instances.iter().map(Instance::authority).collect();
-                format!("{name}={}", addresses.join(","))
-            })
-            .collect();
-        parts.sort();
-        format!("static addresses [{}]", parts.join(" "))
+        format!("static addresses [{}]", self.listing().join(" "))
     }
 
     fn accepts_registrations(&self) -> bool {
