@@ -150,7 +150,7 @@ impl telemetry::metrics::Collector for Assignment {
 /// position.
 pub struct IngestContext {
     topic: String,
-    applied: Arc<AppliedOffsets>,
+    /// The partitions held, and what was applied of each.
     assignment: Arc<Assignment>,
     /// In a consumer group: the shared store, where each assigned partition
     /// resumes.
@@ -179,7 +179,7 @@ impl ConsumerContext for IngestContext {
             partitions.elements_for_topic(&self.topic).iter().map(|element| element.partition()).collect();
         let outcome = match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.start_at_stored_positions(partitions);
+                self.start_at_stored_positions(partitions, &ids);
                 let assigned =
                     if incremental { consumer.incremental_assign(partitions) } else { consumer.assign(partitions) };
                 if assigned.is_ok() {
@@ -216,13 +216,14 @@ impl ConsumerContext for IngestContext {
 }
 
 impl IngestContext {
-    /// Sets each assigned partition's start to the store's position. When
+    /// Sets the start of each assigned partition (`assigned`, the topic's
+    /// partitions in `partitions`) to the store's position. When
     /// the store cannot be read, each starts from the beginning: slower, but
     /// the store skips what it holds already.
-    fn start_at_stored_positions(&self, partitions: &mut TopicPartitionList) {
+    fn start_at_stored_positions(&self, partitions: &mut TopicPartitionList, assigned: &[i32]) {
         let Some(shared) = &self.shared else { return };
         // A cooperative rebalance can hand a member nothing new.
-        if partitions.count() == 0 {
+        if assigned.is_empty() {
             return;
         }
         let stored = shared.read_blocking(&self.topic).unwrap_or_else(|error| {
@@ -230,15 +231,13 @@ impl IngestContext {
                 "cannot read the stored positions; the assigned partitions start from the beginning");
             HashMap::new()
         });
-        let assigned: Vec<i32> =
-            partitions.elements_for_topic(&self.topic).iter().map(|element| element.partition()).collect();
-        for &partition in &assigned {
+        for &partition in assigned {
             let start = stored.get(&partition).map_or(Offset::Beginning, |next| Offset::Offset(*next));
             if let Err(error) = partitions.set_partition_offset(&self.topic, partition, start) {
                 tracing::error!(partition, %error, "cannot set the start of an assigned partition");
             }
             if let Some(&next) = stored.get(&partition) {
-                self.applied.advance_to(partition, next);
+                self.assignment.applied.advance_to(partition, next);
             }
         }
         tracing::info!(partitions = %partition_ids(partitions), "partitions assigned; each resumes at its stored position");
@@ -409,7 +408,6 @@ impl<R: RatingRepository> EventConsumer<R> {
         let group = self.settings.consumer_group.as_deref().zip(self.sharing.shared());
         let context = IngestContext {
             topic: self.settings.topic.clone(),
-            applied: self.applied.clone(),
             assignment: self.assignment.clone(),
             shared: group.as_ref().map(|(_, shared)| shared.clone()),
             commit_failures: Throttle::new(telemetry::log_throttle::REPORT_INTERVAL),

@@ -8,7 +8,7 @@
 //! the end of the topic, as Kafka's own tools read them.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    process::Command,
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -18,6 +18,7 @@ use e2e::{
     postgres::Postgres,
     process::ServiceProcess,
     rating::{Workload, applied_at_stop, average, ingest, put, stored_position, stored_totals},
+    scrape::{metric, scrape},
     wait_until,
 };
 
@@ -30,40 +31,29 @@ const GROUP: &str = "rating";
 struct Replica {
     name: &'static str,
     process: ServiceProcess,
-    metrics: String,
+    metrics: SocketAddr,
 }
 
 impl Replica {
     fn start(name: &'static str, role: &str, broker: &Broker, database: &str) -> Self {
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let brokers = broker.address();
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (metrics_address, brokers) = (metrics.to_string(), broker.address());
         let partitions = PARTITIONS.to_string();
         let envs = [
             ("ROLE", role),
             ("KAFKA_BROKERS", brokers.as_str()),
             ("DATABASE_URL", database),
             ("RATINGS_TOPIC_PARTITIONS", partitions.as_str()),
-            ("METRICS_ADDR", metrics.as_str()),
+            ("METRICS_ADDR", metrics_address.as_str()),
         ];
         let process = ServiceProcess::start("rating", &["--write-timeout", "20s"], &envs);
         process.wait_until_serving(WAIT);
         Self { name, process, metrics }
     }
 
-    /// The replica's metrics as Prometheus scrapes them (curl, as a user
-    /// would).
-    fn scrape(&self) -> String {
-        let output = Command::new("curl")
-            .args(["--silent", "--fail", "--max-time", "5", &format!("http://{}/metrics", self.metrics)])
-            .output()
-            .expect("run curl");
-        assert!(output.status.success(), "scrape {}: {}", self.name, String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).expect("metrics are text")
-    }
-
     /// The partitions this replica reports a lag for.
     fn lag_partitions(&self) -> BTreeSet<i32> {
-        self.scrape()
+        scrape(self.metrics)
             .lines()
             .filter(|line| line.starts_with("rating_consumer_lag{"))
             .map(|line| {
@@ -75,11 +65,7 @@ impl Replica {
 
     /// Events this replica has applied (puts and deletes).
     fn applied(&self) -> u64 {
-        self.scrape()
-            .lines()
-            .filter(|line| line.starts_with("rating_events_applied_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        metric(self.metrics, "rating_events_applied_total", "") as u64
     }
 
     /// How many times its log says it was given partitions.
