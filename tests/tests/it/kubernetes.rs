@@ -50,6 +50,11 @@ fn deployments(target: &Target) -> impl Iterator<Item = &Value> {
 }
 
 /// The binary a container runs: the first word of its command.
+/// The `name` of each entry of a list (volumes, volume mounts).
+fn names(list: &Value) -> BTreeSet<&str> {
+    list.as_sequence().into_iter().flatten().filter_map(|entry| entry["name"].as_str()).collect()
+}
+
 fn binary(container: &Value) -> &str {
     container["command"][0].as_str().unwrap_or_else(|| panic!("container {} names no command", name_of(container)))
 }
@@ -429,20 +434,13 @@ fn every_secret_and_configmap_reference_resolves() {
                     check_config_map(&what, config_map, None);
                 }
             }
+            let volumes = names(&pod["volumes"]);
             for container in containers(deployment) {
-                let mounts: BTreeSet<&str> = container["volumeMounts"]
-                    .as_sequence()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|mount| mount["name"].as_str())
-                    .collect();
-                let volumes: BTreeSet<&str> = pod["volumes"]
-                    .as_sequence()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|volume| volume["name"].as_str())
-                    .collect();
-                assert!(mounts.is_subset(&volumes), "{}: {what} mounts a volume it does not have", target.name);
+                assert!(
+                    names(&container["volumeMounts"]).is_subset(&volumes),
+                    "{}: {what} mounts a volume it does not have",
+                    target.name
+                );
                 for source in container["envFrom"].as_sequence().into_iter().flatten() {
                     if let Some(config_map) = source["configMapRef"]["name"].as_str() {
                         check_config_map(&what, config_map, None);
