@@ -72,6 +72,11 @@ fn start_metadata(flags: &[&str]) -> (ServiceProcess, SocketAddr) {
     let args: Vec<&str> = flags.iter().copied().chain(["--metrics-addr", &metrics_flag]).collect();
     let metadata = ServiceProcess::start("metadata", &args, &[]);
     metadata.wait_until_serving(START);
+    // The health checks' connections are closed on their side first: until
+    // the server has seen them go, they count against --max-connections.
+    runtime().block_on(e2e::wait_for("the server holds no connection", START, || async {
+        metric(metrics, "rpc_server_connections_open", "").await == 0.0
+    }));
     put_movie(&metadata, "1");
     (metadata, metrics)
 }
