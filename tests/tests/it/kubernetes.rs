@@ -729,6 +729,7 @@ fn pods_meet_the_restricted_pod_security_standard() {
             let pod = &deployment["spec"]["template"]["spec"];
             let what = format!("{}: {}", target.name, name(deployment));
             assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{what}: runAsNonRoot");
+            assert_ne!(pod["securityContext"]["runAsUser"].as_u64(), Some(0), "{what}: not as root");
             assert_eq!(
                 pod["securityContext"]["seccompProfile"]["type"].as_str(),
                 Some("RuntimeDefault"),
@@ -742,6 +743,15 @@ fn pods_meet_the_restricted_pod_security_standard() {
             );
             for container in containers(deployment) {
                 let security = &container["securityContext"];
+                // A container's own setting overrides the pod's.
+                assert_ne!(security["runAsNonRoot"].as_bool(), Some(false), "{what}: runAsNonRoot");
+                assert_ne!(security["runAsUser"].as_u64(), Some(0), "{what}: not as root");
+                let added = security["capabilities"]["add"].as_sequence().into_iter().flatten();
+                assert!(
+                    added.clone().all(|capability| capability == "NET_BIND_SERVICE"),
+                    "{what}: adds no capability but NET_BIND_SERVICE: {:?}",
+                    added.collect::<Vec<_>>()
+                );
                 assert_eq!(
                     security["allowPrivilegeEscalation"].as_bool(),
                     Some(false),
