@@ -337,6 +337,7 @@ impl<R: RatingRepository> EventConsumer<R> {
                 }
             }
         };
+        let in_group = self.group().is_some();
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let consumer_errors = Throttle::new(telemetry::log_throttle::REPORT_INTERVAL);
@@ -362,7 +363,7 @@ impl<R: RatingRepository> EventConsumer<R> {
                     if !self.handle(&batch, &stop).await? {
                         break;
                     }
-                    if self.in_group() {
+                    if in_group {
                         self.commit_to_group(&consumer, &batch);
                     }
                     if ready.is_some() && last_progress.elapsed() >= Duration::from_secs(2) {
@@ -403,9 +404,7 @@ impl<R: RatingRepository> EventConsumer<R> {
     /// group.
     async fn connect(&self) -> Result<Connected, ConnectError> {
         ensure_topics(&self.settings).await?;
-        // Replicas that share a store split the partitions in a consumer
-        // group, when one is configured.
-        let group = self.settings.consumer_group.as_deref().zip(self.sharing.shared());
+        let group = self.group();
         let context = IngestContext {
             topic: self.settings.topic.clone(),
             assignment: self.assignment.clone(),
@@ -473,9 +472,11 @@ impl<R: RatingRepository> EventConsumer<R> {
         Ok((consumer, Some(ends)))
     }
 
-    /// Whether the replicas split the partitions in a consumer group.
-    fn in_group(&self) -> bool {
-        self.settings.consumer_group.is_some() && self.sharing.shared().is_some()
+    /// The consumer group this instance splits the partitions in, and the
+    /// store it shares: replicas that share a store join the group, when one
+    /// is configured.
+    fn group(&self) -> Option<(&str, Arc<dyn SharedPositions>)> {
+        self.settings.consumer_group.as_deref().zip(self.sharing.shared())
     }
 
     /// Commits to the group the position each partition of `batch` reached,
