@@ -40,16 +40,24 @@ pub fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
 
 /// A service's `environment` mapping; numbers as compose passes them, text.
 pub fn environment(service: &Value) -> BTreeMap<String, String> {
-    let Some(mapping) = service["environment"].as_mapping() else { return BTreeMap::new() };
+    text_map(&service["environment"], "environment")
+}
+
+/// A YAML mapping of names to text or numbers (compose's `environment`, a
+/// KafkaTopic's `config`), every value as text; empty when `mapping` is not
+/// a mapping. `what` names it in the panic over any other value.
+pub fn text_map(mapping: &Value, what: &str) -> BTreeMap<String, String> {
     mapping
-        .iter()
+        .as_mapping()
+        .into_iter()
+        .flatten()
         .map(|(key, value)| {
             let value = match value {
                 Value::String(text) => text.clone(),
                 Value::Number(number) => number.to_string(),
-                other => panic!("environment value {other:?} is not a string or number"),
+                other => panic!("{what} value {other:?} is not a string or number"),
             };
-            (key.as_str().expect("variable name").to_string(), value)
+            (key.as_str().unwrap_or_else(|| panic!("{what} key {key:?} is not a string")).to_string(), value)
         })
         .collect()
 }

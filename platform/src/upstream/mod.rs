@@ -640,7 +640,6 @@ mod tests {
         assert_eq!(given.into_inner().unwrap(), [caller], "the attempt was told the time left");
     }
 
-    /// A registry listing one instance, `rating-a` on port 1.
     /// Lists `id` at `port` in `registry`, healthy.
     async fn list(registry: &MemoryRegistry, id: &str, port: u16) {
         registry.register(&instance(id, port)).await.unwrap();
@@ -656,6 +655,7 @@ mod tests {
         registry
     }
 
+    /// A registry listing one instance, `rating-a` on port 1.
     async fn one_instance() -> Arc<MemoryRegistry> {
         registry_of(&[("rating-a", 1)]).await
     }

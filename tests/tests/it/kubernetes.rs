@@ -18,7 +18,7 @@ use std::{
 
 use clap::CommandFactory;
 use e2e::{
-    compose::{load_yaml, workspace_root},
+    compose::{load_yaml, text_map, workspace_root},
     kubernetes::{
         COMBINATIONS, Target, checkov, containers, crd_schemas, environment_names, environment_of_help, is_custom,
         manifests_root, overlay_components, run_tool, setting, targets,
@@ -545,19 +545,7 @@ fn kafka_topics_and_the_ingest_autoscaler_match_the_topic_configuration_of_the_r
                     target.name,
                     name(topic)
                 );
-                let config: BTreeMap<String, String> = spec["config"]
-                    .as_mapping()
-                    .into_iter()
-                    .flatten()
-                    .map(|(key, value)| {
-                        let value = match value {
-                            Value::String(text) => text.clone(),
-                            Value::Number(number) => number.to_string(),
-                            other => panic!("config value {other:?}"),
-                        };
-                        (key.as_str().expect("a config key").to_string(), value)
-                    })
-                    .collect();
+                let config = text_map(&spec["config"], "KafkaTopic config");
                 assert_eq!(
                     config,
                     expected_config,
